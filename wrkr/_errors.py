@@ -1,0 +1,65 @@
+"""The one exception tree of wrkr.
+
+    WrkrError
+    ├── InvalidEvent(ValueError)       a bad name, tid, payload, pattern or queue
+    ├── InvalidWhen(ValueError)        a `when`, interval or duration that cannot be read
+    ├── NotStarted(RuntimeError)       used before `start()` or after `stop()`
+    ├── AlreadyStarted(RuntimeError)   `start()` called twice
+    ├── NotSupported(NotImplementedError)  the backend lacks a capability
+    ├── ItemNotFound(LookupError)      no such item (or not in the state asked for)
+    ├── LeaseLost                      the item's lease expired and someone else may hold it
+    ├── BackendUnavailable(ConnectionError)  the backend could not be reached; nothing was stored
+    └── UnknownBackend(ValueError)     no backend is registered for a URL's scheme
+
+`Fail` is not an error of wrkr's: handlers raise it to park an item as failed.
+"""
+
+from __future__ import annotations
+
+
+class WrkrError(Exception):
+    """Root of every error wrkr raises."""
+
+
+class InvalidEvent(WrkrError, ValueError):
+    """An event, pattern or queue name is malformed; the message names the bad value."""
+
+
+class InvalidWhen(WrkrError, ValueError):
+    """A `when`, `once_every`, timeout or backoff value could not be understood."""
+
+
+class NotStarted(WrkrError, RuntimeError):
+    """The app (or backend) is not running: call `start()` or use `async with`."""
+
+
+class AlreadyStarted(WrkrError, RuntimeError):
+    """`start()` was called on an app that is already running."""
+
+
+class NotSupported(WrkrError, NotImplementedError):
+    """The backend does not offer a capability; the message names it."""
+
+
+class ItemNotFound(WrkrError, LookupError):
+    """No item has the given id (or it is not in the state the operation needs)."""
+
+
+class LeaseLost(WrkrError):
+    """The delivery's lease expired; the item may now be held by another worker."""
+
+
+class BackendUnavailable(WrkrError, ConnectionError):
+    """The backend could not be reached or refused the operation; nothing was stored."""
+
+
+class UnknownBackend(WrkrError, ValueError):
+    """No installed backend handles the URL's scheme."""
+
+
+class Fail(Exception):  # noqa: N818 - the public name is part of the API
+    """Raise from a handler to park the item as failed at once, without retries."""
+
+    def __init__(self, reason: str = "failed by handler") -> None:
+        super().__init__(reason)
+        self.reason = reason
