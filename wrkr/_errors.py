@@ -57,7 +57,7 @@ class UnknownBackend(WrkrError, ValueError):
     """No installed backend handles the URL's scheme."""
 
 
-class Fail(Exception):  # noqa: N818 - the public name is part of the API
+class Fail(Exception):
     """Raise from a handler to park the item as failed at once, without retries."""
 
     def __init__(self, reason: str = "failed by handler") -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -296,7 +296,7 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def deliveries(
         self, queue: str, *, worker: str, lease: timedelta, prefetch: int
-    ) -> AsyncIterator[Delivery]:
+    ) -> AsyncGenerator[Delivery, None]:
         """Yield the items of `queue` as they become due, each claimed for `worker`.
 
         Order: by due time, then publishing order (FIFO among items due together).

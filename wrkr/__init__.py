@@ -1,0 +1,42 @@
+"""wrkr: publish events, subscribe queues to them, and schedule them for later.
+
+Users import from here; backend authors from `wrkr.backend`.
+"""
+
+from wrkr._app import Wrkr
+from wrkr._errors import (
+    AlreadyStarted,
+    BackendUnavailable,
+    Fail,
+    InvalidEvent,
+    InvalidWhen,
+    ItemNotFound,
+    LeaseLost,
+    NotStarted,
+    NotSupported,
+    UnknownBackend,
+    WrkrError,
+)
+from wrkr._event import Event
+from wrkr._retry import Retry
+from wrkr.backend import Capability, ErrorRecord, State
+
+__all__ = [
+    "AlreadyStarted",
+    "BackendUnavailable",
+    "Capability",
+    "ErrorRecord",
+    "Event",
+    "Fail",
+    "InvalidEvent",
+    "InvalidWhen",
+    "ItemNotFound",
+    "LeaseLost",
+    "NotStarted",
+    "NotSupported",
+    "Retry",
+    "State",
+    "UnknownBackend",
+    "Wrkr",
+    "WrkrError",
+]

@@ -1,0 +1,331 @@
+"""`Wrkr`, the application's handle: publish, subscribe, consume, inspect.
+
+The app validates everything before it reaches the backend, checks the backend's
+capabilities up front (so a missing one fails at the call, naming it), and runs
+one `QueueConsumer` per subscribed queue once `listen()` is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from wrkr._connect import backend_from_url
+from wrkr._consumer import ErrorHook, Handler, QueueConsumer, Route, Settings
+from wrkr._errors import AlreadyStarted, InvalidEvent, NotStarted, NotSupported
+from wrkr._event import Event, from_item, to_event, to_message
+from wrkr._names import check_name, check_pattern, check_queue, is_wildcard
+from wrkr._retry import Retry
+from wrkr._when import parse_duration
+from wrkr.backend import Backend, Capability, ItemFilter, Message, State
+
+logger = logging.getLogger("wrkr")
+
+Duration = timedelta | float | str
+_APP_OPTIONS = frozenset({"name", "archive", "retention", "retry", "on_error"})
+
+
+class Wrkr:
+    """Publish events, subscribe queues to them and consume them, on one backend.
+
+    Args:
+        backend: where subscriptions and items live; an in-memory backend by default.
+        name: the app's name, the prefix of its worker id (`"<name>:<uuid4>"`).
+        archive: `"delete"` removes acked items; `"keep"` keeps them as `done`.
+        retention: with `"keep"`, how long done items are kept (forever if None).
+        retry: the default retry policy of subscriptions that name none.
+        on_error: called as `on_error(exception, event)` when a handler raises.
+    """
+
+    def __init__(
+        self, backend: Backend | None = None, *, name: str | None = None,
+        archive: Literal["delete", "keep"] = "delete", retention: Duration | None = None,
+        retry: Retry | None = None, on_error: ErrorHook | None = None,
+    ) -> None:
+        if backend is None:
+            from wrkr_memory import MemoryBackend
+
+            backend = MemoryBackend()
+        if archive not in ("delete", "keep"):
+            raise InvalidEvent(f"invalid archive {archive!r}: expected 'delete' or 'keep'")
+        self.backend = backend
+        self.name = name
+        self.worker_id = f"{name}:{uuid.uuid4()}" if name else str(uuid.uuid4())
+        if archive == "keep":
+            self._require(Capability.ARCHIVE, "archive='keep'")
+        keep_for = None if retention is None else parse_duration(retention, what="retention")
+        self._settings = Settings(backend, self.worker_id, retry or Retry(), archive == "keep",
+                                  keep_for, on_error)
+        self._routes: dict[str, list[Route]] = {}
+        self._consumers: dict[str, QueueConsumer] = {}
+        self._started = False
+        self._listening = False
+        self._stopped = asyncio.Event()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Wrkr:
+        """Build an app whose backend is chosen by the URL's scheme.
+
+        Options named like `Wrkr`'s own arguments go to the app, the rest to the backend.
+        """
+        app_options = {key: options.pop(key) for key in list(options) if key in _APP_OPTIONS}
+        return cls(backend_from_url(url, **options), **app_options)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the backend and make the routes declared with `@app.on` durable."""
+        if self._started:
+            raise AlreadyStarted(f"app {self.worker_id!r} is already started")
+        await self.backend.open()
+        self._started = True
+        self._stopped.clear()
+        try:
+            for queue, routes in self._routes.items():
+                for route in routes:
+                    await self.backend.subscribe(queue, route.pattern)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop consuming gracefully and close the backend; a second call does nothing.
+
+        Running handlers get `timeout` seconds to finish; the rest are cancelled and
+        their items given back to the queue, so nothing is lost.
+        """
+        if not self._started:
+            return
+        consumers, self._consumers = list(self._consumers.values()), {}
+        await asyncio.gather(*(consumer.stop(timeout) for consumer in consumers))
+        self._started = self._listening = False
+        await self.backend.close()
+        self._stopped.set()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- publishing ------------------------------------------------------------------
+
+    async def publish(
+        self, events: Event | dict[str, Any] | Sequence[Event | dict[str, Any]],
+        *, connection: Any = None,
+    ) -> list[str]:
+        """Publish one event or a batch (a list, stored all or nothing).
+
+        Args:
+            events: an `Event`, a dict of event fields, or a list of them.
+            connection: the caller's open transaction, on backends that can join one.
+
+        Returns:
+            The ids of the queue items created (none for a queue that already holds
+            a pending `once_every` item, or when no queue is subscribed).
+        """
+        self._require_started("publish")
+        batch = list(events) if isinstance(events, list | tuple) else [events]
+        now = self.backend.now()
+        messages = [to_message(to_event(event), now) for event in batch]
+        self._check_publishable(messages, now, connection)
+        if not messages:
+            return []
+        return await self.backend.enqueue(messages, connection=connection)
+
+    def _check_publishable(self, messages: list[Message], now: datetime, connection: Any) -> None:
+        if any(message.due > now for message in messages):
+            self._require(Capability.DELAY, "a future 'when'")
+        if any(message.dedupe for message in messages):
+            self._require(Capability.ONCE_EVERY, "'once_every'")
+        if connection is not None:
+            self._require(Capability.TRANSACTIONAL, "publish(connection=...)")
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    async def subscribe(
+        self, queue: str, event_pattern: str, handler: Handler, *, concurrency: int = 1,
+        timeout: Duration = "5 minutes", retry: Retry | None = None,
+    ) -> None:
+        """Route events matching `event_pattern` to `queue` (durably) and handle them here.
+
+        `handler(event)` or `handler(event, ack)`, a coroutine function or a plain
+        function (run in a thread). Consuming starts with `listen()`.
+        """
+        self._require_started("subscribe")
+        route = self._route(queue, event_pattern, handler, concurrency, timeout, retry)
+        await self.backend.subscribe(queue, event_pattern)
+        self._add_route(queue, route)
+
+    def on(
+        self, event_pattern: str, *, queue: str, concurrency: int = 1,
+        timeout: Duration = "5 minutes", retry: Retry | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Decorate a handler in a worker module; it is subscribed when the app starts."""
+
+        def register(handler: Handler) -> Handler:
+            route = self._route(queue, event_pattern, handler, concurrency, timeout, retry)
+            self._routes.setdefault(queue, []).append(route)
+            return handler
+
+        return register
+
+    async def unsubscribe(self, queue: str, event_pattern: str) -> None:
+        """Stop routing `event_pattern` to `queue`; items already queued stay."""
+        self._require_started("unsubscribe")
+        check_queue(queue)
+        check_pattern(event_pattern)
+        await self.backend.unsubscribe(queue, event_pattern)
+
+    async def subscriptions(self, event_name: str) -> list[str]:
+        """Return the queues an event called `event_name` would reach."""
+        self._require_started("subscriptions")
+        return await self.backend.queues_for(check_name(event_name))
+
+    def _route(
+        self, queue: str, pattern: str, handler: Handler, concurrency: int,
+        timeout: Duration, retry: Retry | None,
+    ) -> Route:
+        check_queue(queue)
+        check_pattern(pattern)
+        if is_wildcard(pattern):
+            self._require(Capability.WILDCARDS, f"pattern {pattern!r}")
+        if not callable(handler):
+            raise InvalidEvent(f"handler {handler!r} for {pattern!r} is not callable")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidEvent(f"invalid concurrency {concurrency!r}: expected an int >= 1")
+        if retry is not None and not isinstance(retry, Retry):
+            raise InvalidEvent(f"invalid retry {retry!r}: expected a wrkr.Retry")
+        limit = parse_duration(timeout, what="timeout")
+        return Route(pattern, handler, concurrency, limit, retry)
+
+    def _add_route(self, queue: str, route: Route) -> None:
+        self._routes.setdefault(queue, []).append(route)
+        if queue in self._consumers:
+            self._consumers[queue].add(route)
+        elif self._listening:
+            self._start_consumer(queue)
+
+    # -- consuming -------------------------------------------------------------------
+
+    async def listen(self) -> None:
+        """Start consuming every subscribed queue in the background."""
+        self._require_started("listen")
+        self._listening = True
+        for queue in self._routes:
+            if queue not in self._consumers:
+                self._start_consumer(queue)
+
+    def _start_consumer(self, queue: str) -> None:
+        consumer = QueueConsumer(queue, self._settings)
+        for route in self._routes[queue]:
+            consumer.add(route)
+        self._consumers[queue] = consumer
+        consumer.start()
+
+    async def run(self) -> None:
+        """Start if needed, listen, and block until `stop()` or SIGINT / SIGTERM."""
+        if not self._started:
+            await self.start()
+        await self.listen()
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+                installed.append(sig)
+        try:
+            await self._stopped.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    # -- inspection and control ------------------------------------------------------
+
+    async def items(
+        self, *, queue: str | None = None, name: str | None = None, tid: str | None = None,
+        state: State | str | None = None, limit: int | None = None,
+    ) -> list[Event]:
+        """Return the items that match every filter given, oldest due first."""
+        self._require_started("items")
+        where = _filter(queue, name, tid, state, limit)
+        if not (where.state is State.FAILED and Capability.FAILED in self.backend.capabilities):
+            self._require(Capability.QUERY, "items()")
+        return [from_item(item) for item in await self.backend.items(where)]
+
+    async def get(self, item_id: str) -> Event:
+        """Return one item by id; raise `ItemNotFound` if there is none."""
+        self._require_started("get")
+        self._require(Capability.QUERY, "get()")
+        return from_item(await self.backend.get(_check_id(item_id)))
+
+    async def cancel(
+        self, *, name: str | None = None, tid: str | None = None, queue: str | None = None
+    ) -> int:
+        """Delete pending items matching every filter given; return how many."""
+        self._require_started("cancel")
+        if name is None and tid is None and queue is None:
+            raise InvalidEvent("cancel() needs at least one of name=, tid=, queue=")
+        self._require(Capability.CANCEL, "cancel()")
+        return await self.backend.cancel(_filter(queue, name, tid, None, None))
+
+    async def retry(self, item_id: str) -> None:
+        """Move a failed item back to ready, with a fresh count of attempts."""
+        self._require_started("retry")
+        self._require(Capability.FAILED, "retry()")
+        await self.backend.retry(_check_id(item_id))
+
+    # -- guards ----------------------------------------------------------------------
+
+    def _require_started(self, what: str) -> None:
+        if not self._started:
+            raise NotStarted(f"cannot {what}: the app is not started "
+                             "(await app.start() or use 'async with app')")
+
+    def _require(self, capability: Capability, what: str) -> None:
+        if capability not in self.backend.capabilities:
+            raise NotSupported(f"{type(self.backend).__name__} does not support "
+                               f"'{capability}', needed for {what}")
+
+
+def _filter(
+    queue: str | None, name: str | None, tid: str | None, state: State | str | None,
+    limit: int | None,
+) -> ItemFilter:
+    if queue is not None:
+        check_queue(queue)
+    if name is not None:
+        check_name(name)
+    if tid is not None and not isinstance(tid, str):
+        raise InvalidEvent(f"invalid tid {tid!r}: expected a str")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidEvent(f"invalid limit {limit!r}: expected an int >= 1")
+    return ItemFilter(queue, name, tid, _state(state), limit)
+
+
+def _state(state: State | str | None) -> State | None:
+    if state is None or isinstance(state, State):
+        return state
+    try:
+        return State(state)
+    except ValueError:
+        choices = ", ".join(s.value for s in State)
+        raise InvalidEvent(f"invalid state {state!r}: expected one of {choices}") from None
+
+
+def _check_id(item_id: object) -> str:
+    if not isinstance(item_id, str) or not item_id:
+        raise InvalidEvent(f"invalid item id {item_id!r}: expected a non-empty str")
+    return item_id

@@ -1,0 +1,120 @@
+"""The `Event` users publish and handlers receive, and its trip through the backend.
+
+Validation happens here, once, before anything reaches a backend, so that a batch
+with one bad event publishes nothing. Payloads are encoded with orjson and stored
+as bytes; only JSON types are accepted, so what a handler receives is exactly what
+was published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from wrkr._errors import InvalidEvent
+from wrkr._names import check_name
+from wrkr._when import parse_duration, parse_when
+from wrkr.backend import ErrorRecord, Item, Message, State
+
+When = datetime | timedelta | float | str | None
+"""What `when` accepts: see the `when` grammar in the README."""
+
+# Passthrough makes orjson refuse datetimes, dataclasses and str/int subclasses
+# instead of quietly turning them into something that would not round-trip.
+_ENCODE_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+_FIELDS = frozenset({"name", "tid", "payload", "when", "once_every"})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event: what is published, and (with id, queue, state...) what is delivered.
+
+    To publish, set `name` and optionally `tid`, `payload`, `when`, `once_every`.
+    Delivered and inspected events also carry the item's `id`, `queue`, `created`,
+    `attempts` (this delivery included), `state`, `errors`, `worker` and `finished`;
+    `when` is then the due time.
+    """
+
+    name: str
+    tid: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    when: When = None
+    once_every: timedelta | float | str | None = None
+    id: str | None = None
+    queue: str | None = None
+    created: datetime | None = None
+    attempts: int = 0
+    state: State | None = None
+    errors: tuple[ErrorRecord, ...] = ()
+    worker: str | None = None
+    finished: datetime | None = None
+
+
+def to_event(value: object) -> Event:
+    """Accept an `Event` or a mapping with event fields; raise `InvalidEvent` otherwise."""
+    if isinstance(value, Event):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidEvent(f"cannot publish {value!r}: expected an Event or a dict")
+    unknown = sorted(set(value) - _FIELDS, key=str)
+    if unknown:
+        raise InvalidEvent(f"unknown event field(s) {unknown!r} in {dict(value)!r}")
+    if "name" not in value:
+        raise InvalidEvent(f"event {dict(value)!r} has no 'name'")
+    return Event(**{key: value[key] for key in _FIELDS if key in value})
+
+
+def encode_payload(payload: object) -> bytes:
+    """Encode a payload dict as JSON bytes; raise `InvalidEvent` naming what is not JSON."""
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise InvalidEvent(f"invalid payload {payload!r}: expected a dict")
+    try:
+        return orjson.dumps(payload, option=_ENCODE_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise InvalidEvent(f"payload is not JSON-serializable ({exc}): {payload!r:.200}") from exc
+
+
+def decode_payload(data: bytes) -> dict[str, Any]:
+    """Decode stored payload bytes back to the dict that was published."""
+    payload = orjson.loads(data)
+    if not isinstance(payload, dict):
+        raise ValueError(f"payload is a JSON {type(payload).__name__}, not an object")
+    return payload
+
+
+def to_message(event: Event, now: datetime) -> Message:
+    """Validate `event` and turn it into the `Message` a backend stores."""
+    check_name(event.name)
+    if event.tid is not None and not isinstance(event.tid, str):
+        raise InvalidEvent(f"invalid tid {event.tid!r}: expected a str or None")
+    payload = encode_payload(event.payload)
+    due = parse_when(event.when, now=now)
+    if event.once_every is not None:
+        interval = parse_duration(event.once_every, what="once_every", now=now)
+        if event.when is None:
+            due = now + interval
+    return Message(event.name, event.tid, payload, due, now, dedupe=event.once_every is not None)
+
+
+def from_item(item: Item) -> Event:
+    """Build the `Event` a handler or an inspector sees from a stored item."""
+    return Event(
+        name=item.name, tid=item.tid, payload=decode_payload(item.payload), when=item.due,
+        id=item.id, queue=item.queue, created=item.created, attempts=item.attempts,
+        state=item.state, errors=item.errors, worker=item.worker, finished=item.finished,
+    )
+
+
+def is_delayed(message: Message, now: datetime) -> bool:
+    """Tell whether a message is due later than `now` (so needs the DELAY capability)."""
+    return message.due > now
+
