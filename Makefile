@@ -1,0 +1,51 @@
+# Two set-up commands on a fresh machine: `make demo` and `make test`.
+# Each creates .venv and installs what it needs; nothing relies on a hand install.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BASE   := $(VENV)/.installed-base
+FULL   := $(VENV)/.installed-full
+
+.PHONY: demo test lint typecheck services unit alone bench clean
+
+$(BASE): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(FULL): $(BASE) pyproject.toml
+	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mongodb,postgres]"
+	touch $@
+
+## Run the welcome-email example on the embedded memory backend (no server needed).
+demo: $(BASE)
+	$(PY) -m examples.welcome_email --follow-up-in "3 seconds"
+
+## Lint, type-check, then the whole test suite; services are started if they are down.
+test: lint typecheck services unit alone
+
+lint: $(FULL)
+	$(PY) -m ruff check .
+
+typecheck: $(FULL)
+	$(PY) -m mypy
+
+services:
+	bash scripts/services/postgres.sh
+	bash scripts/services/rabbitmq.sh
+
+# Tests that stop or restart a shared service run alone, after the rest.
+unit: $(FULL)
+	$(PY) -m pytest -m "not alone"
+
+alone: $(FULL)
+	$(PY) -m pytest -m alone || [ $$? -eq 5 ]
+
+bench: $(FULL)
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
