@@ -208,7 +208,7 @@ class Wrkr:
         if retry is not None and not isinstance(retry, Retry):
             raise InvalidEvent(f"invalid retry {retry!r}: expected a wrkr.Retry")
         limit = parse_duration(timeout, what="timeout")
-        return Route(pattern, handler, concurrency, limit, retry)
+        return Route.build(pattern, handler, concurrency, limit, retry)
 
     def _add_route(self, queue: str, route: Route) -> None:
         self._routes.setdefault(queue, []).append(route)

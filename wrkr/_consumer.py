@@ -43,11 +43,19 @@ class Route:
     concurrency: int
     timeout: timedelta
     retry: Retry | None
+    takes_ack: bool  # the handler's signature asks for `ack` as second argument
+    is_async: bool
 
-    @property
-    def takes_ack(self) -> bool:
-        """Tell whether the handler asks for the `ack` callable as second argument."""
-        return len(inspect.signature(self.handler).parameters) >= 2
+    @classmethod
+    def build(
+        cls, pattern: str, handler: Handler, concurrency: int, timeout: timedelta,
+        retry: Retry | None,
+    ) -> Route:
+        """Inspect the handler once, not on every delivery."""
+        takes_ack = len(inspect.signature(handler).parameters) >= 2
+        is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None))  # noqa: B004 - async callable objects
+        return cls(pattern, handler, concurrency, timeout, retry, takes_ack, is_async)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +235,7 @@ class QueueConsumer:
 
     async def _call(self, route: Route, event: Event, ack: Ack) -> None:
         handler = route.handler
-        if inspect.iscoroutinefunction(handler):
+        if route.is_async:
             await (handler(event, ack) if route.takes_ack else handler(event))
             return
         args: tuple[Any, ...] = (event,)
