@@ -1,0 +1,110 @@
+"""Helpers the benchmark scripts share: timing, rates, percentiles, memory, tables.
+
+Every figure a benchmark prints is measured in the same run on the same machine,
+and compared with a baseline as a ratio; nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+MB = 1024 * 1024
+
+
+def machine() -> str:
+    """Describe this machine in one line: CPU, cores, Python, date."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()} "
+            f"({platform.system()}), {today}")
+
+
+def best_of(repeat: int, run: Callable[[], float]) -> float:
+    """Call `run` (which returns the seconds it measured) `repeat` times; return the least.
+
+    The minimum is the run least disturbed by the rest of the machine.
+    """
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        times.append(run())
+    return min(times)
+
+
+def timed(run: Callable[[], object]) -> float:
+    """Return how many seconds `run()` took."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Return the `q`-th percentile (0-100) of `values`, linearly interpolated."""
+    if not values:
+        raise ValueError("percentile() of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def peak_rss_mb() -> float:
+    """Return this process's peak resident set size so far, in MiB (Linux: KiB units)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / MB
+
+
+def rss_mb() -> float:
+    """Return this process's current resident set size, in MiB."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / MB
+
+
+def in_subprocess(module: str, *args: str, timeout: float = 300) -> dict[str, Any]:
+    """Run `python -m module *args` in a fresh interpreter; return its last line as JSON.
+
+    A fresh process keeps peak-RSS figures free of what earlier measurements allocated.
+    """
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stderr.strip()}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Format rows as a Markdown table, columns padded so it also reads in a terminal."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+             for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def per_second(count: float, seconds: float) -> str:
+    """Format a rate such as `123,456/s`."""
+    return f"{count / seconds:,.0f}/s"
+
+
+def ratio(value: float, baseline: float) -> str:
+    """Format `value / baseline` such as `0.42x`."""
+    return f"{value / baseline:.2f}x"
