@@ -1,0 +1,224 @@
+"""Publishing: ids, fan-out, payload round trip, and every bad input rejected up front."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from wrkr import Event, InvalidEvent, InvalidWhen, NotStarted, Wrkr, WrkrError
+from wrkr.backend import Backend, Capability
+
+from ._helpers import AppFactory, BackendFactory, Names, Recorder, SuiteBase, claim_one, message
+
+
+async def assert_nothing_queued(app: Wrkr, queue: str, sentinel: str, backend: Backend) -> None:
+    """Assert `queue` holds nothing: by items() with QUERY, else by what comes out first.
+
+    Without QUERY, a `sentinel` event (which `queue` must be subscribed to) is
+    published and must be the first item claimed from the queue.
+    """
+    if Capability.QUERY in backend.capabilities:
+        assert await app.items(queue=queue) == []
+        return
+    await app.publish({"name": sentinel})
+    delivery = await claim_one(backend, queue, worker="inspector")
+    assert delivery.item.name == sentinel, f"{queue} held {delivery.item}"
+    await backend.ack(delivery)
+
+
+class PublishingSuite(SuiteBase):
+    """What `publish` returns and stores, and what it refuses."""
+
+    async def test_publish_returns_the_created_item_ids(
+            self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), Recorder().handle)
+        ids = await wrkr.publish({"name": names.event("x")})
+        assert len(ids) == 1
+        assert all(isinstance(item_id, str) and item_id for item_id in ids)
+
+    async def test_event_that_reaches_no_queue_creates_nothing(
+            self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        assert await wrkr.publish({"name": names.event("nobody.listens")}) == []
+
+    async def test_publish_accepts_an_event_object(self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        recorder = Recorder()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.handle)
+        await wrkr.publish(Event(names.event("x"), tid="7", payload={"k": 1}))
+        await wrkr.listen()
+        got = await recorder.next()
+        assert (got.name, got.tid, got.payload) == (names.event("x"), "7", {"k": 1})
+
+    async def test_payload_defaults_to_an_empty_dict(self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        recorder = Recorder()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.handle)
+        await wrkr.publish({"name": names.event("x")})
+        await wrkr.listen()
+        assert (await recorder.next()).payload == {}
+
+    async def test_payload_round_trips_unicode_and_nesting(
+            self, app: AppFactory, names: Names) -> None:
+        payload: dict[str, Any] = {
+            "text": "héllo wörld ✓ 日本語 🎉", "empty": "", "none": None, "yes": True,
+            "int": -(2**53), "float": 1.5, "list": [1, "two", [3, {"four": 4}]],
+            "nested": {"a": {"b": {"c": ["d", {"e": None}]}}}, "клю́ч": "значение",
+        }
+        wrkr = await app()
+        recorder = Recorder()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.handle)
+        await wrkr.publish({"name": names.event("x"), "payload": payload})
+        await wrkr.listen()
+        assert (await recorder.next()).payload == payload
+
+    async def test_payload_of_one_megabyte_round_trips(
+            self, app: AppFactory, names: Names) -> None:
+        payload = {"blob": "x" * (1024 * 1024), "tail": "é"}
+        wrkr = await app()
+        recorder = Recorder()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.handle)
+        await wrkr.publish({"name": names.event("x"), "payload": payload})
+        await wrkr.listen()
+        assert (await recorder.next("the 1 MB event")).payload == payload
+
+    async def test_batch_is_delivered_in_order(self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        recorder = Recorder()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.handle)
+        ids = await wrkr.publish([{"name": names.event("x"), "tid": str(n)} for n in range(5)])
+        assert len(ids) == 5
+        await wrkr.listen()
+        assert [event.tid for event in await recorder.take(5)] == ["0", "1", "2", "3", "4"]
+
+    async def test_batch_with_one_bad_event_publishes_nothing(
+            self, app: AppFactory, names: Names, backend: Backend) -> None:
+        wrkr = await app()
+        queue, good = names.queue("a"), names.event("good")
+        await wrkr.subscribe(queue, good, Recorder().handle)
+        batch: list[dict[str, Any]] = [{"name": good, "tid": "1"}, {"name": "bad name"}]
+        with pytest.raises(InvalidEvent):
+            await wrkr.publish(batch)
+        await assert_nothing_queued(wrkr, queue, good, backend)
+
+    @pytest.mark.parametrize("name", ["", "a..b", "a b", ".a", "a.", "a.*", "a.#", "ä.b", 42])
+    async def test_bad_event_name_is_rejected_naming_it(
+            self, app: AppFactory, name: Any) -> None:
+        wrkr = await app()
+        with pytest.raises(InvalidEvent) as raised:
+            await wrkr.publish({"name": name})
+        assert repr(name) in str(raised.value) or str(name) in str(raised.value)
+
+    @pytest.mark.parametrize("bad", [
+        {"tid": 42}, {"payload": {"when": object()}}, {"payload": [1, 2]},
+        {"payload": {"at": datetime(2030, 1, 1)}}, {"payload": "text"},
+    ], ids=["int-tid", "object-in-payload", "list-payload", "datetime-in-payload", "str-payload"])
+    async def test_bad_tid_or_payload_is_rejected_with_nothing_published(
+            self, app: AppFactory, names: Names, backend: Backend, bad: dict[str, Any]) -> None:
+        wrkr = await app()
+        queue, name = names.queue("a"), names.event("x")
+        await wrkr.subscribe(queue, name, Recorder().handle)
+        with pytest.raises(InvalidEvent):
+            await wrkr.publish({"name": name, **bad})
+        await assert_nothing_queued(wrkr, queue, name, backend)
+
+    @pytest.mark.parametrize("bad", [
+        {"when": datetime(2030, 1, 1, 12, 0)}, {"when": "next tuesday-ish"},
+        {"when": "7 fortnights"}, {"when": [1]}, {"once_every": "often"},
+        {"once_every": "3 bananas"},
+    ], ids=["naive-datetime", "words", "unknown-unit", "list", "once-every-words",
+            "once-every-unit"])
+    async def test_bad_when_or_once_every_is_rejected_with_nothing_published(
+            self, app: AppFactory, names: Names, backend: Backend, bad: dict[str, Any]) -> None:
+        wrkr = await app()
+        queue, name = names.queue("a"), names.event("x")
+        await wrkr.subscribe(queue, name, Recorder().handle)
+        with pytest.raises(InvalidWhen) as raised:
+            await wrkr.publish({"name": name, **bad})
+        value = next(iter(bad.values()))
+        if isinstance(value, str):
+            assert value in str(raised.value), "the error should quote the bad input"
+        await assert_nothing_queued(wrkr, queue, name, backend)
+
+    async def test_unknown_event_field_is_rejected(self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        with pytest.raises(InvalidEvent, match="colour"):
+            await wrkr.publish({"name": names.event("x"), "colour": "red"})
+
+    async def test_publish_before_start_raises_not_started_and_publishes_nothing(
+            self, app: AppFactory, names: Names, backend: Backend,
+            backend_factory: BackendFactory) -> None:
+        idle = await app(start=False)
+        with pytest.raises(NotStarted):
+            await idle.publish({"name": names.event("x")})
+        running = await app()
+        queue = names.queue("a")
+        await running.subscribe(queue, names.event("x"), Recorder().handle)
+        await assert_nothing_queued(running, queue, names.event("x"), backend)
+
+    async def test_publish_after_stop_raises_not_started(
+            self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        await wrkr.stop()
+        with pytest.raises(NotStarted):
+            await wrkr.publish({"name": names.event("x")})
+
+    async def test_errors_share_one_root(self, app: AppFactory) -> None:
+        wrkr = await app()
+        with pytest.raises(WrkrError):
+            await wrkr.publish({"name": "no spaces allowed"})
+
+
+class EnqueueContractSuite(SuiteBase):
+    """`Backend.enqueue` promises the app alone cannot show."""
+
+    async def test_enqueue_returns_item_ids_in_message_order(
+            self, backend: Backend, names: Names) -> None:
+        queue = names.queue("a")
+        batch = [names.event(f"e{n}") for n in range(4)]
+        for name in batch:
+            await backend.subscribe(queue, name)
+        ids = await backend.enqueue([message(name) for name in batch])
+        assert len(ids) == len(batch)
+        claimed = []
+        for _ in batch:
+            delivery = await claim_one(backend, queue, worker="w")
+            claimed.append((delivery.item.id, delivery.item.name))
+            await backend.ack(delivery)
+        assert claimed == list(zip(ids, batch, strict=True))
+
+    async def test_enqueue_makes_one_item_per_matching_queue(
+            self, backend: Backend, names: Names) -> None:
+        name = names.event("x")
+        queues = [names.queue(suffix) for suffix in ("a", "b", "c")]
+        for queue in queues:
+            await backend.subscribe(queue, name)
+        await backend.enqueue([message(name, tid="1")])
+        for queue in queues:
+            delivery = await claim_one(backend, queue, worker="w")
+            assert (delivery.item.queue, delivery.item.tid) == (queue, "1")
+
+    async def test_enqueue_stores_the_payload_bytes_as_given(
+            self, backend: Backend, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        payload = '{"b":1,"a":"é"}'.encode()
+        await backend.enqueue([message(name, payload=payload)])
+        assert (await claim_one(backend, queue, worker="w")).item.payload == payload
+
+    async def test_enqueue_of_an_unrouted_message_creates_nothing(
+            self, backend: Backend, names: Names) -> None:
+        assert await backend.enqueue([message(names.event("nobody"))]) == []
+
+    async def test_items_keep_their_due_and_created_times(
+            self, backend: Backend, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        sent = message(name, due=message(name).created - timedelta(seconds=5))
+        await backend.enqueue([sent])
+        item = (await claim_one(backend, queue, worker="w")).item
+        assert abs((item.due - sent.due).total_seconds()) < 0.01
+        assert abs((item.created - sent.created).total_seconds()) < 0.01

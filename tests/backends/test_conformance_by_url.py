@@ -1,0 +1,32 @@
+"""`pytest --pyargs backend_conformance_tests --wrkr-url memory://` runs, and passes, it all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_suite(*options: str) -> subprocess.CompletedProcess[str]:
+    """Run the packaged suite in a fresh pytest process from the project root."""
+    command = [sys.executable, "-m", "pytest", "--pyargs", "backend_conformance_tests",
+               "-q", "-p", "no:cacheprovider", *options]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def test_suite_passes_on_a_memory_url_with_nothing_skipped() -> None:
+    result = run_suite("--wrkr-url", "memory://")
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in summary, summary
+    assert "skipped" not in summary, summary
+
+
+def test_suite_without_a_url_skips_saying_how_to_pass_one() -> None:
+    result = run_suite("-rs", "-k", "test_publish_returns_the_created_item_ids")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "skipped" in result.stdout, result.stdout[-2000:]
+    assert "--wrkr-url" in result.stdout, result.stdout[-2000:]
