@@ -1,0 +1,88 @@
+"""How the `wrkr` command shows items and counts: aligned tables, readable text, JSON.
+
+Pure functions from wrkr's own types to lines of text, so that `cli.py` only parses
+arguments and talks to the app.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from wrkr._event import Event
+from wrkr.backend import ErrorRecord, State
+
+ITEM_COLUMNS = ("id", "queue", "name", "tid", "state", "due", "attempts")
+_MISSING = "-"
+
+
+def moment(value: object) -> str:
+    """Show a datetime as ISO-8601 UTC to the second ("2025-01-31T09:00:00Z"), else '-'."""
+    if not isinstance(value, datetime):
+        return _MISSING
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Return `rows` under `headers` as left-aligned columns, two spaces apart."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    ]
+
+
+def item_row(event: Event) -> list[str]:
+    """Return the cells of one `wrkr items` row, in `ITEM_COLUMNS` order."""
+    state = event.state.value if event.state is not None else _MISSING
+    return [event.id or _MISSING, event.queue or _MISSING, event.name, event.tid or _MISSING,
+            state, moment(event.when), str(event.attempts)]
+
+
+def item_json(event: Event) -> str:
+    """Return every field of an inspected item as one line of JSON (times in ISO-8601)."""
+    return json.dumps(item_fields(event), ensure_ascii=False)
+
+
+def item_fields(event: Event) -> dict[str, Any]:
+    """Return every field of an inspected item as a JSON-ready dict."""
+    return {
+        "id": event.id, "queue": event.queue, "name": event.name, "tid": event.tid,
+        "state": event.state.value if event.state is not None else None,
+        "due": _iso(event.when), "created": _iso(event.created), "attempts": event.attempts,
+        "worker": event.worker, "finished": _iso(event.finished), "payload": event.payload,
+        "errors": [error.to_dict() for error in event.errors],
+    }
+
+
+def item_text(event: Event) -> list[str]:
+    """Return an item as `field: value` lines, its payload and error history last."""
+    fields = [*item_row(event), moment(event.created), event.worker or _MISSING,
+              moment(event.finished)]
+    labels = (*ITEM_COLUMNS, "created", "worker", "finished")
+    lines = [f"{label + ':':<10}{value}" for label, value in zip(labels, fields, strict=True)]
+    lines.append(f"{'payload:':<10}{json.dumps(event.payload, ensure_ascii=False)}")
+    lines.append(f"{'errors:':<10}{'none' if not event.errors else ''}".rstrip())
+    lines.extend(f"  {_error_line(error)}" for error in event.errors)
+    return lines
+
+
+def counts_rows(counts: Mapping[str, Mapping[State, int]]) -> list[list[str]]:
+    """Return one row per queue (sorted) with its count in every state, `State` order."""
+    return [[queue, *(str(counts[queue].get(state, 0)) for state in State)]
+            for queue in sorted(counts)]
+
+
+def counts_json(queue: str, counts: Mapping[State, int]) -> str:
+    """Return one queue's counts as a line of JSON: {"queue": ..., "<state>": n, ...}."""
+    return json.dumps({"queue": queue, **{state.value: counts.get(state, 0) for state in State}})
+
+
+def _error_line(error: ErrorRecord) -> str:
+    return f"attempt {error.attempt} at {moment(error.at)}: {error.type}: {error.message}"
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
