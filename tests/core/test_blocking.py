@@ -1,0 +1,153 @@
+"""BlockingWrkr: wrkr from threads that are not async, such as a web server's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from wrkr import Event, InvalidEvent, ItemNotFound, NotStarted, UnknownBackend, Wrkr
+from wrkr._blocking import BlockingWrkr
+from wrkr._errors import AlreadyStarted
+from wrkr_memory import MemoryBackend, MemoryStore
+
+QUEUE = "test.blocking.inbox"
+EVENT = "test.blocking.user.added"
+
+
+def _app(store: MemoryStore | None = None) -> Wrkr:
+    """An app whose one route is subscribed at start; nothing consumes, so items stay."""
+    app = Wrkr(MemoryBackend(store), name="web")
+    app.on(EVENT, queue=QUEUE)(lambda event: None)
+    return app
+
+
+@pytest.fixture
+def events() -> Iterator[BlockingWrkr]:
+    with BlockingWrkr(_app()) as facade:
+        yield facade
+
+
+def _loop_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("wrkr-blocking-")]
+
+
+def test_publish_from_many_threads_at_once_creates_every_item(events: BlockingWrkr) -> None:
+    threads, per_thread = 8, 25
+    barrier = threading.Barrier(threads)
+
+    def publish_some(n: int) -> list[str]:
+        barrier.wait(timeout=10)
+        return [id_ for i in range(per_thread)
+                for id_ in events.publish({"name": EVENT, "tid": f"{n}-{i}"})]
+
+    with ThreadPoolExecutor(threads) as pool:
+        ids = [id_ for batch in pool.map(publish_some, range(threads)) for id_ in batch]
+    assert len(set(ids)) == threads * per_thread
+    assert {event.id for event in events.items(queue=QUEUE)} == set(ids)
+
+
+def test_inspection_calls_are_forwarded(events: BlockingWrkr) -> None:
+    [item_id] = events.publish({"name": EVENT, "tid": "42", "payload": {"plan": "pro"}})
+    assert events.subscriptions(EVENT) == [QUEUE]
+    assert events.get(item_id).payload == {"plan": "pro"}
+    assert [e.tid for e in events.items(tid="42", state="ready")] == ["42"]
+    assert events.cancel(name=EVENT, tid="42") == 1
+    assert events.items(queue=QUEUE) == []
+
+
+def test_a_batch_is_published_in_one_call(events: BlockingWrkr) -> None:
+    ids = events.publish([{"name": EVENT, "tid": "1"}, {"name": EVENT, "tid": "2"}])
+    assert len(ids) == 2
+
+
+def test_wrkr_errors_reach_the_caller_unchanged(events: BlockingWrkr) -> None:
+    with pytest.raises(InvalidEvent, match="bad name"):
+        events.publish({"name": "bad name"})
+    with pytest.raises(ItemNotFound):
+        events.retry("0" * 32)
+    assert events.items(queue=QUEUE) == []
+
+
+def test_calls_after_close_raise_not_started() -> None:
+    facade = BlockingWrkr(_app()).start()
+    facade.close()
+    with pytest.raises(NotStarted, match="closed"):
+        facade.publish({"name": EVENT})
+    with pytest.raises(NotStarted, match="closed"):
+        facade.items()
+
+
+def test_close_while_threads_publish_keeps_every_item_it_returned() -> None:
+    store = MemoryStore()
+    facade = BlockingWrkr(_app(store)).start()
+    returned: list[str] = []
+    some_published = threading.Event()
+
+    def publish_until_closed() -> None:
+        with contextlib.suppress(NotStarted):
+            while True:
+                returned.extend(facade.publish({"name": EVENT}))
+                some_published.set()
+
+    with ThreadPoolExecutor(4) as pool:
+        running = [pool.submit(publish_until_closed) for _ in range(4)]
+        assert some_published.wait(timeout=10)
+        facade.close()
+        for future in running:
+            future.result(timeout=10)
+    assert returned
+    assert {event.id for event in asyncio.run(_stored(store))} == set(returned)
+
+
+async def _stored(store: MemoryStore) -> list[Event]:
+    async with Wrkr(MemoryBackend(store)) as app:
+        return await app.items(queue=QUEUE)
+
+
+def test_close_is_idempotent_and_ends_the_loop_thread() -> None:
+    facade = BlockingWrkr(_app()).start()
+    assert _loop_threads()
+    facade.close()
+    facade.close()
+    assert _loop_threads() == []
+
+
+def test_calls_before_start_raise_not_started() -> None:
+    facade = BlockingWrkr(_app())
+    with pytest.raises(NotStarted, match="not started"):
+        facade.publish({"name": EVENT})
+
+
+def test_a_facade_starts_once() -> None:
+    with BlockingWrkr(_app()) as facade, pytest.raises(AlreadyStarted):
+        facade.start()
+    with pytest.raises(NotStarted, match="closed"):
+        facade.start()
+
+
+def test_the_context_manager_closes() -> None:
+    with BlockingWrkr(_app()) as facade:
+        assert facade.publish({"name": EVENT})
+    with pytest.raises(NotStarted):
+        facade.publish({"name": EVENT})
+
+
+def test_built_from_a_url_with_app_options() -> None:
+    with BlockingWrkr("memory://", name="crm") as facade:
+        assert facade.app.worker_id.startswith("crm:")
+        assert facade.subscriptions(EVENT) == []
+
+
+def test_an_unknown_url_fails_at_construction() -> None:
+    with pytest.raises(UnknownBackend, match="nosuch"):
+        BlockingWrkr("nosuch://host")
+
+
+def test_options_only_go_with_a_url() -> None:
+    with pytest.raises(TypeError, match="options"):
+        BlockingWrkr(_app(), name="x")
