@@ -37,6 +37,8 @@ class BlockingWrkr:
 
     Example, a Flask app publishing from its views::
 
+        import os
+
         from flask import Flask, request
         from wrkr import BlockingWrkr
 

@@ -25,6 +25,7 @@ import pytest
 
 from wrkr import Fail, State, Wrkr
 from wrkr.cli import main
+from wrkr_memory import MemoryBackend
 
 EVENT = "test.cli.user.added"
 QUEUES = ("test.cli.crm", "test.cli.mail")
@@ -230,6 +231,19 @@ def test_queues_json(capsys: Any, url: str) -> None:
     assert [json.loads(line) for line in out] == [
         {"queue": name, "scheduled": 1, "ready": 0, "processing": 0, "done": 0, "failed": 0}
         for name in sorted(QUEUES)]
+
+
+class _NoQueryBackend(MemoryBackend):
+    capabilities = frozenset()
+
+
+def test_queues_needs_a_backend_that_can_query(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Wrkr, "from_url", classmethod(lambda cls, url: cls(_NoQueryBackend())))
+    status, out, err = run(capsys, "queues", "--url", "memory://")
+    assert (status, out) == (1, [])
+    assert_one_error_line(err, "_NoQueryBackend does not support 'query'", "wrkr queues")
 
 
 async def _fail_one(url: str) -> str:
