@@ -4,6 +4,7 @@ Users import from here; backend authors from `wrkr.backend`.
 """
 
 from wrkr._app import Wrkr
+from wrkr._blocking import BlockingWrkr
 from wrkr._errors import (
     AlreadyStarted,
     BackendUnavailable,
@@ -24,6 +25,7 @@ from wrkr.backend import Capability, ErrorRecord, State
 __all__ = [
     "AlreadyStarted",
     "BackendUnavailable",
+    "BlockingWrkr",
     "Capability",
     "ErrorRecord",
     "Event",

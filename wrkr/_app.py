@@ -67,10 +67,11 @@ class Wrkr:
         self._consumers: dict[str, QueueConsumer] = {}
         self._started = False
         self._listening = False
-        self._stopped = asyncio.Event()
+        self._stopping: asyncio.Future[None] | None = None
+        self._run_ends = asyncio.Event()  # set by stop() or a signal: run() returns
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> Wrkr:
+    def from_url(cls, url: str, **options: Any) -> Self:
         """Build an app whose backend is chosen by the URL's scheme.
 
         Options named like `Wrkr`'s own arguments go to the app, the rest to the backend.
@@ -86,7 +87,7 @@ class Wrkr:
             raise AlreadyStarted(f"app {self.worker_id!r} is already started")
         await self.backend.open()
         self._started = True
-        self._stopped.clear()
+        self._run_ends.clear()
         try:
             for queue, routes in self._routes.items():
                 for route in routes:
@@ -101,13 +102,23 @@ class Wrkr:
         Running handlers get `timeout` seconds to finish; the rest are cancelled and
         their items given back to the queue, so nothing is lost.
         """
-        if not self._started:
-            return
-        consumers, self._consumers = list(self._consumers.values()), {}
-        await asyncio.gather(*(consumer.stop(timeout) for consumer in consumers))
-        self._started = self._listening = False
-        await self.backend.close()
-        self._stopped.set()
+        if self._stopping is None:
+            if not self._started:
+                return
+            self._stopping = asyncio.ensure_future(self._shut_down(timeout))
+        # Concurrent calls (two quick SIGTERMs) share one shutdown: the backend,
+        # maybe shared with other apps, is closed exactly once.
+        await asyncio.shield(self._stopping)
+
+    async def _shut_down(self, timeout: float) -> None:
+        try:
+            consumers, self._consumers = list(self._consumers.values()), {}
+            await asyncio.gather(*(consumer.stop(timeout) for consumer in consumers))
+            self._started = self._listening = False
+            await self.backend.close()
+        finally:
+            self._stopping = None
+            self._run_ends.set()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -239,18 +250,14 @@ class Wrkr:
         if not self._started:
             await self.start()
         await self.listen()
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
-                installed.append(sig)
+        restore = _catch_signals(asyncio.get_running_loop(), self._run_ends.set)
         try:
-            await self._stopped.wait()
+            await self._run_ends.wait()
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            await self.stop()
+            try:
+                await self.stop()  # a second signal meanwhile is harmless: already set
+            finally:
+                restore()
 
     # -- inspection and control ------------------------------------------------------
 
@@ -263,13 +270,13 @@ class Wrkr:
         where = _filter(queue, name, tid, state, limit)
         if not (where.state is State.FAILED and Capability.FAILED in self.backend.capabilities):
             self._require(Capability.QUERY, "items()")
-        return [from_item(item) for item in await self.backend.items(where)]
+        return [from_item(item, strict=False) for item in await self.backend.items(where)]
 
     async def get(self, item_id: str) -> Event:
         """Return one item by id; raise `ItemNotFound` if there is none."""
         self._require_started("get")
         self._require(Capability.QUERY, "get()")
-        return from_item(await self.backend.get(_check_id(item_id)))
+        return from_item(await self.backend.get(_check_id(item_id)), strict=False)
 
     async def cancel(
         self, *, name: str | None = None, tid: str | None = None, queue: str | None = None
@@ -298,6 +305,25 @@ class Wrkr:
         if capability not in self.backend.capabilities:
             raise NotSupported(f"{type(self.backend).__name__} does not support "
                                f"'{capability}', needed for {what}")
+
+
+def _catch_signals(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], None]
+) -> Callable[[], None]:
+    """Route SIGINT / SIGTERM to `callback`; return what puts the previous handlers back."""
+    previous: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            handler = signal.getsignal(sig)
+            loop.add_signal_handler(sig, callback)
+            previous[sig] = handler
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    return restore
 
 
 def _filter(

@@ -105,10 +105,24 @@ def to_message(event: Event, now: datetime) -> Message:
     return Message(event.name, event.tid, payload, due, now, dedupe=event.once_every is not None)
 
 
-def from_item(item: Item) -> Event:
-    """Build the `Event` a handler or an inspector sees from a stored item."""
+UNDECODABLE = "__undecodable__"
+"""Key under which inspection shows a stored payload that is not a JSON object."""
+
+
+def from_item(item: Item, *, strict: bool = True) -> Event:
+    """Build the `Event` a handler (strict) or an inspector (lenient) sees from an item.
+
+    Inspection must show every item, even one a foreign publisher wrote badly: then
+    the payload is `{"__undecodable__": <the stored text>}` instead of an error.
+    """
+    try:
+        payload = decode_payload(item.payload)
+    except ValueError:
+        if strict:
+            raise
+        payload = {UNDECODABLE: item.payload.decode("utf-8", "replace")}
     return Event(
-        name=item.name, tid=item.tid, payload=decode_payload(item.payload), when=item.due,
+        name=item.name, tid=item.tid, payload=payload, when=item.due,
         id=item.id, queue=item.queue, created=item.created, attempts=item.attempts,
         state=item.state, errors=item.errors, worker=item.worker, finished=item.finished,
     )

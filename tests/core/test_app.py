@@ -30,6 +30,10 @@ async def is_failed(app: Wrkr, item_id: str) -> bool:
     return (await app.get(item_id)).state is State.FAILED
 
 
+async def is_scheduled(app: Wrkr, item_id: str) -> bool:
+    return (await app.get(item_id)).state is State.SCHEDULED
+
+
 async def started(app: Wrkr) -> bool:
     return app._started
 
@@ -211,7 +215,9 @@ async def test_retry_backoff_follows_the_manual_clock() -> None:
                 await tried.wait()
             tried.clear()
             assert attempts[-1] == expected
-            clock.advance(timedelta(hours=1))
+            if expected < 3:
+                await until(lambda: is_scheduled(app, item_id), "the retry is scheduled")
+                clock.advance(timedelta(hours=1))
         await until(lambda: is_failed(app, item_id), "the item is failed")
     assert attempts == [1, 2, 3]
 
@@ -224,6 +230,7 @@ async def test_malformed_stored_payload_is_parked_as_failed(app: Wrkr) -> None:
     await until(lambda: is_failed(app, item_id), "the item is failed")
     item = await app.get(item_id)
     assert "malformed" in item.errors[-1].message
+    assert item.payload == {"__undecodable__": "not json"}
 
 
 class NoExtrasBackend(MemoryBackend):
@@ -267,3 +274,14 @@ def test_from_url_gives_app_options_to_the_app() -> None:
 
 def _append(into: list[BaseException]) -> Callable[[BaseException, Event], None]:
     return lambda exc, event: into.append(exc)
+
+
+async def test_concurrent_stops_close_a_shared_backend_once() -> None:
+    backend = MemoryBackend()
+    first, second = Wrkr(backend), Wrkr(backend)
+    async with second:
+        await first.start()
+        await first.subscribe("q.shared", "ev.shared", recorder()[2])
+        await first.listen()
+        await asyncio.gather(first.stop(), first.stop())
+        assert await second.publish({"name": "ev.shared"}) != []
