@@ -1,0 +1,201 @@
+"""One queue of the memory backend: its stored items, its pending heap, its leases.
+
+Memory per item matters (a million scheduled items with 200-byte payloads must fit
+in well under 500 MB), so an entry is a slotted object of six references. Its
+fixed-width fields share one int, `key`, which is also its place in the heap;
+most significant first:
+
+    due (µs since the epoch, signed) | seq (40 bits) | created (60 bits) | id (128 bits)
+
+Ordering keys orders items by due time, then publishing sequence (unique, so the
+low fields never decide). The fields only delivered items need live in a separate
+`MemoryClaim`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections import Counter
+from collections.abc import Callable
+
+from wrkr.backend import ErrorRecord, Item, ItemFilter, State
+from wrkr_memory._clock import from_micros
+
+_ID_BITS = 128
+_CREATED_BITS = 60
+_SEQ_BITS = 40
+_CREATED_OFFSET = 1 << (_CREATED_BITS - 1)  # so that times before 1970 fit unsigned
+_DUE_SHIFT = _SEQ_BITS + _CREATED_BITS + _ID_BITS
+
+
+def pack_key(due: int, seq: int, created: int, item_id: int) -> int:
+    """Return the key holding an entry's due time, sequence, creation time and id."""
+    key = (due << _SEQ_BITS) | seq
+    key = (key << _CREATED_BITS) | (created + _CREATED_OFFSET)
+    return (key << _ID_BITS) | item_id
+
+
+class MemoryClaim:
+    """What an item gathers once delivered: state, attempts, errors, worker, lease.
+
+    `token` changes on every claim, so a receipt naming an older token is stale.
+    """
+
+    __slots__ = ("attempts", "errors", "finished", "lease_until", "state", "token", "worker")
+
+    def __init__(self) -> None:
+        self.state = State.READY
+        self.attempts = 0
+        self.errors: tuple[ErrorRecord, ...] = ()
+        self.worker: str | None = None
+        self.lease_until = 0
+        self.token = 0
+        self.finished: int | None = None
+
+
+_NEVER_CLAIMED = MemoryClaim()
+
+
+class MemoryEntry:
+    """One stored item; a pending one is READY as stored (SCHEDULED is derived)."""
+
+    __slots__ = ("claim", "key", "name", "payload", "queue", "tid")
+
+    def __init__(self, key: int, queue: str, name: str, tid: str | None, payload: bytes) -> None:
+        self.key = key
+        self.queue = queue
+        self.name = name
+        self.tid = tid
+        self.payload = payload
+        self.claim: MemoryClaim | None = None
+
+    def __lt__(self, other: MemoryEntry) -> bool:
+        return self.key < other.key
+
+    @property
+    def due(self) -> int:
+        """Return when the item is due, in microseconds."""
+        return self.key >> _DUE_SHIFT
+
+    @property
+    def created(self) -> int:
+        """Return when the item's event was published, in microseconds."""
+        return ((self.key >> _ID_BITS) & ((1 << _CREATED_BITS) - 1)) - _CREATED_OFFSET
+
+    @property
+    def id(self) -> int:
+        """Return the item id as an int (its 32 hex digits, read in base 16)."""
+        return self.key & ((1 << _ID_BITS) - 1)
+
+    @property
+    def state(self) -> State:
+        """Return the stored state: READY for pending items, whatever their due time."""
+        return (self.claim or _NEVER_CLAIMED).state
+
+    def move_to(self, due: int, seq: int) -> None:
+        """Give the entry a new due time and place in line (a nack or a retry)."""
+        self.key = pack_key(due, seq, self.created, self.id)
+
+    def state_at(self, now: int) -> State:
+        """Return the state as reported at `now`: pending items split by due time."""
+        state = self.state
+        if state is State.READY and self.due > now:
+            return State.SCHEDULED
+        return state
+
+    def matches(self, where: ItemFilter, now: int) -> bool:
+        """Tell whether the entry passes every field of `where` (limit aside)."""
+        return ((where.queue is None or self.queue == where.queue)
+                and (where.name is None or self.name == where.name)
+                and (where.tid is None or self.tid == where.tid)
+                and (where.state is None or self.state_at(now) == where.state))
+
+    def claimed(self) -> MemoryClaim:
+        """Return the claim record, creating it on the first delivery."""
+        if self.claim is None:
+            self.claim = MemoryClaim()
+        return self.claim
+
+    def snapshot(self, now: int) -> Item:
+        """Return the entry as the contract's frozen `Item`."""
+        claim = self.claim or _NEVER_CLAIMED
+        return Item(
+            id=f"{self.id:032x}", queue=self.queue, name=self.name, tid=self.tid,
+            payload=self.payload, due=from_micros(self.due), created=from_micros(self.created),
+            state=self.state_at(now), attempts=claim.attempts, errors=claim.errors,
+            worker=claim.worker,
+            finished=None if claim.finished is None else from_micros(claim.finished),
+        )
+
+
+class MemoryQueue:
+    """A queue's pending entries in a heap, its leased ones, and its waiting consumers."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pending: list[MemoryEntry] = []
+        self.processing: set[MemoryEntry] = set()
+        self.waiters: set[asyncio.Future[None]] = set()
+        # (name, tid) -> pending count; built on the first `once_every` message only,
+        # so that queues never deduplicated pay nothing for it.
+        self._pending_names: Counter[tuple[str, str | None]] | None = None
+
+    def push(self, entry: MemoryEntry) -> None:
+        """Add `entry` to the pending heap (at its key) and wake the consumers."""
+        if entry.claim is not None:
+            entry.claim.state = State.READY
+        heapq.heappush(self.pending, entry)
+        self._count_pending(entry, 1)
+        self.wake()
+
+    def pop_due(self, now: int) -> MemoryEntry | None:
+        """Remove and return the first pending entry if it is due at `now`."""
+        if not self.pending or self.pending[0].due > now:
+            return None
+        entry = heapq.heappop(self.pending)
+        self._count_pending(entry, -1)
+        return entry
+
+    def holds_pending(self, name: str, tid: str | None) -> bool:
+        """Tell whether a pending entry has this name and tid."""
+        if self._pending_names is None:
+            self._pending_names = Counter((entry.name, entry.tid) for entry in self.pending)
+        return self._pending_names[name, tid] > 0
+
+    def _count_pending(self, entry: MemoryEntry, delta: int) -> None:
+        names = self._pending_names
+        if names is not None:
+            key = (entry.name, entry.tid)
+            names[key] += delta
+            if names[key] <= 0:
+                del names[key]
+
+    def take_pending(self, doomed: Callable[[MemoryEntry], bool]) -> list[MemoryEntry]:
+        """Remove and return the pending entries `doomed` picks (O(n): cancel is rare)."""
+        taken: list[MemoryEntry] = []
+        kept: list[MemoryEntry] = []
+        for entry in self.pending:
+            (taken if doomed(entry) else kept).append(entry)
+        if taken:
+            heapq.heapify(kept)
+            self.pending = kept
+            self._pending_names = None
+        return taken
+
+    def expired(self, now: int) -> list[MemoryEntry]:
+        """Return the leased entries whose lease ended by `now`."""
+        return [entry for entry in self.processing if entry.claimed().lease_until <= now]
+
+    def next_change(self) -> int | None:
+        """Return when something may next become claimable (a due time or lease end)."""
+        times = [entry.claimed().lease_until for entry in self.processing]
+        if self.pending:
+            times.append(self.pending[0].due)
+        return min(times, default=None)
+
+    def wake(self) -> None:
+        """Wake every consumer waiting on this queue, to look again."""
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
