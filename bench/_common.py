@@ -14,11 +14,12 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 MB = 1024 * 1024
+K = TypeVar("K")
 
 
 def machine() -> str:
@@ -34,16 +35,24 @@ def machine() -> str:
             f"({platform.system()}), {today}")
 
 
-def best_of(repeat: int, run: Callable[[], float]) -> float:
-    """Call `run` (which returns the seconds it measured) `repeat` times; return the least.
+def best_times(runs: Mapping[K, Callable[[], float]], repeat: int) -> dict[K, float]:
+    """Call each of `runs` (which return the seconds they measured) `repeat` times, in turns.
 
-    The minimum is the run least disturbed by the rest of the machine.
+    Returns the least time of each: the run least disturbed by the rest of the
+    machine. Taking turns spreads any passing load over every contender alike, so
+    ratios between them stay fair on a shared machine.
     """
-    times = []
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeat):
-        gc.collect()
-        times.append(run())
-    return min(times)
+        for name, run in runs.items():
+            gc.collect()
+            best[name] = min(best[name], run())
+    return best
+
+
+def load() -> str:
+    """Return the 1-minute load average and core count, such as `load 0.12 on 2 cores`."""
+    return f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
 
 
 def timed(run: Callable[[], object]) -> float:
@@ -106,5 +115,6 @@ def per_second(count: float, seconds: float) -> str:
 
 
 def ratio(value: float, baseline: float) -> str:
-    """Format `value / baseline` such as `0.42x`."""
-    return f"{value / baseline:.2f}x"
+    """Format `value / baseline` such as `0.42x` (three decimals below 0.1)."""
+    share = value / baseline
+    return f"{share:.3f}x" if share < 0.1 else f"{share:.2f}x"
