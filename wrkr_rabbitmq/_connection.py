@@ -1,0 +1,112 @@
+"""One AMQP connection per backend, opened on demand, reopened after it drops.
+
+Every driver exception is turned into `BackendUnavailable` here, with the URL's
+password masked: credentials never reach a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiormq
+from aiormq.abc import AbstractChannel, AbstractConnection
+from yarl import URL
+
+from wrkr._errors import BackendUnavailable
+
+logger = logging.getLogger("wrkr.rabbitmq")
+
+#: What the driver and the socket layer raise when the broker cannot be reached.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    OSError,  # ConnectionError and TimeoutError included
+    RuntimeError,  # aiormq: "<Connection> closed" when a channel is asked of a dead link
+)
+
+
+def mask_url(url: str | URL) -> str:
+    """Return `url` with its password replaced by ``***``."""
+    parsed = URL(str(url))
+    return str(parsed.with_password("***")) if parsed.password else str(parsed)
+
+
+@contextmanager
+def unavailable(action: str, url: URL) -> Iterator[None]:
+    """Turn driver errors raised inside into `BackendUnavailable` naming `action`."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise BackendUnavailable(f"RabbitMQ at {mask_url(url)}: could not {action}: "
+                                 f"{_masked(exc, url)}") from exc
+
+
+def _masked(exc: BaseException, url: URL) -> str:
+    """Return the exception as text, the password (if any) masked."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text.replace(url.password, "***") if url.password else text
+
+
+class RabbitMQConnector:
+    """Hands out channels on one shared connection, reconnecting when it has dropped."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self._connection: AbstractConnection | None = None
+        self._lock = asyncio.Lock()
+        self.closed = False
+
+    @property
+    def is_connected(self) -> bool:
+        """Tell whether the connection is open right now."""
+        return self._connection is not None and not self._connection.is_closed
+
+    async def connection(self) -> AbstractConnection:
+        """Return the open connection, opening a new one if needed.
+
+        Raises:
+            BackendUnavailable: the broker cannot be reached.
+        """
+        async with self._lock:
+            if self.closed:
+                raise BackendUnavailable("the RabbitMQ backend is closed")
+            if self._connection is None or self._connection.is_closed:
+                with unavailable("connect", self.url):
+                    self._connection = await aiormq.connect(self.url)
+            return self._connection
+
+    async def channel(self, *, prefetch: int | None = None) -> AbstractChannel:
+        """Return a new channel with publisher confirms (and QoS `prefetch` if given).
+
+        Raises:
+            BackendUnavailable: the broker cannot be reached.
+        """
+        connection = await self.connection()
+        with unavailable("open a channel", self.url):
+            channel = await connection.channel(publisher_confirms=True)
+            if prefetch is not None:
+                await channel.basic_qos(prefetch_count=prefetch)
+            return channel
+
+    async def drop(self) -> None:
+        """Close the connection now, as a dying process would: unacked messages return."""
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            with unavailable("close the connection", self.url):
+                await connection.close()
+
+    async def close(self) -> None:
+        """Close for good; later calls raise `BackendUnavailable`. Idempotent."""
+        self.closed = True
+        try:
+            await self.drop()
+        except BackendUnavailable as exc:
+            logger.debug("closing the RabbitMQ connection: %s", exc)
+
+
+async def reconnect_delay(attempt: int) -> None:
+    """Wait before reconnecting: 0.1 s doubling to 2 s, so a restarting broker is not hammered."""
+    await asyncio.sleep(min(2.0, 0.1 * 2**attempt))

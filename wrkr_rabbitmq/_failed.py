@@ -1,0 +1,92 @@
+"""Reading and retrying the per-queue failed queues.
+
+AMQP has no way to look into a queue without taking its messages, so both operations
+take them with ``basic.get`` (unacked) and hand back what they do not move: listing
+rejects every message back with requeue (the broker restores their order), `retry`
+republishes the matching ones to their queue and acks them. While a listing runs,
+the messages it holds are invisible to another listing for those few milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from pamqp.commands import Basic
+
+from wrkr.backend import Item, ItemFilter, State
+from wrkr_rabbitmq._messages import (
+    MalformedMessage,
+    RabbitMQEnvelope,
+    foreign_envelope,
+    item_of,
+    received_envelope,
+    to_micros,
+)
+from wrkr_rabbitmq._topology import RabbitMQTopology
+
+DEFAULT_LIMIT = 10_000
+
+Sender = Callable[[RabbitMQEnvelope], Awaitable[bool]]
+
+
+def _envelope(message: DeliveredMessage, now: datetime) -> RabbitMQEnvelope:
+    """Read a failed message; a foreign one parked earlier still reads as an item."""
+    try:
+        return received_envelope(message)
+    except MalformedMessage as exc:
+        return foreign_envelope(message, str(exc), now)
+
+
+async def _take(channel: AbstractChannel, queue: str, limit: int) -> list[DeliveredMessage]:
+    """Take up to `limit` messages from `queue`, unacked, oldest first."""
+    taken: list[DeliveredMessage] = []
+    while len(taken) < limit:
+        message = await channel.basic_get(queue, no_ack=False)
+        if isinstance(message.delivery, Basic.GetEmpty):
+            break
+        taken.append(message)
+    return taken
+
+
+async def _give_back(channel: AbstractChannel, taken: list[DeliveredMessage]) -> None:
+    """Requeue everything taken and not acked, in one frame."""
+    tags = [m.delivery_tag for m in taken if m.delivery_tag is not None]
+    if tags:
+        await channel.basic_nack(max(tags), multiple=True, requeue=True)
+
+
+async def list_failed(
+    channel: AbstractChannel, topology: RabbitMQTopology, queue: str,
+    where: ItemFilter, now: datetime,
+) -> list[Item]:
+    """Return the failed items of `queue` that match `where`, oldest first."""
+    taken = await _take(channel, topology.failed(queue), DEFAULT_LIMIT)
+    await _give_back(channel, taken)
+    items = []
+    for message in taken:
+        envelope = _envelope(message, now)
+        attempts = int(envelope.headers.get("x-wrkr-attempts", 0))
+        items.append(item_of(envelope, queue, State.FAILED, attempts))
+    return [item for item in items if where.matches(item)]
+
+
+async def retry_failed(
+    channel: AbstractChannel, topology: RabbitMQTopology, queue: str,
+    item_id: str, send: Sender, now: datetime,
+) -> int:
+    """Move the failed items of `queue` with id `item_id` back to it, ready now; count them."""
+    taken = await _take(channel, topology.failed(queue), DEFAULT_LIMIT)
+    moved: list[DeliveredMessage] = []
+    for message in taken:
+        envelope = _envelope(message, now)
+        if envelope.item_id == item_id:
+            await send(envelope.with_changes(attempts=0, due=to_micros(now), to=f"q:{queue}"))
+            moved.append(message)
+    for message in moved:
+        assert message.delivery_tag is not None
+        await channel.basic_ack(message.delivery_tag)
+    moved_tags = {m.delivery_tag for m in moved}
+    await _give_back(channel, [m for m in taken if m.delivery_tag not in moved_tags])
+    return len(moved)

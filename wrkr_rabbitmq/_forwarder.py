@@ -1,0 +1,133 @@
+"""The forwarder: moves items from the due queue to their destination at their due time.
+
+Items leave the delay chain up to a second and a bit early (the chain counts whole
+seconds, minus a margin). The forwarder holds each one, unacked, until it is due, then
+publishes it to its destination (confirmed) and acks it: at most ~1.25 s of items in
+memory, never long delays, and a forwarder that dies only hands them back to the due
+queue for another to pick up. Every process that consumes runs one; they compete on
+the due queue like any consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+
+from aiormq.abc import AbstractChannel, DeliveredMessage
+
+from wrkr_rabbitmq._connection import RabbitMQConnector, reconnect_delay
+from wrkr_rabbitmq._messages import MalformedMessage, RabbitMQEnvelope, received_envelope
+from wrkr_rabbitmq._routing import send
+from wrkr_rabbitmq._stream import RECONNECTABLE
+from wrkr_rabbitmq._topology import RabbitMQTopology
+
+logger = logging.getLogger("wrkr.rabbitmq")
+
+FORWARD_PREFETCH = 20_000
+HOLD_LIMIT_MICROS = 5_000_000
+
+_Held = tuple[int, int, RabbitMQEnvelope, DeliveredMessage]
+
+
+def _now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+class RabbitMQForwarder:
+    """Runs in the background while the backend has consumers; reconnects by itself."""
+
+    def __init__(self, connector: RabbitMQConnector, topology: RabbitMQTopology) -> None:
+        self._connector = connector
+        self._topology = topology
+        self._task: asyncio.Task[None] | None = None
+        self._order = itertools.count()
+
+    def start(self) -> None:
+        """Start forwarding (does nothing if already running)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="wrkr-rabbitmq-forwarder")
+
+    async def stop(self) -> None:
+        """Stop; what it held goes back to the due queue when the channel closes."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        """Serve one channel after another until stopped."""
+        failures = 0
+        while not self._connector.closed:
+            try:
+                channel = await self._connector.channel(prefetch=FORWARD_PREFETCH)
+                failures = 0
+                await self._serve(channel)
+            except RECONNECTABLE as exc:
+                logger.info("forwarder lost the broker, reconnecting: %s", type(exc).__name__)
+            failures += 1
+            await reconnect_delay(failures)
+
+    async def _serve(self, channel: AbstractChannel) -> None:
+        """Consume the due queue and forward each item when due, until the channel closes."""
+        held: list[_Held] = []
+        wake = asyncio.Event()
+
+        async def on_message(message: DeliveredMessage) -> None:
+            await self._hold(channel, message, held)
+            wake.set()
+
+        await channel.basic_consume(self._topology.due, on_message)
+        while not channel.is_closed:
+            await self._wait(channel, held, wake)
+            await self._forward_due(channel, held)
+
+    async def _hold(
+        self, channel: AbstractChannel, message: DeliveredMessage, held: list[_Held]
+    ) -> None:
+        """Keep a message until due; drop (with a log line) what is not a wrkr message."""
+        try:
+            envelope = received_envelope(message)
+        except MalformedMessage as exc:
+            logger.warning("dropping a foreign message from %s: %s", self._topology.due, exc)
+            assert message.delivery_tag is not None
+            await channel.basic_reject(message.delivery_tag, requeue=False)
+            return
+        if envelope.due_micros - _now_micros() > HOLD_LIMIT_MICROS:
+            # Beyond the chain's reach (over two years) or a clock jump: delay it again.
+            await send(channel, self._topology, envelope, _now_micros())
+            assert message.delivery_tag is not None
+            await channel.basic_ack(message.delivery_tag)
+            return
+        heapq.heappush(held, (envelope.due_micros, next(self._order), envelope, message))
+
+    @staticmethod
+    async def _wait(channel: AbstractChannel, held: list[_Held], wake: asyncio.Event) -> None:
+        """Sleep until the earliest held item is due, a new one arrives or the channel closes."""
+        timeout = (held[0][0] - _now_micros()) / 1_000_000 if held else None
+        if timeout is not None and timeout <= 0:
+            return
+        wake.clear()
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({waiter, channel.closing}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+
+    async def _forward_due(self, channel: AbstractChannel, held: list[_Held]) -> None:
+        """Publish every held item that is due (confirmed, in due order), then ack them."""
+        now = _now_micros()
+        batch: list[_Held] = []
+        while held and held[0][0] <= now:
+            batch.append(heapq.heappop(held))
+        if not batch or channel.is_closed:
+            return
+        await asyncio.gather(*(send(channel, self._topology, env, now) for _, _, env, _ in batch))
+        for *_, message in batch:
+            assert message.delivery_tag is not None
+            await channel.basic_ack(message.delivery_tag, wait=False)

@@ -1,0 +1,80 @@
+"""Where to publish an envelope so that it reaches its destination at its due time.
+
+    due now or past                  -> the destination itself: the events exchange
+                                        (routing key = event name) or one queue
+    due in under 1 s + MARGIN        -> the due queue; the forwarder holds the rest
+    due later                        -> the delay chain with countdown
+                                        floor(remaining - MARGIN) seconds; the message
+                                        reaches the due queue up to 1 s + MARGIN early
+                                        and the forwarder holds the remainder
+
+MARGIN absorbs the time a message spends hopping through the chain, so the chain
+never makes an item late; the forwarder's in-process hold makes it on time.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from aiormq.exceptions import PublishError
+
+from wrkr_rabbitmq._messages import RabbitMQEnvelope
+from wrkr_rabbitmq._topology import (
+    MAX_COUNTDOWN,
+    RabbitMQTopology,
+    countdown_routing_key,
+    entry_level,
+    level,
+)
+
+MARGIN = 0.25
+
+
+def route(
+    topology: RabbitMQTopology, envelope: RabbitMQEnvelope, now_micros: int
+) -> tuple[str, str]:
+    """Return (exchange, routing key) for `envelope` at time `now_micros`."""
+    remaining = (envelope.due_micros - now_micros) / 1_000_000
+    if remaining <= 0:
+        return destination(topology, envelope.destination)
+    countdown = min(MAX_COUNTDOWN, math.floor(remaining - MARGIN))
+    if countdown < 1:
+        return "", topology.due
+    key = countdown_routing_key(countdown, topology.prefix, envelope.destination)
+    return level(entry_level(countdown)), key
+
+
+def destination(topology: RabbitMQTopology, to: str) -> tuple[str, str]:
+    """Return (exchange, routing key) of a destination, ``e:<name>`` or ``q:<queue>``."""
+    kind, _, name = to.partition(":")
+    if kind == "e":
+        return topology.events, name
+    if kind == "q":
+        return "", topology.queue(name)
+    raise ValueError(f"unknown destination {to!r}")
+
+
+async def send(
+    channel: AbstractChannel,
+    topology: RabbitMQTopology,
+    envelope: RabbitMQEnvelope,
+    now_micros: int,
+    *,
+    mandatory: bool = False,
+) -> bool:
+    """Publish `envelope` persistently towards its destination; wait for the confirm.
+
+    Returns:
+        False when the broker returned it unroutable (only with `mandatory`: no queue
+        is subscribed to the event), else True.
+    """
+    exchange, key = route(topology, envelope, now_micros)
+    try:
+        outcome = await channel.basic_publish(  # type: ignore[call-arg]  # aiormq's ABC lags
+            envelope.body, exchange=exchange, routing_key=key,
+            properties=envelope.properties(), mandatory=mandatory, wait=False,
+        )
+    except PublishError:  # returned unroutable: no queue is bound for this event
+        return False
+    return not isinstance(outcome, DeliveredMessage)

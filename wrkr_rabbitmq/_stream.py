@@ -1,0 +1,165 @@
+"""Consuming one wrkr queue: a channel per consumer, manual acks, prefetch by QoS.
+
+The lease is the channel: a delivery stays claimed while the channel that received it
+is open, and comes back to the queue the moment the connection dies (a crashed
+worker). Acking through a channel that has since closed raises `LeaseLost`.
+
+Attempts live in the ``x-wrkr-attempts`` header, since the broker cannot change a
+message it requeues. A message the broker hands out again (``redelivered``: its
+consumer died holding it) is therefore recounted: republished with one more attempt
+and acked, and its copy is delivered in turn. Releasing (a graceful stop) republishes
+the message with its count unchanged instead of requeueing it, so the interrupted
+attempt is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiormq.abc import AbstractChannel, DeliveredMessage
+
+from wrkr._errors import BackendUnavailable
+from wrkr.backend import Delivery, State
+from wrkr_rabbitmq._connection import DRIVER_ERRORS, RabbitMQConnector, reconnect_delay
+from wrkr_rabbitmq._messages import (
+    MalformedMessage,
+    RabbitMQEnvelope,
+    foreign_envelope,
+    item_of,
+    received_envelope,
+)
+from wrkr_rabbitmq._topology import RabbitMQTopology, declare_queue
+
+logger = logging.getLogger("wrkr.rabbitmq")
+
+RECONNECTABLE: tuple[type[BaseException], ...] = (BackendUnavailable, *DRIVER_ERRORS)
+Sender = Callable[[RabbitMQEnvelope], Awaitable[bool]]
+Parker = Callable[[str, RabbitMQEnvelope], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RabbitMQReceipt:
+    """What the backend needs to settle a delivery: the channel it came on, and its tag."""
+
+    session: RabbitMQConsumerSession
+    delivery_tag: int
+    envelope: RabbitMQEnvelope
+
+
+class RabbitMQConsumerSession:
+    """One consumer on one channel; ends when the channel closes or the consumer stops."""
+
+    def __init__(self, channel: AbstractChannel, queue: str, worker: str,
+                 send: Sender, park: Parker, now: Callable[[], datetime]) -> None:
+        self.channel = channel
+        self.queue = queue
+        self._worker = worker
+        self._send, self._park, self._now = send, park, now
+        self._buffer: asyncio.Queue[DeliveredMessage | None] = asyncio.Queue()
+        self._outstanding = 0
+        self._finished = False
+        self._tag = ""
+        self._closer: asyncio.Future[None] | None = None
+
+    async def start(self, topology: RabbitMQTopology) -> None:
+        """Declare the queue (consuming a queue nobody subscribed yet is allowed) and consume."""
+        await declare_queue(self.channel, topology, self.queue)
+        self.channel.closing.add_done_callback(lambda _: self._buffer.put_nowait(None))
+        consume_ok = await self.channel.basic_consume(topology.queue(self.queue), self._arrived)
+        self._tag = str(consume_ok.consumer_tag)
+
+    async def _arrived(self, message: DeliveredMessage) -> None:
+        self._buffer.put_nowait(message)
+
+    async def next(self) -> Delivery | None:
+        """Return the next delivery, or None once the channel has closed."""
+        while (message := await self._buffer.get()) is not None:
+            delivery = await self._admit(message)
+            if delivery is not None:
+                self._outstanding += 1
+                return delivery
+        return None
+
+    async def _admit(self, message: DeliveredMessage) -> Delivery | None:
+        """Turn a message into a delivery; park foreign ones and recount redelivered ones."""
+        tag = message.delivery_tag
+        assert tag is not None
+        try:
+            envelope = received_envelope(message)
+        except MalformedMessage as exc:
+            logger.warning("parking a foreign message from queue %r: %s", self.queue, exc)
+            await self._park(self.queue, foreign_envelope(message, str(exc), self._now()))
+            await self.channel.basic_ack(tag)
+            return None
+        attempts = int(envelope.headers["x-wrkr-attempts"])
+        if message.redelivered:
+            await self._send(envelope.with_changes(attempts=attempts + 1, to=f"q:{self.queue}"))
+            await self.channel.basic_ack(tag)
+            return None
+        item = item_of(envelope, self.queue, State.PROCESSING, attempts + 1, self._worker)
+        return Delivery(item, RabbitMQReceipt(self, tag, envelope))
+
+    def settled(self) -> None:
+        """Note that a delivery was settled; close the channel after the last one of a stop."""
+        self._outstanding -= 1
+        if self._finished and self._outstanding <= 0:
+            self._closer = asyncio.ensure_future(self._close())
+
+    async def finish(self) -> None:
+        """Stop consuming; give back what arrived but was not handed out."""
+        self._finished = True
+        if self.channel.is_closed:
+            return
+        with contextlib.suppress(*DRIVER_ERRORS):
+            await self.channel.basic_cancel(self._tag)
+            while not self._buffer.empty():
+                message = self._buffer.get_nowait()
+                if message is not None:
+                    await self._give_back(message)
+            if self._outstanding <= 0:
+                await self._close()
+
+    async def _give_back(self, message: DeliveredMessage) -> None:
+        """Return an unhanded message to the queue without counting an attempt."""
+        assert message.delivery_tag is not None
+        try:
+            envelope = received_envelope(message)
+        except MalformedMessage:
+            await self.channel.basic_reject(message.delivery_tag, requeue=True)
+            return
+        attempts = int(envelope.headers["x-wrkr-attempts"]) + int(bool(message.redelivered))
+        await self._send(envelope.with_changes(attempts=attempts, to=f"q:{self.queue}"))
+        await self.channel.basic_ack(message.delivery_tag)
+
+    async def _close(self) -> None:
+        with contextlib.suppress(*DRIVER_ERRORS):
+            if not self.channel.is_closed:
+                await self.channel.close()
+
+
+async def consume(
+    connector: RabbitMQConnector,
+    open_session: Callable[[AbstractChannel], Awaitable[RabbitMQConsumerSession]],
+    prefetch: int,
+) -> AsyncGenerator[Delivery, None]:
+    """Yield deliveries for as long as the caller iterates, across reconnections."""
+    failures = 0
+    while not connector.closed:
+        try:
+            session = await open_session(await connector.channel(prefetch=prefetch))
+        except RECONNECTABLE as exc:
+            failures += 1
+            logger.info("consumer cannot reach the broker (%s), retrying", type(exc).__name__)
+            await reconnect_delay(failures)
+            continue
+        failures = 0
+        try:
+            while (delivery := await session.next()) is not None:
+                yield delivery
+        finally:
+            await session.finish()
