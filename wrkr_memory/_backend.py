@@ -17,7 +17,7 @@ the same store is a restarted app, or a second process):
     held items      a dict by id of the items processing (leased), done and failed
     archive         kept done items in a heap by expiry, purged lazily on queries and claims
     per item        a slotted entry: the payload bytes as given, the id as an int,
-                    times as int microseconds; about 450 bytes with a 200-byte payload
+                    times as int microseconds: about 400 bytes with a 200-byte payload
 
 Leases are fenced: every claim draws a new token and a receipt is (entry, token), so
 settling a delivery whose item went back to its queue or was claimed again raises

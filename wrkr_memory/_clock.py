@@ -29,7 +29,8 @@ class ManualClock:
 
     `MemoryBackend(clock=ManualClock())` schedules by it, and its consumers wake up
     whenever it moves, so an item published for "7 days" is delivered as soon as
-    the test calls `clock.advance(timedelta(days=7))`.
+    the test calls `clock.advance(timedelta(days=7))`. Move it from the event loop's
+    own thread: the wake-ups it sends are not thread-safe.
     """
 
     def __init__(self, start: datetime | None = None) -> None:
