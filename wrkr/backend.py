@@ -249,7 +249,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def disconnect(self) -> None:
-        """Release connections. Unacked deliveries become claimable again."""
+        """Release connections. Unsettled deliveries become claimable again, as if
+        their leases had expired (their attempts count)."""
 
     # -- subscriptions -----------------------------------------------------------
 
@@ -315,7 +316,8 @@ class Backend(abc.ABC):
         """Finish the item: delete it, or with `keep` mark it `done` until `expires`.
 
         Raises:
-            LeaseLost: the lease expired and the item was claimed again.
+            LeaseLost: this delivery no longer holds the item (its lease expired, or it
+                was settled already).
         """
 
     @abc.abstractmethod
@@ -323,7 +325,8 @@ class Backend(abc.ABC):
         """Return the item to its own queue (no other), ready at `due`, `error` recorded.
 
         Raises:
-            LeaseLost: the lease expired and the item was claimed again.
+            LeaseLost: this delivery no longer holds the item (its lease expired, or it
+                was settled already).
         """
 
     @abc.abstractmethod
@@ -331,15 +334,19 @@ class Backend(abc.ABC):
         """Park the item as `failed`, `error` appended to its history.
 
         Raises:
-            LeaseLost: the lease expired and the item was claimed again.
+            LeaseLost: this delivery no longer holds the item (its lease expired, or it
+                was settled already).
         """
 
     @abc.abstractmethod
     async def release(self, delivery: Delivery) -> None:
-        """Give the item back, ready now, its attempt not counted (a graceful stop).
+        """Give the item back, ready at once, its attempt not counted (a graceful stop).
+
+        The item keeps its due time, hence its place in line: FIFO order holds.
 
         Raises:
-            LeaseLost: the lease expired and the item was claimed again.
+            LeaseLost: this delivery no longer holds the item (its lease expired, or it
+                was settled already).
         """
 
     # -- inspection and control (optional capabilities) ----------------------------
@@ -357,7 +364,10 @@ class Backend(abc.ABC):
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.QUERY}'")
 
     async def cancel(self, where: ItemFilter) -> int:
-        """Delete the pending (scheduled or ready) items that match; return how many (CANCEL)."""
+        """Delete the pending (scheduled or ready) items that match; return how many (CANCEL).
+
+        `where.limit` and `where.state` do not apply: every pending match goes.
+        """
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.CANCEL}'")
 
     async def retry(self, item_id: str) -> None:
@@ -369,5 +379,5 @@ class Backend(abc.ABC):
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.FAILED}'")
 
     async def counts(self) -> dict[str, dict[State, int]]:
-        """Return, per queue, how many items are in each state (states with none left out)."""
+        """Return, per queue holding items, how many are in each state (zeros left out)."""
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.QUERY}'")
