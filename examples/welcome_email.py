@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     global follow_up_in
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--follow-up-in", default=follow_up_in,
-                        help="delay of the follow-up email, e.g. '3 seconds' (default: %(default)s)")
+                        help="delay of the follow-up, e.g. '3 seconds' (default: %(default)s)")
     parser.add_argument("--deadline", type=float, default=60.0,
                         help="give up after this many seconds (default: %(default)s)")
     args = parser.parse_args(argv)
