@@ -1,0 +1,270 @@
+"""What only the RabbitMQ backend promises: delay routing, foreign messages, crashes, restarts.
+
+The broker-restart test stops the shared RabbitMQ application: it is marked `alone`
+and runs separately, after everything else (``pytest -m alone``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import aiormq
+import pytest
+import pytest_asyncio
+from pamqp.commands import Basic
+
+from backend_conformance_tests import Names, Recorder
+from backend_conformance_tests._helpers import WAIT, eventually
+from tests.backends.test_rabbitmq import RABBITMQ_URL, rabbitmq_prefix  # noqa: F401
+from wrkr import BackendUnavailable, Event, LeaseLost, NotSupported, Retry, State, Wrkr
+from wrkr.backend import ItemFilter, Message
+from wrkr_rabbitmq import RabbitMQBackend
+from wrkr_rabbitmq._topology import MAX_COUNTDOWN, countdown_routing_key, entry_level
+
+pytestmark = pytest.mark.rabbitmq
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def names() -> Names:
+    """Provide queue and event names unique to the test."""
+    return Names()
+
+
+@pytest_asyncio.fixture
+async def app(rabbitmq_prefix: str) -> AsyncIterator[Wrkr]:  # noqa: F811
+    """Provide a started app on a fresh namespace, stopped afterwards."""
+    started = Wrkr(RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix))
+    await started.start()
+    yield started
+    await started.stop(timeout=1.0)
+
+
+def test_countdown_routing_key_is_26_binary_digits_then_namespace_and_destination() -> None:
+    key = countdown_routing_key(5, "ns", "e:user.added")
+    assert key == "0." * 23 + "1.0.1.ns.e:user.added"
+    assert entry_level(5) == 2  # published straight into the 4-second level
+    assert len(countdown_routing_key(MAX_COUNTDOWN, "ns", "q:" + "x" * 250)) <= 255
+
+
+def test_prefix_must_be_one_routing_key_segment() -> None:
+    with pytest.raises(ValueError, match=r"invalid RabbitMQ prefix 'a\.b'"):
+        RabbitMQBackend(RABBITMQ_URL, prefix="a.b")
+
+
+def test_from_url_reads_the_prefix_and_repr_masks_the_password() -> None:
+    backend = RabbitMQBackend.from_url("amqp://guest:s3cret@127.0.0.1:5672/?prefix=shop")
+    assert backend.topology.prefix == "shop"
+    assert "s3cret" not in repr(backend)
+    assert "prefix" not in str(backend.url)
+
+
+async def test_unreachable_broker_raises_backend_unavailable_without_the_password() -> None:
+    backend = RabbitMQBackend("amqp://guest:s3cret@127.0.0.1:1/")
+    with pytest.raises(BackendUnavailable) as caught:
+        await backend.open()
+    assert "s3cret" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+async def test_undeclared_capabilities_raise_not_supported_naming_them(app: Wrkr) -> None:
+    with pytest.raises(NotSupported, match="query"):
+        await app.items(state=State.READY)
+    with pytest.raises(NotSupported, match="cancel"):
+        await app.cancel(name="x.y")
+
+
+async def test_mixed_delays_arrive_in_due_order_without_head_of_line_blocking(
+        app: Wrkr, names: Names) -> None:
+    recorder = Recorder()
+    await app.subscribe(names.queue("mixed"), names.event("#"), recorder.handle)
+    delays = {"hour": "1 hour", "three": "2.6 seconds", "one": "1 second",
+              "two": "1.8 seconds", "now": None}
+    await app.publish([{"name": names.event(key), "when": when} for key, when in delays.items()])
+    await app.listen()
+    got = await recorder.take(4)
+    assert [event.name for event in got] == [names.event(k) for k in ("now", "one", "two", "three")]
+    await recorder.nothing_more(0.3)  # the one-hour item stays in the chain
+
+
+async def test_malformed_messages_are_parked_as_failed_and_the_consumer_keeps_going(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:  # noqa: F811
+    recorder = Recorder()
+    queue = names.queue("foreign")
+    await app.subscribe(queue, names.event("ok"), recorder.handle)
+    await app.listen()
+    await _publish_raw(f"{rabbitmq_prefix}.q.{queue}", [b"not json at all", b'{"no": "headers"}'])
+    await app.publish({"name": names.event("ok")})
+    assert (await recorder.next()).name == names.event("ok")
+
+    async def both_parked() -> bool:
+        return len(await app.items(queue=queue, state=State.FAILED)) == 2
+
+    await eventually(both_parked, "both foreign messages are parked")
+    parked = await app.items(queue=queue, state=State.FAILED)
+    assert all("not a wrkr message" in event.errors[0].message for event in parked)
+
+
+async def _publish_raw(queue: str, bodies: list[bytes]) -> None:
+    """Publish as a foreign application would: straight to the queue, no wrkr headers."""
+    connection = await aiormq.connect(RABBITMQ_URL)
+    try:
+        channel = await connection.channel()
+        for body in bodies:
+            await channel.basic_publish(body, routing_key=queue,
+                                        properties=Basic.Properties(delivery_mode=2))
+    finally:
+        await connection.close()
+
+
+async def test_failed_item_is_listed_with_its_history_and_retried_to_its_queue_only(
+        app: Wrkr, names: Names) -> None:
+    recorder, other = Recorder(), Recorder()
+    calls = 0
+
+    async def fail_once(event: Event) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        recorder.record(event)
+
+    await app.subscribe(names.queue("a"), names.event("x"), fail_once, retry=Retry(attempts=1))
+    await app.subscribe(names.queue("b"), names.event("x"), other.handle)
+    [item_id] = await app.publish({"name": names.event("x")})
+    await app.listen()
+    await other.next()
+
+    async def parked() -> bool:
+        return len(await app.items(queue=names.queue("a"), state=State.FAILED)) == 1
+
+    await eventually(parked, "the item is parked as failed")
+    [failed] = await app.items(queue=names.queue("a"), state=State.FAILED)
+    assert (failed.id, failed.errors[0].type) == (item_id, "RuntimeError")
+    await app.retry(item_id)
+    assert (await recorder.next()).id == item_id
+    await other.nothing_more(0.2)  # the retry went to queue a only
+
+
+_WORKER = """
+import asyncio, sys
+from wrkr import Wrkr
+from wrkr_rabbitmq import RabbitMQBackend
+
+async def main(url, prefix, queue, pattern):
+    app = Wrkr(RabbitMQBackend(url, prefix=prefix))
+    async def hang(event):
+        print(event.id, flush=True)
+        await asyncio.sleep(3600)
+    async with app:
+        await app.subscribe(queue, pattern, hang)
+        await app.listen()
+        await asyncio.sleep(3600)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_worker_killed_mid_handler_hands_its_item_to_another(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:  # noqa: F811
+    recorder = Recorder()
+    queue = names.queue("kill")
+    await app.subscribe(queue, names.event("job"), recorder.handle)
+    [item_id] = await app.publish({"name": names.event("job")})
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WORKER, RABBITMQ_URL, rabbitmq_prefix, queue, names.event("job"),
+        cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert worker.stdout is not None
+        async with asyncio.timeout(WAIT):  # the worker prints the id once its handler runs
+            assert (await worker.stdout.readline()).decode().strip() == item_id
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+    await app.listen()
+    event = await recorder.next("the item, redelivered after the worker died")
+    assert (event.id, event.attempts) == (item_id, 2)
+
+
+async def test_stale_delivery_raises_lease_lost_after_its_connection_dropped(
+        rabbitmq_prefix: str, names: Names) -> None:  # noqa: F811
+    backend = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix)
+    await backend.open()
+    try:
+        await backend.subscribe(names.queue("l"), names.event("e"))
+        now = backend.now()
+        await backend.enqueue([Message(names.event("e"), None, b"{}", now, now)])
+        stream = backend.deliveries(names.queue("l"), worker="w", lease=timedelta(minutes=1),
+                                    prefetch=1)
+        delivery = await anext(stream)
+        await backend.drop_connection()
+        with pytest.raises(LeaseLost):
+            await backend.ack(delivery)
+        again = await anext(stream)  # the stream reconnected by itself; the item is back
+        assert (again.item.id, again.item.attempts) == (delivery.item.id, 2)
+        await backend.ack(again)
+        await stream.aclose()
+        assert await backend.items(ItemFilter(queue=names.queue("l"), state=State.FAILED)) == []
+    finally:
+        await backend.close()
+
+
+@pytest.mark.alone
+async def test_broker_restart_mid_stream_loses_no_confirmed_item(
+        app: Wrkr, names: Names) -> None:
+    handled: set[str] = set()
+    arrived = asyncio.Event()
+
+    async def handle(event: Event) -> None:
+        handled.add(str(event.id))
+        arrived.set()
+
+    await app.subscribe(names.queue("restart"), names.event("n"), handle)
+    await app.listen()
+    confirmed = await _publish_through_a_restart(app, names.event("n"), count=300)
+
+    async def all_handled() -> bool:
+        return confirmed <= handled
+
+    async with asyncio.timeout(60):
+        while not await all_handled():
+            arrived.clear()
+            await arrived.wait()
+    assert len(confirmed) == 300
+
+
+async def _publish_through_a_restart(app: Wrkr, name: str, count: int) -> set[str]:
+    """Publish `count` events one by one; stop the broker app a third of the way through."""
+    confirmed: set[str] = set()
+    for index in range(count):
+        if index == count // 3:
+            await _rabbitmqctl("stop_app")
+            with pytest.raises(BackendUnavailable):
+                await app.publish({"name": name, "payload": {"lost": True}})
+            await _rabbitmqctl("start_app")
+        confirmed.update(await _publish_until_confirmed(app, name, index))
+    return confirmed
+
+
+async def _publish_until_confirmed(app: Wrkr, name: str, index: int) -> list[str]:
+    """Publish one event, trying again while the broker is still starting (bounded)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            try:
+                return await app.publish({"name": name, "payload": {"i": index}})
+            except BackendUnavailable:
+                await asyncio.sleep(0.2)  # the broker is still booting
+
+
+async def _rabbitmqctl(command: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    async with asyncio.timeout(60):
+        assert await process.wait() == 0, f"rabbitmqctl {command} failed"
