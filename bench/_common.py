@@ -74,9 +74,18 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def peak_rss_mb() -> float:
-    """Return this process's peak resident set size so far, in MiB (Linux: KiB units)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / MB
+    """Return this process's peak resident set size so far, in MiB.
+
+    On Linux this is `VmHWM`, which starts afresh at exec; `ru_maxrss` would not
+    do for a child process, as it carries over the parent's peak from the fork.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024 if sys.platform != "darwin" else peak / MB
 
 
 def rss_mb() -> float:
