@@ -1,0 +1,92 @@
+"""Claiming items under leases: one `find_one_and_update`, or a batch in three round trips."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+
+from wrkr_mongodb._documents import QUEUED, ceil_lease, claimable, floor_ms
+
+FIFO = [("due", ASCENDING), ("seq", ASCENDING)]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What fences a delivery: the item, the lease end and the claim token written with it.
+
+    A worker whose lease expired and whose item was claimed again holds a receipt that
+    no longer matches the document, so its ack / nack / fail / release changes nothing.
+    """
+
+    item_id: str
+    lease: datetime
+    claim: str
+
+    def fence(self) -> dict[str, Any]:
+        """Return the filter matching the item only while this claim still holds it."""
+        return {"_id": self.item_id, "lease": self.lease, "claim": self.claim}
+
+
+class Claimer:
+    """Claims one queue's items for one worker.
+
+    Args:
+        items: the items collection.
+        queue: the queue to claim from.
+        worker: the worker id recorded on claimed items.
+        lease: how long a claim holds an item.
+    """
+
+    def __init__(self, items: Any, queue: str, worker: str, lease: timedelta) -> None:
+        self.items = items
+        self.queue = queue
+        self.worker = worker
+        self.lease = lease
+
+    def _update(self, now: datetime, token: str) -> dict[str, Any]:
+        return {"$set": {"lease": ceil_lease(now, self.lease), "worker": self.worker,
+                         "claim": token},
+                "$inc": {"attempts": 1},
+                "$unset": {"once": ""}}  # a claimed item no longer blocks `once_every`
+
+    async def claim(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Claim up to `limit` due items, oldest due first; return their documents."""
+        now = floor_ms(now)
+        if limit <= 1:
+            return await self._claim_one(now)
+        return await self._claim_batch(now, limit)
+
+    async def _claim_one(self, now: datetime) -> list[dict[str, Any]]:
+        document = await self.items.find_one_and_update(
+            claimable(self.queue, now), self._update(now, uuid.uuid4().hex),
+            sort=FIFO, return_document=ReturnDocument.AFTER)
+        return [] if document is None else [document]
+
+    async def _claim_batch(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        # Pick candidates, claim those still claimable (each document atomically; a
+        # competitor may win some), then read back the ones this claim token won.
+        query = claimable(self.queue, now)
+        cursor = self.items.find(query, {"_id": 1}).sort(FIFO).limit(limit)
+        ids = [row["_id"] async for row in cursor]
+        if len(ids) <= 1:
+            return await self._claim_one(now) if ids else []
+        token = uuid.uuid4().hex
+        await self.items.update_many({**query, "_id": {"$in": ids}}, self._update(now, token))
+        won = self.items.find({"_id": {"$in": ids}, "claim": token}).sort(FIFO)
+        return [document async for document in won]
+
+    async def next_wake(self, now: datetime) -> datetime | None:
+        """Return when something may next become claimable: a due time or a lease's end."""
+        now = floor_ms(now)
+        due = await self.items.find_one(
+            {"queue": self.queue, "state": QUEUED, "due": {"$gt": now}, "lease": {"$lte": now}},
+            {"due": 1}, sort=FIFO)
+        held = await self.items.find_one(
+            {"queue": self.queue, "state": QUEUED, "lease": {"$gt": now}},
+            {"lease": 1}, sort=[("lease", ASCENDING)])
+        times = [doc[key] for doc, key in ((due, "due"), (held, "lease")) if doc is not None]
+        return min(times) if times else None

@@ -1,0 +1,123 @@
+"""Waking idle consumers: change streams when the server has them, polling otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pymongo.errors import OperationFailure, PyMongoError
+
+from wrkr_mongodb._documents import NOT_LEASED
+
+logger = logging.getLogger("wrkr.mongodb")
+
+OPENING_WAIT = 10.0  # seconds `stop()` waits for a stream still opening, to close it
+NO_CHANGE_STREAMS = 40573  # "The $changeStream stage is only supported on replica sets"
+
+ITEM_CHANGES: list[dict[str, Any]] = [
+    # New items, and items made claimable again (released, nacked, retried) anywhere.
+    {"$match": {"$or": [
+        {"operationType": "insert"},
+        {"operationType": "update", "updateDescription.updatedFields.lease": NOT_LEASED},
+    ]}},
+    {"$project": {"operationType": 1, "fullDocument.queue": 1}},
+]
+
+
+class Wakeups:
+    """The idle consumers of one backend, and what rouses them."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self.streaming = False  # a change stream on the items collection is live
+
+    @contextlib.contextmanager
+    def listening(self, queue: str) -> Iterator[asyncio.Event]:
+        """Register an event set whenever `queue` may have something to claim."""
+        event = asyncio.Event()
+        self._waiters.setdefault(queue, set()).add(event)
+        try:
+            yield event
+        finally:
+            self._waiters[queue].discard(event)
+
+    def notify(self, queue: str | None) -> None:
+        """Wake the consumers of `queue` (of every queue when None)."""
+        if queue is None:
+            for events in self._waiters.values():
+                for event in events:
+                    event.set()
+            return
+        for event in self._waiters.get(queue, ()):
+            event.set()
+
+    def on_item_change(self, change: dict[str, Any]) -> None:
+        """Wake whom an item change stream event concerns."""
+        document = change.get("fullDocument") or {}
+        self.notify(document.get("queue") if change.get("operationType") == "insert" else None)
+
+
+class ChangeWatcher:
+    """Follows one collection's change stream in the background, feeding `on_change`.
+
+    When the server has no change streams (a standalone server, the in-process mock)
+    or the stream breaks, `on_state(False)` is called and the watcher tries again
+    after `retry` seconds; `on_state(True)` is called each time a stream opens.
+    """
+
+    def __init__(self, collection: Any, pipeline: list[dict[str, Any]],
+                 on_change: Callable[[dict[str, Any]], None],
+                 on_state: Callable[[bool], None], retry: float = 5.0) -> None:
+        self._collection = collection
+        self._pipeline = pipeline
+        self._on_change = on_change
+        self._on_state = on_state
+        self._retry = retry
+        self._task: asyncio.Task[None] | None = None
+        self._opening: asyncio.Future[Any] | None = None
+
+    def start(self) -> None:
+        """Start following the stream."""
+        self._task = asyncio.create_task(self._run(), name="wrkr-mongodb-watch")
+
+    async def stop(self) -> None:
+        """Stop following the stream (and close one still opening)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        opening, self._opening = self._opening, None
+        if opening is not None and not opening.cancelled():
+            with contextlib.suppress(Exception):
+                await (await asyncio.wait_for(opening, OPENING_WAIT)).close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except (NotImplementedError, AttributeError, TypeError):
+                self._on_state(False)  # a client without change streams (the mock): poll
+                return
+            except OperationFailure as exc:
+                if exc.code == NO_CHANGE_STREAMS:
+                    self._on_state(False)  # a standalone server: poll for good
+                    return
+                logger.debug("change stream failed (%s); polling meanwhile", exc.code)
+            except PyMongoError as exc:
+                logger.debug("change stream lost (%s); polling meanwhile", type(exc).__name__)
+            self._on_state(False)
+            await asyncio.sleep(self._retry)
+
+    async def _follow(self) -> None:
+        # Opening is shielded from `stop()`'s cancellation: the driver leaks the socket of
+        # a connection cancelled mid-handshake; `stop()` waits for it and closes the stream.
+        self._opening = asyncio.ensure_future(self._collection.watch(self._pipeline))
+        stream = await asyncio.shield(self._opening)
+        self._opening = None
+        async with stream:
+            self._on_state(True)
+            async for change in stream:
+                self._on_change(change)
