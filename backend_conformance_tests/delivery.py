@@ -110,6 +110,16 @@ class RoutingSuite(SuiteBase):
         assert [event.name for event in got] == [names.event("user.added"),
                                                  names.event("user.removed")]
 
+    @needs(Capability.WILDCARDS)
+    async def test_queue_matched_by_two_patterns_gets_one_copy(
+            self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        queue = names.queue("a")
+        for pattern in ("user.added", "user.*", "#"):
+            await wrkr.subscribe(queue, names.event(pattern), Recorder().handle)
+        assert await wrkr.subscriptions(names.event("user.added")) == [queue]
+        assert len(await wrkr.publish({"name": names.event("user.added")})) == 1
+
     async def test_unsubscribed_queue_gets_no_new_events(
             self, app: AppFactory, names: Names) -> None:
         wrkr = await app()
@@ -415,6 +425,18 @@ class LeaseSuite(SuiteBase):
         assert again.attempts == 2
         assert [(e.attempt, e.type, e.message) for e in again.errors] == [
             (1, "RuntimeError", "boom")]
+
+    @needs(Capability.DELAY)
+    async def test_nacked_item_is_not_yielded_before_its_new_due_time(
+            self, backend: Backend, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        await backend.enqueue([message(name)])
+        due = utcnow() + timedelta(seconds=0.5)
+        error = ErrorRecord(utcnow(), 1, "RuntimeError", "later")
+        await backend.nack(await claim_one(backend, queue, worker="w"), due=due, error=error)
+        await claim_one(backend, queue, worker="w")
+        assert utcnow() >= due
 
     async def test_nacked_item_returns_to_its_own_queue_only(
             self, backend: Backend, names: Names) -> None:

@@ -228,6 +228,28 @@ class CancelSuite(SuiteBase):
 class ArchiveSuite(SuiteBase):
     """archive="keep": acked items stay `done`, with who finished them and when."""
 
+    @needs(Capability.ARCHIVE, Capability.QUERY)
+    async def test_backend_ack_with_keep_marks_the_item_done(
+            self, backend: Backend, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        await backend.enqueue([message(name)])
+        delivery = await claim_one(backend, queue, worker="w-9")
+        await backend.ack(delivery, keep=True)
+        item = await backend.get(delivery.item.id)
+        assert (item.state, item.worker) == (State.DONE, "w-9")
+        assert item.finished is not None
+
+    @needs(Capability.QUERY)
+    async def test_backend_ack_deletes_the_item(self, backend: Backend, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        await backend.enqueue([message(name)])
+        delivery = await claim_one(backend, queue, worker="w")
+        await backend.ack(delivery)
+        with pytest.raises(ItemNotFound):
+            await backend.get(delivery.item.id)
+
     async def _handled(self, app: AppFactory, names: Names,
                        retention: str | None = None) -> tuple[Wrkr, str]:
         wrkr = await app(archive="keep", name="archivist", retention=retention)

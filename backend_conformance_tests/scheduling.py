@@ -14,6 +14,7 @@ from ._helpers import (
     Names,
     Recorder,
     SuiteBase,
+    claim_one,
     due_of,
     eventually,
     message,
@@ -152,6 +153,17 @@ class OnceEverySuite(SuiteBase):
         await wrkr.publish(self._tick(names))
         await wrkr.subscribe(names.queue("b"), names.event("tick"), Recorder().handle)
         assert len(await wrkr.publish(self._tick(names))) == 1
+
+    @needs(Capability.ONCE_EVERY)
+    async def test_once_every_ignores_an_item_being_processed(
+            self, app: AppFactory, names: Names, backend: Backend) -> None:
+        wrkr = await app()
+        queue = names.queue("a")
+        await wrkr.subscribe(queue, names.event("tick"), Recorder().handle)
+        due_now = {**self._tick(names), "when": utcnow()}
+        await wrkr.publish(due_now)
+        await claim_one(backend, queue, worker="busy")
+        assert len(await wrkr.publish(due_now)) == 1
 
     @needs(Capability.ONCE_EVERY, Capability.DELAY, Capability.QUERY)
     async def test_once_every_schedules_the_event_one_interval_ahead(
