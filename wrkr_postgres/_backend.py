@@ -110,11 +110,13 @@ class PostgresBackend(Backend):
 
     async def connect(self) -> None:
         """Open the pools, apply missing migrations, start LISTEN and the cleanup."""
+        with wrapped(self.settings.conninfo):  # one plain connection: fails fast if down
+            conn = await psycopg.AsyncConnection.connect(self.settings.conninfo, autocommit=True)
+            async with conn:
+                await migrate(conn, self.settings.schema)
         await self.pool.open(_CONNECT_TIMEOUT)
         try:
             await self.settle_pool.open(_CONNECT_TIMEOUT)
-            async with self.pool.connection() as conn:
-                await migrate(conn, self.settings.schema)
         except BaseException:
             await self.pool.close()
             await self.settle_pool.close()

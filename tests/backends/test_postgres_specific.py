@@ -1,0 +1,259 @@
+"""What only the PostgreSQL backend promises: outbox publishing, processes, restarts.
+
+Worker and publisher processes are small scripts run with ``python -c``; every wait is
+bounded. The server-restart test restarts the shared PostgreSQL: it is marked `alone`
+and runs separately, after everything else (``pytest -m alone``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import pytest_asyncio
+
+from backend_conformance_tests import Names, Recorder
+from backend_conformance_tests._helpers import WAIT
+from tests.backends.test_postgres import PG_URL, new_schema
+from wrkr import BackendUnavailable, Event, Wrkr
+from wrkr._names import matches
+from wrkr_postgres import PostgresBackend
+from wrkr_postgres._config import mask_url, settings_from_url
+from wrkr_postgres._names import pattern_regex
+from wrkr_postgres._sql import migrations
+
+pytestmark = pytest.mark.postgres
+ROOT = Path(__file__).resolve().parents[2]
+
+# A worker or publisher process. argv: mode, schema, queue, event name.
+CHILD = r"""
+import asyncio, sys
+from datetime import timedelta
+import wrkr._consumer
+from wrkr import Wrkr
+from wrkr_postgres import PostgresBackend
+
+# The core leases for handler timeout + 30 s; a shorter margin keeps the test short.
+wrkr._consumer.LEASE_MARGIN = timedelta(seconds=1)
+mode, schema, queue, name = sys.argv[1:5]
+
+async def hang(event):
+    print("started", event.id, flush=True)
+    await asyncio.Event().wait()
+
+async def main():
+    app = Wrkr(PostgresBackend("postgresql://postgres@127.0.0.1:5432/test", schema=schema))
+    async with app:
+        if mode == "worker":
+            await app.subscribe(queue, name, hang, timeout="1 second")
+            await app.listen()
+            await asyncio.Event().wait()
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        ids = await app.publish({"name": name, "tid": "t", "once_every": "1 hour"})
+        print("published", len(ids), flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def pg_schema(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Provide a fresh schema on the local server, dropped after the test."""
+    yield from new_schema(request)
+
+
+@pytest.fixture
+def names() -> Names:
+    """Provide queue and event names unique to the test."""
+    return Names()
+
+
+@pytest_asyncio.fixture
+async def app(pg_schema: str) -> AsyncIterator[Wrkr]:
+    """Provide a started app on the test's schema, stopped afterwards."""
+    started = Wrkr(PostgresBackend(PG_URL, schema=pg_schema, poll_interval=1.0))
+    await started.start()
+    yield started
+    await started.stop(timeout=1.0)
+
+
+async def spawn(*args: str) -> asyncio.subprocess.Process:
+    """Start a child process running CHILD with `args`, pipes on stdin and stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, *args, cwd=ROOT, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+async def read_line(process: asyncio.subprocess.Process, expected: str) -> str:
+    """Return the child's next output line, which must start with `expected` (bounded)."""
+    assert process.stdout is not None
+    async with asyncio.timeout(WAIT * 2):
+        line = (await process.stdout.readline()).decode().strip()
+    assert line.startswith(expected), f"child said {line!r}, expected {expected!r}"
+    return line
+
+
+# -- pure helpers --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("pattern", "name"), [
+    ("a.*", "a.b"), ("a.*", "a"), ("a.*", "a.b.c"), ("a.#", "a"), ("a.#", "a.b.c"),
+    ("#", "a"), ("#.c", "c"), ("#.c", "a.b.c"), ("a.#.c", "a.c"), ("a.#.c", "a.x.y.c"),
+    ("a.#.c", "a.x.y"), ("*.b.*", "x.b.y"), ("*.b.*", "b.y"), ("a-b.*", "a-b.c_d"),
+])
+async def test_wildcard_regex_agrees_with_the_core_matcher(
+        pg_schema: str, pattern: str, name: str) -> None:
+    regex = pattern_regex(pattern)
+    assert regex is not None
+    async with await psycopg.AsyncConnection.connect(PG_URL) as conn:
+        cur = await conn.execute("SELECT ('.' || %s) ~ %s", (name, regex))
+        row = await cur.fetchone()
+    assert row is not None
+    assert row[0] == matches(pattern, name)
+
+
+def test_exact_patterns_need_no_regex() -> None:
+    assert pattern_regex("ourapp.user.added") is None
+
+
+def test_url_options_are_split_from_libpq_options_and_passwords_masked() -> None:
+    settings = settings_from_url(
+        "postgresql://u:s3cret@127.0.0.1:5432/db?schema=jobs&sslmode=disable&pool_size=3", {})
+    assert (settings.schema, settings.pool_size) == ("jobs", 3)
+    assert settings.conninfo == "postgresql://u:s3cret@127.0.0.1:5432/db?sslmode=disable"
+    assert mask_url(settings.conninfo) == "postgresql://u:***@127.0.0.1:5432/db?sslmode=disable"
+
+
+def test_schema_must_be_a_plain_identifier() -> None:
+    with pytest.raises(ValueError, match="invalid PostgreSQL schema name 'Bad-Name'"):
+        PostgresBackend(PG_URL, schema="Bad-Name")
+
+
+async def test_unreachable_server_raises_backend_unavailable_without_the_password() -> None:
+    backend = PostgresBackend("postgresql://u:s3cret@127.0.0.1:1/db?connect_timeout=2")
+    with pytest.raises(BackendUnavailable) as caught:
+        await backend.open()
+    assert "s3cret" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+# -- against the server --------------------------------------------------------------------
+
+async def test_migrations_are_applied_once_and_recorded(pg_schema: str) -> None:
+    for _ in range(2):
+        backend = PostgresBackend(PG_URL, schema=pg_schema)
+        await backend.open()
+        await backend.close()
+    async with await psycopg.AsyncConnection.connect(PG_URL) as conn:
+        cur = await conn.execute(f'SELECT version FROM "{pg_schema}".migrations')
+        assert [row[0] for row in await cur.fetchall()] == [v for v, _ in migrations()]
+
+
+async def test_rolled_back_transactional_publish_delivers_nothing_committed_delivers(
+        app: Wrkr, names: Names) -> None:
+    queue, name, recorder = names.queue("outbox"), names.event("order.placed"), Recorder()
+    await app.subscribe(queue, name, recorder.handle)
+    async with await psycopg.AsyncConnection.connect(PG_URL) as conn:
+        with contextlib.suppress(ZeroDivisionError):
+            async with conn.transaction():
+                await app.publish({"name": name, "tid": "rolled-back"}, connection=conn)
+                raise ZeroDivisionError  # the application's change fails
+        async with conn.transaction():
+            await app.publish({"name": name, "tid": "committed"}, connection=conn)
+    await app.listen()
+    assert (await recorder.next("the committed event")).tid == "committed"
+    assert [item.tid for item in await app.items(queue=queue)] in ([], ["committed"])
+
+
+async def test_transactional_publish_takes_only_a_psycopg_async_connection(
+        app: Wrkr, names: Names) -> None:
+    await app.subscribe(names.queue("q"), names.event("x"), Recorder().handle)
+    with pytest.raises(TypeError, match=r"psycopg\.AsyncConnection"):
+        await app.publish({"name": names.event("x")}, connection=object())
+
+
+async def test_item_of_a_sigkilled_worker_is_handled_by_another_after_its_lease(
+        app: Wrkr, pg_schema: str, names: Names) -> None:
+    queue, name, recorder = names.queue("jobs"), names.event("job"), Recorder()
+    await app.subscribe(queue, name, recorder.handle)  # durable; this app listens later
+    worker = await spawn("worker", pg_schema, queue, name)
+    try:
+        await app.publish({"name": name, "tid": "doomed"})
+        started = await read_line(worker, "started")
+    finally:
+        worker.kill()  # SIGKILL: no cleanup, the lease must run out
+        await worker.wait()
+    await app.listen()
+    got = await recorder.next("the dead worker's item")
+    assert (got.id, got.attempts) == (started.split()[1], 2)
+
+
+async def test_twenty_concurrent_once_every_publishers_create_one_item(
+        app: Wrkr, pg_schema: str, names: Names) -> None:
+    queue, name = names.queue("once"), names.event("digest")
+    await app.subscribe(queue, name, Recorder().handle)
+    children = [await spawn("publisher", pg_schema, queue, name) for _ in range(20)]
+    try:
+        for child in children:
+            await read_line(child, "ready")
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+        said = [await read_line(child, "published") for child in children]
+    finally:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            await child.wait()
+    assert sorted(said) == ["published 0"] * 19 + ["published 1"]
+    assert len(await app.items(queue=queue)) == 1
+
+
+@pytest.mark.alone
+async def test_consumers_resume_after_a_server_restart_and_nothing_is_lost(
+        app: Wrkr, names: Names) -> None:
+    queue, name = names.queue("stream"), names.event("tick")
+    seen: set[str] = set()
+    everything = asyncio.Event()
+    published: list[str] = []
+
+    async def handle(event: Event) -> None:
+        seen.add(str(event.id))
+        if len(published) == 60 and seen >= set(published):
+            everything.set()
+
+    await app.subscribe(queue, name, handle, concurrency=4)
+    await app.listen()
+    for batch in range(6):
+        if batch == 3:
+            await asyncio.to_thread(restart_server)
+        published.extend(await publish_until_stored(app, name, batch))
+    async with asyncio.timeout(WAIT * 3):
+        await everything.wait()
+    assert seen == set(published)
+
+
+def restart_server() -> None:
+    """Restart the local PostgreSQL cluster (fast shutdown), bounded."""
+    version = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(p) for p in v.split(".")])
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version[-1], "main",
+                    "restart", "-m", "fast"], check=True, timeout=60)
+
+
+async def publish_until_stored(app: Wrkr, name: str, batch: int) -> list[str]:
+    """Publish a batch of ten, retrying (bounded) while the server is unavailable."""
+    events = [{"name": name, "tid": f"{batch}-{n}"} for n in range(10)]
+    async with asyncio.timeout(WAIT * 3):
+        while True:
+            try:
+                return await app.publish(events)
+            except BackendUnavailable:
+                await asyncio.sleep(0.2)
