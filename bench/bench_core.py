@@ -12,10 +12,10 @@ Prints three tables (Markdown, so they paste into bench/README.md):
    `encode_payload` / `decode_payload` (orjson plus its checks).
 3. Scheduled items (100k and 1M, each size in a fresh process so peak RSS is its
    own): the enqueue rate, the RSS with all of them pending, and the time to deliver
-   them all once a `ManualClock` is advanced past their due times (no real waiting).
+   the first `DUE_SLICE` once a `ManualClock` is advanced past them (no real waiting).
 
-Run: ``python -m bench core``; ``python -m bench.bench_core --profile`` adds a
-cProfile of the one-queue end-to-end path.
+Run: ``python -m bench core``; ``python -m bench.bench_core --profile`` prints a
+cProfile of the one-queue end-to-end path instead.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ REPEAT = 3
 RAW = "asyncio.Queue (raw baseline)"
 JSON_BASELINE = "asyncio.Queue + json dumps/loads (JSON baseline)"
 ORJSON_BASELINE = "asyncio.Queue + orjson dumps/loads"
+PUBLISH_ONLY = f"(wrkr memory, publish only, batches of {BATCH}: events/s)"
 
 Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
 
@@ -139,6 +140,17 @@ async def wrkr_end_to_end(count: int, queues: int, batch: int) -> float:
         return time.perf_counter() - start
 
 
+async def wrkr_publish_only(count: int, batch: int) -> float:
+    """Time publishing `count` events to one subscribed queue, with no consumer."""
+    events = [{"name": EVENT, "tid": str(i), "payload": PAYLOAD} for i in range(count)]
+    async with Wrkr(MemoryBackend()) as app:
+        await app.subscribe("bench.unconsumed", EVENT, lambda event: None)
+        start = time.perf_counter()
+        for first in range(0, count, batch):
+            await app.publish(events[first:first + batch])
+        return time.perf_counter() - start
+
+
 def in_fresh_loop(
     make: Callable[..., Coroutine[Any, Any, float]], *args: Any
 ) -> Callable[[], float]:
@@ -160,6 +172,7 @@ def contenders() -> dict[str, tuple[int, Callable[[], float]]]:
             how = "one per publish()" if batch == 1 else f"batches of {batch}"
             label = f"wrkr memory, {queues} queue{'s' * (queues > 1)}, {how}"
             runs[label] = (events * queues, in_fresh_loop(wrkr_end_to_end, events, queues, batch))
+    runs[PUBLISH_ONLY] = (WRKR_CALLS, in_fresh_loop(wrkr_publish_only, WRKR_CALLS, BATCH))
     return runs
 
 
@@ -334,14 +347,14 @@ def _cli(argv: list[str]) -> None:
     parser.add_argument("--scheduled", type=int, metavar="N",
                         help="measure N scheduled items only, print them as JSON (child mode)")
     parser.add_argument("--profile", action="store_true",
-                        help="print a cProfile of the end-to-end path after the benchmark")
+                        help="print a cProfile of the one-queue end-to-end path instead")
     args = parser.parse_args(argv)
     if args.scheduled:
         print(json.dumps(asyncio.run(scheduled(args.scheduled))))
-        return
-    main()
-    if args.profile:
+    elif args.profile:
         profile()
+    else:
+        main()
 
 
 if __name__ == "__main__":
