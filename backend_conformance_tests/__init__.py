@@ -33,7 +33,7 @@ import pytest
 # Readable assertion failures in the suites, also when they are imported as a plugin.
 pytest.register_assert_rewrite(
     *(f"backend_conformance_tests.{module}" for module in (
-        "_helpers", "delivery", "inspection", "lifecycle", "publishing", "retries",
+        "_helpers", "delivery", "inspection", "leases", "lifecycle", "publishing", "retries",
         "scheduling"))
 )
 
@@ -45,16 +45,13 @@ from backend_conformance_tests._helpers import (  # noqa: E402
     SuiteBase,
     needs,
 )
-from backend_conformance_tests.delivery import (  # noqa: E402
-    ConsumingSuite,
-    LeaseSuite,
-    RoutingSuite,
-)
+from backend_conformance_tests.delivery import ConsumingSuite, RoutingSuite  # noqa: E402
 from backend_conformance_tests.inspection import (  # noqa: E402
     ArchiveSuite,
     CancelSuite,
     InspectionSuite,
 )
+from backend_conformance_tests.leases import LeaseSuite  # noqa: E402
 from backend_conformance_tests.lifecycle import LifecycleSuite  # noqa: E402
 from backend_conformance_tests.publishing import EnqueueContractSuite, PublishingSuite  # noqa: E402
 from backend_conformance_tests.retries import FailedItemsSuite, RetriesSuite  # noqa: E402

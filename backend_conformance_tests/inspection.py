@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -91,6 +92,16 @@ class InspectionSuite(SuiteBase):
         await wrkr.publish([{"name": names.event("x"), "tid": str(n)} for n in range(5)])
         listed = await wrkr.items(name=names.event("x"), limit=2)
         assert [event.tid for event in listed] == ["0", "1"]
+
+    @needs(Capability.QUERY)
+    @pytest.mark.parametrize("bad", [{"state": "bogus"}, {"limit": 0}, {"tid": 5},
+                                     {"queue": "a b"}, {"name": "a..b"}],
+                             ids=["state", "limit", "tid", "queue", "name"])
+    async def test_items_with_a_bad_filter_is_rejected(
+            self, app: AppFactory, bad: dict[str, Any]) -> None:
+        wrkr = await app()
+        with pytest.raises(InvalidEvent):
+            await wrkr.items(**bad)
 
     @needs(Capability.QUERY)
     async def test_get_returns_the_item_with_its_decoded_payload(
