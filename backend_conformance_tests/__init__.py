@@ -81,7 +81,6 @@ __all__ = [
 ]
 
 
-@pytest.mark.asyncio
 class BackendSuite(
     PublishingSuite,
     EnqueueContractSuite,

@@ -178,6 +178,7 @@ class AppFactory(Protocol):
                        **options: Any) -> Wrkr: ...
 
 
+@pytest.mark.asyncio  # inherited: runs the tests without asyncio_mode = "auto" too
 class SuiteBase:
     """Fixtures and knobs shared by every suite; a backend's test class inherits them.
 
