@@ -9,10 +9,9 @@ already under way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -94,73 +93,95 @@ class Ack:
         return lambda: asyncio.run_coroutine_threadsafe(self(), loop).result()
 
 
+class Interrupted(Exception):
+    """The handler was cut short by a forced stop: its item goes back untouched."""
+
+
 class QueueConsumer:
-    """Consumes one queue for one app: at most `concurrency` handlers at a time."""
+    """Consumes one queue for one app with `concurrency` workers sharing one stream.
+
+    Each worker pulls an item, runs its handler inline and settles it: no task per
+    item. A stop cancels only workers waiting for an item; busy ones get the stop's
+    timeout, then their handler's own timeout scope is expired, so a handler is cut
+    short but a settlement never is.
+    """
 
     def __init__(self, queue: str, settings: Settings) -> None:
         self.queue = queue
         self._settings = settings
         self._routes: list[Route] = []
-        self._pull_task: asyncio.Task[None] | None = None
-        self._jobs: set[asyncio.Task[None]] = set()
-        self._runs: set[asyncio.Task[None]] = set()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._busy: set[asyncio.Task[None]] = set()  # workers holding an item
+        self._scopes: dict[asyncio.Task[Any], asyncio.Timeout] = {}  # handlers running
+        self._stream: AsyncGenerator[Delivery, None] | None = None
+        self._pulling = asyncio.Lock()
+        self._stopping = False
+        self._forced = False
 
     def add(self, route: Route) -> None:
         """Handle events matching `route.pattern` (the first matching route wins)."""
         self._routes.append(route)
 
     def start(self) -> None:
-        """Begin claiming items in the background."""
-        if self._pull_task is None:
-            self._pull_task = asyncio.create_task(self._pull_forever(), name=f"wrkr:{self.queue}")
+        """Begin claiming items in the background, with as many workers as routes allow."""
+        if self._workers:
+            return
+        self._stream = self._open_stream()
+        for number in range(max(route.concurrency for route in self._routes)):
+            worker = asyncio.create_task(self._work(), name=f"wrkr:{self.queue}:{number}")
+            self._workers.add(worker)
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming, let running handlers finish for `timeout` s, give back the rest."""
-        if self._pull_task is not None:
-            self._pull_task.cancel()
-            await asyncio.gather(self._pull_task, return_exceptions=True)
-            self._pull_task = None
-        if self._jobs:
-            await asyncio.wait(self._jobs, timeout=timeout)
-        for run in self._runs:
-            run.cancel()
-        if self._jobs:
-            await asyncio.gather(*self._jobs, return_exceptions=True)
+        self._stopping = True
+        for worker in self._workers - self._busy:
+            worker.cancel()  # waiting for an item: it holds nothing
+        if self._busy:
+            await asyncio.wait(set(self._busy), timeout=timeout)
+        self._forced = True
+        now = asyncio.get_running_loop().time()
+        for scope in self._scopes.values():
+            scope.reschedule(now)
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._stream is not None:
+            await self._stream.aclose()  # gives back what it claimed but did not yield
 
     # -- claiming ------------------------------------------------------------------
 
-    async def _pull_forever(self) -> None:
-        pause = 0.5
-        while True:
-            try:
-                await self._pull()
-                return  # the backend ended the stream: it was closed
-            except BackendUnavailable as exc:
-                logger.warning("queue %s: backend unavailable (%s); retrying in %.1fs",
-                               self.queue, exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 30.0)
-
-    async def _pull(self) -> None:
+    def _open_stream(self) -> AsyncGenerator[Delivery, None]:
         concurrency = max(route.concurrency for route in self._routes)
         lease = max(route.timeout for route in self._routes) + LEASE_MARGIN
-        slots = asyncio.Semaphore(concurrency)
-        stream = self._settings.backend.deliveries(
+        return self._settings.backend.deliveries(
             self.queue, worker=self._settings.worker, lease=lease, prefetch=concurrency)
-        async with contextlib.aclosing(stream):
-            while True:
-                await slots.acquire()
+
+    async def _work(self) -> None:
+        worker = asyncio.current_task()
+        assert worker is not None
+        while not self._stopping:
+            delivery = await self._next_delivery()
+            if delivery is None:
+                return
+            self._busy.add(worker)  # no await since the item arrived: stop() sees it
+            try:
+                await self._settle(delivery)
+            finally:
+                self._busy.discard(worker)
+
+    async def _next_delivery(self) -> Delivery | None:
+        async with self._pulling:
+            pause = 0.5
+            while not self._stopping and self._stream is not None:
                 try:
-                    delivery = await anext(stream)
+                    return await anext(self._stream)
                 except StopAsyncIteration:
-                    return
-                except BaseException:
-                    slots.release()
-                    raise
-                job = asyncio.create_task(self._settle(delivery))
-                self._jobs.add(job)
-                job.add_done_callback(self._jobs.discard)
-                job.add_done_callback(lambda _: slots.release())
+                    return None  # the backend was closed
+                except BackendUnavailable as exc:
+                    logger.warning("queue %s: backend unavailable (%s); retrying in %.1fs",
+                                   self.queue, exc, pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 30.0)
+                    self._stream = self._open_stream()
+            return None
 
     # -- handling ------------------------------------------------------------------
 
@@ -196,17 +217,16 @@ class QueueConsumer:
         self, route: Route, retry: Retry, event: Event, delivery: Delivery
     ) -> None:
         ack = Ack(self._settings, delivery)
-        run = asyncio.create_task(self._run(route, event, ack))
-        self._runs.add(run)
+        error: Exception | None = None
         try:
-            await asyncio.wait({run})
-        finally:
-            self._runs.discard(run)
-        if run.cancelled():
+            await self._run(route, event, ack)
+        except Interrupted:
             if not ack.done:
                 await self._settings.backend.release(delivery)
             return
-        await self._conclude(run.exception(), ack, retry, event, delivery)
+        except Exception as exc:
+            error = exc
+        await self._conclude(error, ack, retry, event, delivery)
 
     async def _conclude(
         self, error: BaseException | None, ack: Ack, retry: Retry, event: Event,
@@ -227,11 +247,20 @@ class QueueConsumer:
 
     async def _run(self, route: Route, event: Event, ack: Ack) -> None:
         seconds = route.timeout.total_seconds()
+        worker = asyncio.current_task()
+        assert worker is not None
         try:
-            async with asyncio.timeout(seconds):
+            async with asyncio.timeout(seconds) as scope:
+                self._scopes[worker] = scope
                 await self._call(route, event, ack)
         except TimeoutError as exc:
+            if not scope.expired():
+                raise  # the handler's own TimeoutError
+            if self._forced:
+                raise Interrupted from exc
             raise TimeoutError(f"handler exceeded its timeout of {seconds:g}s") from exc
+        finally:
+            self._scopes.pop(worker, None)
 
     async def _call(self, route: Route, event: Event, ack: Ack) -> None:
         handler = route.handler
