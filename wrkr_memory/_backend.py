@@ -31,9 +31,9 @@ wakes them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 from collections import deque
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -149,9 +149,12 @@ class MemoryBackend(Backend):
         try:
             while self._connected:
                 if not claimed:
-                    claimed.extend(self._claim(queue, worker, lease_us, max(1, prefetch)))
-                    if not claimed:
+                    fresh = self._claim(queue, worker, lease_us, max(1, prefetch))
+                    if not fresh:
                         await self._wait_for_work(queue)
+                        continue
+                    claimed.extend(fresh[1:])
+                    yield fresh[0]  # claimed this very moment: its lease is whole
                     continue
                 delivery = claimed.popleft()
                 if store.renew(delivery.receipt, self._now_us() + lease_us):
@@ -165,24 +168,24 @@ class MemoryBackend(Backend):
         self, delivery: Delivery, *, keep: bool = False, expires: datetime | None = None
     ) -> None:
         """Delete the item, or keep it as done; see `Backend.ack`."""
-        until = None if expires is None else to_micros(expires)
-        with self._settling(delivery) as (store, receipt):
-            store.ack(receipt, keep=keep, expires=until, now=self._now_us())
+        store = self._settling(delivery)
+        if keep:
+            until = None if expires is None else to_micros(expires)
+            store.ack(delivery.receipt, keep=True, expires=until, now=self._now_us())
+        else:
+            store.ack(delivery.receipt, keep=False, expires=None, now=0)  # `now` unused
 
     async def nack(self, delivery: Delivery, *, due: datetime, error: ErrorRecord) -> None:
         """Return the item to its queue, due at `due`; see `Backend.nack`."""
-        with self._settling(delivery) as (store, receipt):
-            store.nack(receipt, due=to_micros(due), error=error)
+        self._settling(delivery).nack(delivery.receipt, due=to_micros(due), error=error)
 
     async def fail(self, delivery: Delivery, *, error: ErrorRecord) -> None:
         """Park the item as failed; see `Backend.fail`."""
-        with self._settling(delivery) as (store, receipt):
-            store.fail(receipt, error=error)
+        self._settling(delivery).fail(delivery.receipt, error=error)
 
     async def release(self, delivery: Delivery) -> None:
         """Give the item back, its attempt not counted; see `Backend.release`."""
-        with self._settling(delivery) as (store, receipt):
-            store.release(receipt)
+        self._settling(delivery).release(delivery.receipt)
 
     # -- inspection and control --------------------------------------------------------
 
@@ -215,16 +218,19 @@ class MemoryBackend(Backend):
                              "backend.open()`) first; a closed backend stays closed")
         return self.store
 
-    @contextlib.contextmanager
-    def _settling(self, delivery: Delivery) -> Iterator[tuple[MemoryStore, Receipt]]:
-        """Hand the store and receipt to a settlement, then forget the receipt."""
+    def _settling(self, delivery: Delivery) -> MemoryStore:
+        """Return the store to settle `delivery` in, forgetting its receipt first.
+
+        Forgetting first is safe: the settlement that follows is synchronous, and
+        whether it succeeds or raises `LeaseLost`, the receipt is spent.
+        """
         store = self._open_store()
-        try:
-            yield store, delivery.receipt
-        finally:
-            self._receipts.discard(delivery.receipt)
+        self._receipts.discard(delivery.receipt)
+        return store
 
     def _now_us(self) -> int:
+        if type(self.clock) is SystemClock:  # the same reading, without a datetime
+            return time.time_ns() // 1000
         return to_micros(self.clock.now())
 
     def _clock_moved(self) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections import Counter
-from collections.abc import Callable
+import itertools
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 
 from wrkr.backend import ErrorRecord, Item, ItemFilter, State
 from wrkr_memory._clock import from_micros
@@ -120,9 +121,12 @@ class MemoryEntry:
     def snapshot(self, now: int) -> Item:
         """Return the entry as the contract's frozen `Item`."""
         claim = self.claim or _NEVER_CLAIMED
+        due_us, created_us = self.due, self.created
+        due = from_micros(due_us)
+        created = due if created_us == due_us else from_micros(created_us)  # published due now
         return Item(
             id=f"{self.id:032x}", queue=self.queue, name=self.name, tid=self.tid,
-            payload=self.payload, due=from_micros(self.due), created=from_micros(self.created),
+            payload=self.payload, due=due, created=created,
             state=self.state_at(now), attempts=claim.attempts, errors=claim.errors,
             worker=claim.worker,
             finished=None if claim.finished is None else from_micros(claim.finished),
@@ -130,11 +134,19 @@ class MemoryEntry:
 
 
 class MemoryQueue:
-    """A queue's pending entries in a heap, its leased ones, and its waiting consumers."""
+    """A queue's pending entries, its leased ones, and its waiting consumers.
+
+    Pending entries live in two sorted structures that are merged on the way out: a
+    FIFO lane taking every entry whose key is above the lane's last (the common case:
+    items published due now, in publishing order), and a heap for the rest (scheduled
+    out of order). The lane costs no comparisons at all, where a heap of 20k entries
+    costs ~15 Python-level `__lt__` calls per push and pop.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.pending: list[MemoryEntry] = []
+        self.lane: deque[MemoryEntry] = deque()  # ascending keys
+        self.heap: list[MemoryEntry] = []
         self.processing: set[MemoryEntry] = set()
         self.waiters: set[asyncio.Future[None]] = set()
         # (name, tid) -> pending count; built on the first `once_every` message only,
@@ -142,20 +154,41 @@ class MemoryQueue:
         self._pending_names: Counter[tuple[str, str | None]] | None = None
 
     def push(self, entry: MemoryEntry) -> None:
-        """Add `entry` to the pending heap (at its key) and wake the consumers."""
+        """Add `entry` to the pending entries (at its key) and wake the consumers."""
         if entry.claim is not None:
             entry.claim.state = State.READY
-        heapq.heappush(self.pending, entry)
-        self._count_pending(entry, 1)
-        self.wake()
+        lane = self.lane
+        if not lane or lane[-1].key < entry.key:
+            lane.append(entry)
+        else:
+            heapq.heappush(self.heap, entry)
+        if self._pending_names is not None:
+            self._count_pending(entry, 1)
+        if self.waiters:
+            self.wake()
 
     def pop_due(self, now: int) -> MemoryEntry | None:
         """Remove and return the first pending entry if it is due at `now`."""
-        if not self.pending or self.pending[0].due > now:
+        first = self.first()
+        if first is None or first.due > now:
             return None
-        entry = heapq.heappop(self.pending)
-        self._count_pending(entry, -1)
+        lane = self.lane
+        entry = lane.popleft() if lane and lane[0] is first else heapq.heappop(self.heap)
+        if self._pending_names is not None:
+            self._count_pending(entry, -1)
         return entry
+
+    def first(self) -> MemoryEntry | None:
+        """Return the pending entry that comes out next (lowest key), or None."""
+        lane, heap = self.lane, self.heap
+        if lane and (not heap or lane[0].key < heap[0].key):
+            return lane[0]
+        return heap[0] if heap else None
+
+    @property
+    def pending(self) -> Iterator[MemoryEntry]:
+        """Iterate over the pending entries, in no particular order."""
+        return itertools.chain(self.lane, self.heap)
 
     def holds_pending(self, name: str, tid: str | None) -> bool:
         """Tell whether a pending entry has this name and tid."""
@@ -174,12 +207,15 @@ class MemoryQueue:
     def take_pending(self, doomed: Callable[[MemoryEntry], bool]) -> list[MemoryEntry]:
         """Remove and return the pending entries `doomed` picks (O(n): cancel is rare)."""
         taken: list[MemoryEntry] = []
-        kept: list[MemoryEntry] = []
-        for entry in self.pending:
-            (taken if doomed(entry) else kept).append(entry)
+        lane: deque[MemoryEntry] = deque()
+        heap: list[MemoryEntry] = []
+        for entry in self.lane:
+            (taken if doomed(entry) else lane).append(entry)  # stays sorted
+        for entry in self.heap:
+            (taken if doomed(entry) else heap).append(entry)
         if taken:
-            heapq.heapify(kept)
-            self.pending = kept
+            heapq.heapify(heap)
+            self.lane, self.heap = lane, heap
             self._pending_names = None
         return taken
 
@@ -190,8 +226,9 @@ class MemoryQueue:
     def next_change(self) -> int | None:
         """Return when something may next become claimable (a due time or lease end)."""
         times = [entry.claimed().lease_until for entry in self.processing]
-        if self.pending:
-            times.append(self.pending[0].due)
+        first = self.first()
+        if first is not None:
+            times.append(first.due)
         return min(times, default=None)
 
     def wake(self) -> None:
