@@ -1,0 +1,214 @@
+"""PostgreSQL: wrkr beside pgqueuer, procrastinate and a raw SKIP LOCKED loop; lateness.
+
+Run: ``python -m bench postgres`` (or ``python bench/bench_postgres.py``), with the
+server of ``WRKR_BENCH_PG`` (default the local ``test`` database) running. Each
+contender works in a schema of its own, dropped afterwards. End to end means: the
+worker runs, N events are published in batches of 100, and the clock stops when the
+last one was handled. Lateness: 1,000 events published with ``when="1 second"``,
+handler start minus due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import percentile, ratio, table
+from wrkr import Event, Wrkr
+from wrkr_postgres import PostgresBackend
+
+URL = os.environ.get("WRKR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+N = int(os.environ.get("WRKR_BENCH_PG_N", "5000"))
+BATCH = 100
+PAYLOAD = {"text": "x" * 180}
+
+
+async def reset(schema: str) -> None:
+    """Drop and recreate `schema`."""
+    async with await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+
+
+async def drop(schema: str) -> None:
+    """Drop `schema` and what it holds."""
+    async with await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def bench_wrkr(count: int) -> float:
+    """Return items/second end to end through wrkr-postgres (concurrency 50)."""
+    await drop("bench_wrkr")
+    done, handled = asyncio.Event(), [0]
+
+    async def handle(event: Event) -> None:
+        handled[0] += 1
+        if handled[0] == count:
+            done.set()
+
+    async with Wrkr(PostgresBackend(URL, schema="bench_wrkr")) as app:
+        await app.subscribe("bench.q", "bench.item", handle, concurrency=50)
+        await app.listen()
+        start = time.perf_counter()
+        for first in range(0, count, BATCH):
+            await app.publish([{"name": "bench.item", "tid": str(n), "payload": PAYLOAD}
+                               for n in range(first, min(first + BATCH, count))])
+        await asyncio.wait_for(done.wait(), timeout=300)
+        seconds = time.perf_counter() - start
+    await drop("bench_wrkr")
+    return count / seconds
+
+
+async def bench_lateness(count: int = 1000) -> tuple[float, float]:
+    """Return p50 and p99 lateness (ms) of `count` events published 1 s ahead."""
+    await drop("bench_late")
+    late: list[float] = []
+    done = asyncio.Event()
+
+    async def handle(event: Event) -> None:
+        assert event.when is not None
+        late.append((time.time() - event.when.timestamp()) * 1000)
+        if len(late) == count:
+            done.set()
+
+    async with Wrkr(PostgresBackend(URL, schema="bench_late")) as app:
+        await app.subscribe("late.q", "late.item", handle, concurrency=50)
+        await app.listen()
+        for first in range(0, count, BATCH):
+            await app.publish([{"name": "late.item", "tid": str(n), "when": "1 second"}
+                               for n in range(first, first + BATCH)])
+        await asyncio.wait_for(done.wait(), timeout=120)
+    await drop("bench_late")
+    return percentile(late, 50), percentile(late, 99)
+
+
+RAW_CLAIM = """DELETE FROM bench_raw.items WHERE seq IN (
+  SELECT seq FROM bench_raw.items ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED)
+RETURNING payload"""
+
+
+async def bench_raw(count: int) -> float:
+    """Return items/second for a bare loop: batched insert, then 4 claim+delete workers."""
+    await reset("bench_raw")
+    async with await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE bench_raw.items "
+                           "(seq bigserial PRIMARY KEY, payload bytea NOT NULL)")
+        start = time.perf_counter()
+        for _ in range(0, count, BATCH):
+            await conn.execute("INSERT INTO bench_raw.items (payload) SELECT p FROM "
+                               "unnest(%s::bytea[]) p", ([b"x" * 200] * BATCH,))
+        await asyncio.gather(*(raw_worker() for _ in range(4)))
+        seconds = time.perf_counter() - start
+    await drop("bench_raw")
+    return count / seconds
+
+
+async def raw_worker() -> None:
+    """Claim and delete batches of 100 until the table is empty."""
+    async with await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn:
+        while (await (await conn.execute(RAW_CLAIM)).fetchall()):
+            pass
+
+
+async def until(done: asyncio.Event, worker: asyncio.Task[Any]) -> None:
+    """Wait (at most 300 s) for `done`; raise at once if the worker task dies first."""
+    waiting = asyncio.ensure_future(done.wait())
+    await asyncio.wait({waiting, worker}, timeout=300, return_when=asyncio.FIRST_COMPLETED)
+    if not done.is_set():
+        waiting.cancel()
+        raise RuntimeError(f"the worker stopped or timed out: {worker}")
+
+
+async def bench_pgqueuer(count: int) -> float:
+    """Return items/second end to end through pgqueuer (its worker running, asyncpg)."""
+    import asyncpg  # type: ignore[import-untyped]
+    from pgqueuer import AsyncpgDriver, Queries, QueueManager
+    from pgqueuer.domain.settings import db_settings
+
+    os.environ["PGQUEUER_SCHEMA"] = "bench_pgqueuer"
+    db_settings.cache_clear()
+    await reset("bench_pgqueuer")
+    conn = await asyncpg.connect(URL)
+    queries = Queries(AsyncpgDriver(conn))
+    await queries.install(create_schema=False)
+    qm = QueueManager(Queries(AsyncpgDriver(await asyncpg.connect(URL))))
+    done, handled = asyncio.Event(), [0]
+
+    @qm.entrypoint("bench")
+    async def handle(job: Any) -> None:
+        handled[0] += 1
+        if handled[0] == count:
+            done.set()
+
+    worker = asyncio.create_task(qm.run(batch_size=BATCH))
+    start = time.perf_counter()
+    for _ in range(0, count, BATCH):
+        await queries.enqueue(["bench"] * BATCH, [b"x" * 200] * BATCH, [0] * BATCH)
+    await until(done, worker)
+    seconds = time.perf_counter() - start
+    qm.shutdown.set()
+    await asyncio.wait_for(worker, timeout=30)
+    await conn.close()
+    await drop("bench_pgqueuer")
+    return count / seconds
+
+
+async def bench_procrastinate(count: int) -> float:
+    """Return items/second end to end through procrastinate (worker concurrency 50)."""
+    import procrastinate
+
+    await reset("bench_procrastinate")
+    connector = procrastinate.PsycopgConnector(
+        conninfo=URL, kwargs={"options": "-c search_path=bench_procrastinate"})
+    app = procrastinate.App(connector=connector)
+    done, handled = asyncio.Event(), [0]
+
+    @app.task(name="bench")
+    async def handle(text: str) -> None:
+        handled[0] += 1
+        if handled[0] == count:
+            done.set()
+
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        worker = asyncio.create_task(
+            app.run_worker_async(concurrency=50, install_signal_handlers=False))
+        start = time.perf_counter()
+        for _ in range(0, count, BATCH):
+            await handle.batch_defer_async(*[{"text": "x" * 180}] * BATCH)
+        await until(done, worker)
+        seconds = time.perf_counter() - start
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    await drop("bench_procrastinate")
+    return count / seconds
+
+
+async def main() -> None:
+    """Run every contender once, print rates with ratios, then the lateness figures."""
+    rates = {"raw SKIP LOCKED claim+delete": await bench_raw(N),
+             "wrkr-postgres": await bench_wrkr(N)}
+    for label, run, count in (("pgqueuer", bench_pgqueuer, N),
+                              ("procrastinate", bench_procrastinate, N // 5)):
+        try:
+            rates[label] = await run(count)
+        except ImportError as exc:
+            print(f"-- {label} skipped: {exc} (pip install -e '.[bench]')")
+    ours = rates["wrkr-postgres"]
+    rows = [(label, f"{rate:,.0f}/s", ratio(ours, rate)) for label, rate in rates.items()]
+    print(f"end to end, {N} items of 200 bytes, published in batches of {BATCH}:")
+    print(table(("contender", "items/s", "wrkr-postgres is"), rows))
+    p50, p99 = await bench_lateness()
+    print(f"lateness of 1,000 events delayed 1 s: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
