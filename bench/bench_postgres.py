@@ -14,6 +14,7 @@ import asyncio
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ async def bench_lateness(count: int = 1000) -> tuple[float, float]:
     done = asyncio.Event()
 
     async def handle(event: Event) -> None:
-        assert event.when is not None
+        assert isinstance(event.when, datetime)
         late.append((time.time() - event.when.timestamp()) * 1000)
         if len(late) == count:
             done.set()
@@ -183,7 +184,8 @@ async def bench_procrastinate(count: int) -> float:
             app.run_worker_async(concurrency=50, install_signal_handlers=False))
         start = time.perf_counter()
         for _ in range(0, count, BATCH):
-            await handle.batch_defer_async(*[{"text": "x" * 180}] * BATCH)
+            jobs: list[dict[str, Any]] = [{"text": "x" * 180}] * BATCH
+            await handle.batch_defer_async(*jobs)
         await until(done, worker)
         seconds = time.perf_counter() - start
         worker.cancel()
