@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -61,6 +61,8 @@ def to_event(value: object) -> Event:
     """Accept an `Event` or a mapping with event fields; raise `InvalidEvent` otherwise."""
     if isinstance(value, Event):
         return value
+    if type(value) is dict and "name" in value and value.keys() <= _FIELDS:
+        return Event(**value)  # the usual dict: nothing to report, nothing to copy
     if not isinstance(value, Mapping):
         raise InvalidEvent(f"cannot publish {value!r}: expected an Event or a dict")
     unknown = sorted(set(value) - _FIELDS, key=str)
@@ -97,7 +99,8 @@ def to_message(event: Event, now: datetime) -> Message:
     if event.tid is not None and not isinstance(event.tid, str):
         raise InvalidEvent(f"invalid tid {event.tid!r}: expected a str or None")
     payload = encode_payload(event.payload)
-    due = parse_when(event.when, now=now)
+    # `when` omitted means now: skip the parser when `now` is already UTC, as it would.
+    due = now if event.when is None and now.tzinfo is UTC else parse_when(event.when, now=now)
     if event.once_every is not None:
         interval = parse_duration(event.once_every, what="once_every", now=now)
         if event.when is None:

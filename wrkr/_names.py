@@ -16,15 +16,24 @@ _SEGMENT = r"[A-Za-z0-9_-]+"
 _NAME = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
 _PATTERN_SEGMENT = re.compile(rf"{_SEGMENT}|\*|#")
 _QUEUE = re.compile(r"[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*")
+_KNOWN_NAMES: set[str] = set()
+"""Event names that passed `check_name`: publishers reuse a few, so the regex runs once each."""
+_MAX_KNOWN = 10_000
 
 
 def check_name(name: object) -> str:
     """Return `name` if it is a valid event name, else raise `InvalidEvent` naming it."""
+    if type(name) is str and name in _KNOWN_NAMES:
+        return name
     if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
         raise InvalidEvent(
             f"invalid event name {name!r}: expected dot-separated segments of letters, "
             f"digits, '_' or '-' (at most {MAX_NAME_LENGTH} characters)"
         )
+    if type(name) is str:
+        if len(_KNOWN_NAMES) >= _MAX_KNOWN:
+            _KNOWN_NAMES.clear()
+        _KNOWN_NAMES.add(name)
     return name
 
 

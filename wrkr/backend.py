@@ -15,7 +15,8 @@ Vocabulary:
 from __future__ import annotations
 
 import abc
-import uuid
+import itertools
+import os
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -76,9 +77,35 @@ class State(StrEnum):
 PENDING_STATES = frozenset({State.SCHEDULED, State.READY})
 
 
+class _ItemIds:
+    """Item ids: 64 random bits drawn per process, then a 64-bit counter.
+
+    As unique across processes as a uuid4 for any realistic number of processes,
+    at a fraction of the cost (no `os.urandom` per id). A forked child draws its
+    own prefix, so parent and child never hand out the same id.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        """Draw a new random prefix and restart the counter."""
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        """Return the next id: the prefix, then the counter in 16 hex digits."""
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_ITEM_IDS = _ItemIds()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ITEM_IDS.reseed)
+
+
 def new_item_id() -> str:
     """Return a fresh, unique item id (32 hex characters)."""
-    return uuid.uuid4().hex
+    return _ITEM_IDS.next()
 
 
 class Clock(Protocol):
