@@ -25,7 +25,20 @@ from wrkr.backend import Backend, Delivery, ErrorRecord
 logger = logging.getLogger("wrkr")
 
 LEASE_MARGIN = timedelta(seconds=30)
-"""How much longer than the handler timeout a claim is held: a live worker never loses it."""
+"""The most a claim outlives its handler's timeout (see `lease_for`)."""
+MIN_LEASE_MARGIN = timedelta(seconds=1)
+MAX_PAUSE = 5.0
+"""Longest wait before reopening a delivery stream after `BackendUnavailable` (seconds)."""
+
+
+def lease_for(timeout: timedelta) -> timedelta:
+    """Hold a claim for the handler's timeout plus as much again, within 1 to 30 s.
+
+    A live worker never loses its claim (the handler is cut off at `timeout`, leaving
+    time to settle), while a dead worker's item comes back soon after: a 1 s handler
+    timeout means a 2 s lease, the default 5 minutes means 5.5 minutes.
+    """
+    return timeout + min(LEASE_MARGIN, max(timeout, MIN_LEASE_MARGIN))
 
 Handler = Callable[..., Any]
 """`handler(event)` or `handler(event, ack)`; a coroutine function or a plain one."""
@@ -150,7 +163,7 @@ class QueueConsumer:
 
     def _open_stream(self) -> AsyncGenerator[Delivery, None]:
         concurrency = max(route.concurrency for route in self._routes)
-        lease = max(route.timeout for route in self._routes) + LEASE_MARGIN
+        lease = lease_for(max(route.timeout for route in self._routes))
         return self._settings.backend.deliveries(
             self.queue, worker=self._settings.worker, lease=lease, prefetch=concurrency)
 
@@ -179,7 +192,7 @@ class QueueConsumer:
                     logger.warning("queue %s: backend unavailable (%s); retrying in %.1fs",
                                    self.queue, exc, pause)
                     await asyncio.sleep(pause)
-                    pause = min(pause * 2, 30.0)
+                    pause = min(pause * 2, MAX_PAUSE)
                     self._stream = self._open_stream()
             return None
 

@@ -333,7 +333,9 @@ class Backend(abc.ABC):
         then, it becomes claimable again. Never yields an item before it is due,
         nor one another worker holds. At most `prefetch` items are claimed and not
         yet yielded. Waits (without busy polling) while nothing is due. Closing the
-        iterator releases what it claimed but did not yield.
+        iterator releases what it claimed but did not yield. When the server is
+        lost, it may ride the outage out itself or raise `BackendUnavailable`; the
+        core then opens a new iterator after a pause (0.5 s, doubling up to 5 s).
         """
 
     @abc.abstractmethod
