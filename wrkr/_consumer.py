@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from wrkr._deadline import HandlerDeadline
 from wrkr._errors import BackendUnavailable, Fail, LeaseLost
 from wrkr._event import Event, from_item
 from wrkr._names import matches
@@ -39,6 +40,9 @@ def lease_for(timeout: timedelta) -> timedelta:
     timeout means a 2 s lease, the default 5 minutes means 5.5 minutes.
     """
     return timeout + min(LEASE_MARGIN, max(timeout, MIN_LEASE_MARGIN))
+
+_MAX_CACHED_NAMES = 10_000
+"""Event names whose route a consumer remembers; names are few, but nothing enforces it."""
 
 Handler = Callable[..., Any]
 """`handler(event)` or `handler(event, ack)`; a coroutine function or a plain one."""
@@ -125,7 +129,8 @@ class QueueConsumer:
         self._routes: list[Route] = []
         self._workers: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()  # workers holding an item
-        self._scopes: dict[asyncio.Task[Any], asyncio.Timeout] = {}  # handlers running
+        self._deadlines: dict[asyncio.Task[Any], HandlerDeadline] = {}  # one per worker
+        self._route_cache: dict[str, Route | None] = {}  # event name -> first matching route
         self._stream: AsyncGenerator[Delivery, None] | None = None
         self._pulling = asyncio.Lock()
         self._stopping = False
@@ -134,6 +139,7 @@ class QueueConsumer:
     def add(self, route: Route) -> None:
         """Handle events matching `route.pattern` (the first matching route wins)."""
         self._routes.append(route)
+        self._route_cache.clear()
 
     def start(self) -> None:
         """Begin claiming items in the background, with as many workers as routes allow."""
@@ -152,9 +158,8 @@ class QueueConsumer:
         if self._busy:
             await asyncio.wait(set(self._busy), timeout=timeout)
         self._forced = True
-        now = asyncio.get_running_loop().time()
-        for scope in self._scopes.values():
-            scope.reschedule(now)
+        for deadline in self._deadlines.values():
+            deadline.expire_now()
         await asyncio.gather(*self._workers, return_exceptions=True)
         if self._stream is not None:
             await self._stream.aclose()  # gives back what it claimed but did not yield
@@ -170,15 +175,19 @@ class QueueConsumer:
     async def _work(self) -> None:
         worker = asyncio.current_task()
         assert worker is not None
-        while not self._stopping:
-            delivery = await self._next_delivery()
-            if delivery is None:
-                return
-            self._busy.add(worker)  # no await since the item arrived: stop() sees it
-            try:
-                await self._settle(delivery)
-            finally:
-                self._busy.discard(worker)
+        self._deadlines[worker] = HandlerDeadline(worker)
+        try:
+            while not self._stopping:
+                delivery = await self._next_delivery()
+                if delivery is None:
+                    return
+                self._busy.add(worker)  # no await since the item arrived: stop() sees it
+                try:
+                    await self._settle(delivery)
+                finally:
+                    self._busy.discard(worker)
+        finally:
+            self._deadlines.pop(worker).close()
 
     async def _next_delivery(self) -> Delivery | None:
         async with self._pulling:
@@ -262,18 +271,21 @@ class QueueConsumer:
         seconds = route.timeout.total_seconds()
         worker = asyncio.current_task()
         assert worker is not None
+        deadline = self._deadlines[worker]
+        deadline.begin(seconds)
         try:
-            async with asyncio.timeout(seconds) as scope:
-                self._scopes[worker] = scope
+            try:
                 await self._call(route, event, ack)
+            except BaseException as exc:
+                deadline.end(exc)
+                raise
+            deadline.end(None)
         except TimeoutError as exc:
-            if not scope.expired():
+            if not deadline.expired:
                 raise  # the handler's own TimeoutError
             if self._forced:
                 raise Interrupted from exc
             raise TimeoutError(f"handler exceeded its timeout of {seconds:g}s") from exc
-        finally:
-            self._scopes.pop(worker, None)
 
     async def _call(self, route: Route, event: Event, ack: Ack) -> None:
         handler = route.handler
@@ -317,7 +329,15 @@ class QueueConsumer:
             logger.exception("on_error hook raised")
 
     def _route_for(self, name: str) -> Route | None:
-        return next((route for route in self._routes if matches(route.pattern, name)), None)
+        """Return the first route matching `name`, cached per name (routes rarely change)."""
+        try:
+            return self._route_cache[name]
+        except KeyError:
+            found = next((route for route in self._routes if matches(route.pattern, name)), None)
+            if len(self._route_cache) >= _MAX_CACHED_NAMES:
+                self._route_cache.clear()
+            self._route_cache[name] = found
+            return found
 
     def _now(self) -> datetime:
         return self._settings.backend.now()
