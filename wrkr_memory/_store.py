@@ -96,25 +96,22 @@ class MemoryStore:
     def claim(self, name: str, worker: str, until: int, limit: int, now: int) -> list[Delivery]:
         """Claim up to `limit` due items of queue `name` for `worker`, leased `until`."""
         queue = self.queue(name)
-        self._reclaim(queue, now)
-        self._purge(now)
+        if queue.processing:
+            self._reclaim(queue, now)
+        if self._archive:
+            self._purge(now)
         claimed: list[Delivery] = []
         while len(claimed) < limit and (entry := queue.pop_due(now)) is not None:
-            claim = entry.claimed()
-            claim.attempts += 1
-            claim.worker, claim.lease_until, claim.token = worker, until, next(self._tokens)
-            claim.state = State.PROCESSING
-            queue.processing.add(entry)
-            self._held[entry.id] = entry
-            claimed.append(Delivery(entry.snapshot(now), (entry, claim.token)))
-        if claimed:
+            claimed.append(self._lease(queue, entry, worker, until, now))
+        if claimed and queue.waiters:
             queue.wake()  # other waiters must learn of the new lease ends
         return claimed
 
     def holds(self, receipt: Receipt) -> bool:
         """Tell whether the delivery behind `receipt` still holds its item."""
         entry, token = receipt
-        return entry.state is State.PROCESSING and entry.claimed().token == token
+        claim = entry.claim
+        return claim is not None and claim.state is State.PROCESSING and claim.token == token
 
     def renew(self, receipt: Receipt, until: int) -> bool:
         """Extend a lease to `until` if the receipt still holds it; tell whether it did."""
@@ -206,6 +203,18 @@ class MemoryStore:
         return counts
 
     # -- internals -----------------------------------------------------------------------
+
+    def _lease(
+        self, queue: MemoryQueue, entry: MemoryEntry, worker: str, until: int, now: int
+    ) -> Delivery:
+        """Hand a just-popped entry to `worker` until `until`, under a new token."""
+        claim = entry.claimed()
+        claim.attempts += 1
+        claim.worker, claim.lease_until, claim.token = worker, until, next(self._tokens)
+        claim.state = State.PROCESSING
+        queue.processing.add(entry)
+        self._held[entry.id] = entry
+        return Delivery(entry.snapshot(now), (entry, claim.token))
 
     def _release_hold(self, receipt: Receipt) -> MemoryEntry:
         entry = receipt[0]
