@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from wrkr._errors import InvalidEvent
+from wrkr._frozen import fast_builder
 from wrkr._names import check_name
 from wrkr._when import parse_duration, parse_when
 from wrkr.backend import ErrorRecord, Item, Message, State
@@ -57,12 +58,16 @@ class Event:
     finished: datetime | None = None
 
 
+_new_event = fast_builder(Event)
+_new_message = fast_builder(Message)
+
+
 def to_event(value: object) -> Event:
     """Accept an `Event` or a mapping with event fields; raise `InvalidEvent` otherwise."""
     if isinstance(value, Event):
         return value
     if type(value) is dict and "name" in value and value.keys() <= _FIELDS:
-        return Event(**value)  # the usual dict: nothing to report, nothing to copy
+        return _new_event(**value)  # the usual dict: nothing to report, nothing to copy
     if not isinstance(value, Mapping):
         raise InvalidEvent(f"cannot publish {value!r}: expected an Event or a dict")
     unknown = sorted(set(value) - _FIELDS, key=str)
@@ -105,7 +110,7 @@ def to_message(event: Event, now: datetime) -> Message:
         interval = parse_duration(event.once_every, what="once_every", now=now)
         if event.when is None:
             due = now + interval
-    return Message(event.name, event.tid, payload, due, now, dedupe=event.once_every is not None)
+    return _new_message(event.name, event.tid, payload, due, now, event.once_every is not None)
 
 
 UNDECODABLE = "__undecodable__"
@@ -124,7 +129,7 @@ def from_item(item: Item, *, strict: bool = True) -> Event:
         if strict:
             raise
         payload = {UNDECODABLE: item.payload.decode("utf-8", "replace")}
-    return Event(
+    return _new_event(
         name=item.name, tid=item.tid, payload=payload, when=item.due,
         id=item.id, queue=item.queue, created=item.created, attempts=item.attempts,
         state=item.state, errors=item.errors, worker=item.worker, finished=item.finished,
