@@ -126,9 +126,13 @@ class MongoDBBackend(Backend):
         self._routes = SubscriptionCache(self._subscriptions, self.subscriptions_ttl)
         self._publisher = Publisher(self._items, self._routes)
         self._inspector = Inspector(self._items)
-        with self.errors.unavailable("creating indexes"):
-            for keys, options in ITEM_INDEXES:
-                await self._items.create_index(keys, **options)
+        try:
+            with self.errors.unavailable("creating indexes"):
+                for keys, options in ITEM_INDEXES:
+                    await self._items.create_index(keys, **options)
+        except BaseException:
+            await self.disconnect()  # the failed open is not counted: close what it opened
+            raise
         self._watch()
 
     def _watch(self) -> None:

@@ -1,0 +1,216 @@
+"""MongoDB behaviour beyond the conformance suite: dead workers, failpoints, racing processes.
+
+The process and failpoint tests need a real server over TCP: the secantusdb wire server
+(marker `mongodb`), and also the real MongoDB of `WRKR_TEST_MONGODB_URL` when it is set.
+The rest runs in process against the mock, or against nothing at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+from pymongo import AsyncMongoClient
+from pymongo_async_mock import AsyncMongoMockClient
+
+from backend_conformance_tests import Names, Recorder
+from tests._waits import until
+from tests.backends._mongo_servers import (  # noqa: F401 - fixtures
+    REAL_MONGODB_URL,
+    new_database_name,
+    real_database_url,
+    wire_database_url,
+    wire_server_url,
+)
+from wrkr import BackendUnavailable, Wrkr
+from wrkr.backend import ItemFilter, Message
+from wrkr_mongodb import MongoDBBackend
+from wrkr_mongodb._documents import NOT_LEASED, stored_due
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 15.0
+NETWORK_TIMEOUT = 89
+"""A retryable error code that does not make the driver forget the server (91 would)."""
+TIERS = ["wire", *(["real"] if REAL_MONGODB_URL else [])]
+
+
+@pytest.fixture(params=TIERS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Provide a fresh database URL on each server tier available (wire, real)."""
+    request.applymarker(pytest.mark.mongodb)
+    fixture = "wire_database_url" if request.param == "wire" else "real_database_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest_asyncio.fixture
+async def app(database_url: str) -> AsyncIterator[Wrkr]:
+    """Provide a started app on the test's database."""
+    async with Wrkr(MongoDBBackend(database_url)) as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def child(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run a `_mongo_processes` role in a child process, killed on exit if still alive."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.backends._mongo_processes", *args, cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def read_line(process: asyncio.subprocess.Process) -> str:
+    """Return the child's next stdout line, failing after `WAIT` seconds."""
+    assert process.stdout is not None
+    async with asyncio.timeout(WAIT):
+        return (await process.stdout.readline()).decode().strip()
+
+
+async def fail_point(url: str, mode: Any, **data: Any) -> None:
+    """Arm (or with mode "off" disarm) the server's `failCommand` failpoint."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    try:
+        await client.admin.command(
+            {"configureFailPoint": "failCommand", "mode": mode, "data": data})
+    finally:
+        await client.close()
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+async def test_item_of_a_killed_worker_is_handled_by_another_after_its_lease(
+        app: Wrkr, database_url: str, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    recorder = Recorder()
+    await app.subscribe(queue, name, recorder.handle)
+    [item_id] = await app.publish({"name": name, "tid": "1"})
+    async with child("worker", database_url, queue, name) as worker:
+        assert await read_line(worker) == f"HANDLING {item_id}"
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+    await app.listen()
+    event = await recorder.next("the dead worker's item")
+    assert (event.id, event.attempts) == (item_id, 2)
+
+
+async def test_twenty_once_every_publishers_in_separate_processes_create_one_item(
+        app: Wrkr, database_url: str, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    await app.subscribe(queue, name, Recorder().handle)
+    async with contextlib.AsyncExitStack() as stack:
+        publishers = [await stack.enter_async_context(child("once", database_url, name, "42"))
+                      for _ in range(20)]
+        assert [await read_line(p) for p in publishers] == ["READY"] * 20
+        for publisher in publishers:
+            assert publisher.stdin is not None
+            publisher.stdin.write(b"go\n")
+        created = [orjson.loads(await read_line(p)) for p in publishers]
+    assert sum(len(ids) for ids in created) == 1
+    assert len(await app.items(queue=queue)) == 1
+
+
+# -- failpoints ---------------------------------------------------------------------------
+
+
+# The driver leaves the sockets of a pool it clears after a dropped connection to the
+# garbage collector; collect them here so the warning is not pinned on a later test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_one_failed_insert_is_retried_by_the_driver_and_stored_once(
+        database_url: str, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    async with Wrkr(MongoDBBackend(database_url)) as app:
+        await app.subscribe(queue, name, Recorder().handle)
+        await fail_point(database_url, {"times": 1}, failCommands=["insert"],
+                         closeConnection=True)
+        ids = await app.publish({"name": name})
+        assert [event.id for event in await app.items(queue=queue)] == ids
+    gc.collect()
+
+
+async def test_failing_inserts_raise_backend_unavailable_and_store_nothing(
+        app: Wrkr, database_url: str, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    await app.subscribe(queue, name, Recorder().handle)
+    await fail_point(database_url, {"times": 2}, failCommands=["insert"], errorCode=NETWORK_TIMEOUT)
+    with pytest.raises(BackendUnavailable, match="publishing"):
+        await app.publish([{"name": name, "tid": "1"}, {"name": name, "tid": "2"}])
+    assert await app.items(queue=queue) == []
+    assert len(await app.publish({"name": name})) == 1
+
+
+async def test_consumer_keeps_going_after_failed_claims_and_handles_the_item_once(
+        app: Wrkr, database_url: str, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    recorder = Recorder()
+    await app.subscribe(queue, name, recorder.handle)
+    await fail_point(database_url, {"times": 4}, failCommands=["findAndModify"],
+                     errorCode=NETWORK_TIMEOUT)
+    ids = await app.publish({"name": name})
+    await app.listen()
+    assert (await recorder.next("the item, once claims work again")).id == ids[0]
+    await until(lambda: _is_gone(app, queue), "the item is acked and deleted", WAIT)
+    await recorder.nothing_more(0.3)
+
+
+async def _is_gone(app: Wrkr, queue: str) -> bool:
+    return await app.items(queue=queue) == []
+
+
+# -- in process: precision, credentials, fencing --------------------------------------------
+
+
+def test_a_future_due_time_is_rounded_up_to_the_millisecond() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    due = now + timedelta(microseconds=1500)
+    assert stored_due(due, now) == now + timedelta(milliseconds=2)
+    assert stored_due(now - timedelta(microseconds=1500), now) == now - timedelta(
+        milliseconds=2)
+
+
+async def test_credentials_appear_in_no_error_nor_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    backend = MongoDBBackend(
+        "mongodb://wrkr:s3cr3t-pw@127.0.0.1:9/wrkr?serverSelectionTimeoutMS=100")
+    with pytest.raises(BackendUnavailable) as raised:
+        await backend.open()
+    await backend.close()
+    shown = f"{raised.value} {raised.value!r} {backend!r} {caplog.text}"
+    assert "s3cr3t-pw" not in shown
+    assert "127.0.0.1:9" in str(raised.value)
+
+
+async def test_an_item_not_leased_stores_a_past_date_not_null() -> None:
+    client = AsyncMongoMockClient(tz_aware=True)
+    backend = MongoDBBackend(client=client, database=new_database_name())
+    await backend.open()
+    try:
+        await backend.subscribe("q", "x")
+        now = datetime.now(UTC)
+        [item_id] = await backend.enqueue([Message("x", None, b"{}", now, now)])
+        document = await backend._collection().find_one({"_id": item_id})
+        assert document["lease"] == NOT_LEASED
+        assert [item.id for item in await backend.items(ItemFilter(queue="q"))] == [item_id]
+    finally:
+        await backend.close()
+
+
+@pytest.fixture
+def names() -> Names:
+    """Provide queue and event names unique to the test."""
+    return Names()
