@@ -175,7 +175,7 @@ class QueueConsumer:
     async def _work(self) -> None:
         worker = asyncio.current_task()
         assert worker is not None
-        self._deadlines[worker] = HandlerDeadline(worker)
+        deadline = self._deadlines[worker] = HandlerDeadline(worker)
         try:
             while not self._stopping:
                 delivery = await self._next_delivery()
@@ -183,7 +183,7 @@ class QueueConsumer:
                     return
                 self._busy.add(worker)  # no await since the item arrived: stop() sees it
                 try:
-                    await self._settle(delivery)
+                    await self._settle(delivery, deadline)
                 finally:
                     self._busy.discard(worker)
         finally:
@@ -207,16 +207,16 @@ class QueueConsumer:
 
     # -- handling ------------------------------------------------------------------
 
-    async def _settle(self, delivery: Delivery) -> None:
+    async def _settle(self, delivery: Delivery, deadline: HandlerDeadline) -> None:
         try:
-            await self._handle(delivery)
+            await self._handle(delivery, deadline)
         except (LeaseLost, BackendUnavailable) as exc:
             logger.warning("item %s on %s could not be settled: %s",
                            delivery.item.id, self.queue, exc)
         except Exception:
             logger.exception("item %s on %s: unexpected error", delivery.item.id, self.queue)
 
-    async def _handle(self, delivery: Delivery) -> None:
+    async def _handle(self, delivery: Delivery, deadline: HandlerDeadline) -> None:
         item = delivery.item
         try:
             event = from_item(item)
@@ -233,15 +233,16 @@ class QueueConsumer:
             error = RuntimeError(f"gave up after {item.attempts - 1} attempts (worker lost)")
             await self._fail(delivery, _record(self._now(), item.attempts, error))
         else:
-            await self._run_and_settle(route, retry, event, delivery)
+            await self._run_and_settle(route, retry, event, delivery, deadline)
 
     async def _run_and_settle(
-        self, route: Route, retry: Retry, event: Event, delivery: Delivery
+        self, route: Route, retry: Retry, event: Event, delivery: Delivery,
+        deadline: HandlerDeadline,
     ) -> None:
         ack = Ack(self._settings, delivery)
         error: Exception | None = None
         try:
-            await self._run(route, event, ack)
+            await self._run(route, event, ack, deadline)
         except Interrupted:
             if not ack.done:
                 await self._settings.backend.release(delivery)
@@ -267,11 +268,10 @@ class QueueConsumer:
         else:
             await self._retry_or_fail(delivery, retry, error)
 
-    async def _run(self, route: Route, event: Event, ack: Ack) -> None:
+    async def _run(self, route: Route, event: Event, ack: Ack, deadline: HandlerDeadline) -> None:
+        """Run the handler under the worker's `deadline` (passed down: finding the
+        current task costs more than the rest of the timeout bookkeeping)."""
         seconds = route.timeout.total_seconds()
-        worker = asyncio.current_task()
-        assert worker is not None
-        deadline = self._deadlines[worker]
         deadline.begin(seconds)
         try:
             try:
