@@ -12,7 +12,8 @@ DELAY, WILDCARDS, QUERY, CANCEL, ONCE_EVERY, ARCHIVE, FAILED.
 Storage, in a `MemoryStore` that outlives the backends using it (so a new backend on
 the same store is a restarted app, or a second process):
     subscriptions   exact patterns in a dict, wildcards matched in turn, cached per name
-    pending items   one heap per queue, ordered by (due time, publishing sequence);
+    pending items   per queue, ordered by (due time, publishing sequence): a FIFO lane
+                    for items arriving in order, a heap for the rest, merged on claim;
                     an item is SCHEDULED until its due time, READY after
     held items      a dict by id of the items processing (leased), done and failed
     archive         kept done items in a heap by expiry, purged lazily on queries and claims
