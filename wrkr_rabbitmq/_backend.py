@@ -51,8 +51,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from aiormq.abc import AbstractChannel
-from aiormq.exceptions import ChannelNotFoundEntity
 from yarl import URL
 
 from wrkr._errors import ItemNotFound, LeaseLost, NotStarted, NotSupported
@@ -67,6 +65,7 @@ from wrkr.backend import (
     State,
     new_item_id,
 )
+from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQChannelClosed
 from wrkr_rabbitmq._connection import DRIVER_ERRORS, RabbitMQConnector, mask_url, unavailable
 from wrkr_rabbitmq._failed import list_failed, retry_failed
 from wrkr_rabbitmq._forwarder import RabbitMQForwarder
@@ -88,6 +87,7 @@ logger = logging.getLogger("wrkr.rabbitmq")
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 CONSUMER_TIMEOUT = timedelta(minutes=30)
+NOT_FOUND = 404
 
 
 class RabbitMQBackend(Backend):
@@ -103,7 +103,7 @@ class RabbitMQBackend(Backend):
         self._registry = RabbitMQRegistry(self.topology.registry)
         self._connector: RabbitMQConnector | None = None
         self._forwarder: RabbitMQForwarder | None = None
-        self._channels: dict[str, AbstractChannel] = {}
+        self._channels: dict[str, RabbitMQChannel] = {}
         self._channel_lock = asyncio.Lock()
 
     @classmethod
@@ -134,7 +134,9 @@ class RabbitMQBackend(Backend):
             try:
                 await probe.queue_declare(level(DELAY_LEVELS - 1), passive=True)
                 await probe.close()
-            except ChannelNotFoundEntity:
+            except RabbitMQChannelClosed as exc:
+                if exc.reply_code != NOT_FOUND:
+                    raise
                 chain = await self._require().channel()
                 await declare_chain(chain)
                 await chain.close()
@@ -163,7 +165,7 @@ class RabbitMQBackend(Backend):
             raise NotStarted("the RabbitMQ backend is not open: call open() first")
         return self._connector
 
-    async def _channel(self, role: str) -> AbstractChannel:
+    async def _channel(self, role: str) -> RabbitMQChannel:
         """Return the shared channel for `role` ("publish" or "admin"), reopened if closed."""
         async with self._channel_lock:
             channel = self._channels.get(role)
@@ -171,7 +173,7 @@ class RabbitMQBackend(Backend):
                 channel = self._channels[role] = await self._require().channel()
             return channel
 
-    async def _scratch(self, action: str, work: Callable[[AbstractChannel], Awaitable[Any]]) -> Any:
+    async def _scratch(self, action: str, work: Callable[[RabbitMQChannel], Awaitable[Any]]) -> Any:
         """Run `work` on a channel of its own (it holds messages unacked), then close it."""
         channel = await self._require().channel()
         with unavailable(action, self.url):
@@ -187,16 +189,14 @@ class RabbitMQBackend(Backend):
         channel = await self._channel("admin")
         with unavailable(f"subscribe {queue!r} to {pattern!r}", self.url):
             await declare_queue(channel, self.topology, queue)
-            await channel.queue_bind(self.topology.queue(queue), self.topology.events,
-                                     routing_key=pattern)
+            await channel.queue_bind(self.topology.queue(queue), self.topology.events, pattern)
             await self._registry.change(channel, lambda r: _add(r, queue, pattern))
 
     async def unsubscribe(self, queue: str, pattern: str) -> None:
         """Unbind the pattern; the queue and its items stay."""
         channel = await self._channel("admin")
         with unavailable(f"unsubscribe {queue!r} from {pattern!r}", self.url):
-            await channel.queue_unbind(self.topology.queue(queue), self.topology.events,
-                                       routing_key=pattern)
+            await channel.queue_unbind(self.topology.queue(queue), self.topology.events, pattern)
             await self._registry.change(channel, lambda r: _remove(r, queue, pattern))
 
     async def queues_for(self, name: str) -> list[str]:
@@ -230,8 +230,9 @@ class RabbitMQBackend(Backend):
         """Publish an envelope to `queue`'s failed queue, confirmed."""
         channel = await self._channel("publish")
         with unavailable("park a failed item", self.url):
-            await channel.basic_publish(envelope.body, routing_key=self.topology.failed(queue),
-                                        properties=envelope.properties())
+            await channel.publish(envelope.body, exchange="",
+                                  routing_key=self.topology.failed(queue),
+                                  properties=envelope.properties())
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -246,7 +247,7 @@ class RabbitMQBackend(Backend):
         assert self._forwarder is not None
         self._forwarder.start()
 
-        async def open_session(channel: AbstractChannel) -> RabbitMQConsumerSession:
+        async def open_session(channel: RabbitMQChannel) -> RabbitMQConsumerSession:
             session = RabbitMQConsumerSession(channel, queue, worker, self._send, self._park,
                                               self.now)
             await session.start(self.topology)
@@ -298,7 +299,7 @@ class RabbitMQBackend(Backend):
         try:
             if republish is not None:
                 await republish()
-            await channel.basic_ack(receipt.delivery_tag, wait=False)
+            channel.ack(receipt.delivery_tag)
         except DRIVER_ERRORS as exc:
             raise LeaseLost(f"item {delivery.item.id}: its channel closed") from exc
         finally:

@@ -11,20 +11,19 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import aiormq
-from aiormq.abc import AbstractChannel, AbstractConnection
+import pika.exceptions  # type: ignore[import-untyped]
 from yarl import URL
 
 from wrkr._errors import BackendUnavailable
+from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQChannelClosed, RabbitMQConnection
 
 logger = logging.getLogger("wrkr.rabbitmq")
 
 #: What the driver and the socket layer raise when the broker cannot be reached.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    aiormq.exceptions.AMQPError,
-    aiormq.exceptions.ChannelInvalidStateError,
+    pika.exceptions.AMQPError,
+    RabbitMQChannelClosed,
     OSError,  # ConnectionError and TimeoutError included
-    RuntimeError,  # aiormq: "<Connection> closed" when a channel is asked of a dead link
 )
 
 
@@ -55,7 +54,7 @@ class RabbitMQConnector:
 
     def __init__(self, url: URL) -> None:
         self.url = url
-        self._connection: AbstractConnection | None = None
+        self._connection: RabbitMQConnection | None = None
         self._lock = asyncio.Lock()
         self.closed = False
 
@@ -64,7 +63,7 @@ class RabbitMQConnector:
         """Tell whether the connection is open right now."""
         return self._connection is not None and not self._connection.is_closed
 
-    async def connection(self) -> AbstractConnection:
+    async def connection(self) -> RabbitMQConnection:
         """Return the open connection, opening a new one if needed.
 
         Raises:
@@ -75,10 +74,10 @@ class RabbitMQConnector:
                 raise BackendUnavailable("the RabbitMQ backend is closed")
             if self._connection is None or self._connection.is_closed:
                 with unavailable("connect", self.url):
-                    self._connection = await aiormq.connect(self.url)
+                    self._connection = await RabbitMQConnection.connect(str(self.url))
             return self._connection
 
-    async def channel(self, *, prefetch: int | None = None) -> AbstractChannel:
+    async def channel(self, *, prefetch: int | None = None) -> RabbitMQChannel:
         """Return a new channel with publisher confirms (and QoS `prefetch` if given).
 
         Raises:
@@ -86,9 +85,9 @@ class RabbitMQConnector:
         """
         connection = await self.connection()
         with unavailable("open a channel", self.url):
-            channel = await connection.channel(publisher_confirms=True)
+            channel = await connection.channel()
             if prefetch is not None:
-                await channel.basic_qos(prefetch_count=prefetch)
+                await channel.qos(prefetch)
             return channel
 
     async def drop(self) -> None:

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from aiormq.abc import AbstractChannel, DeliveredMessage
-from pamqp.commands import Basic
-
 from wrkr.backend import Item, ItemFilter, State
+from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
 from wrkr_rabbitmq._messages import (
     MalformedMessage,
     RabbitMQEnvelope,
@@ -31,7 +29,7 @@ DEFAULT_LIMIT = 10_000
 Sender = Callable[[RabbitMQEnvelope], Awaitable[bool]]
 
 
-def _envelope(message: DeliveredMessage, now: datetime) -> RabbitMQEnvelope:
+def _envelope(message: RabbitMQIncoming, now: datetime) -> RabbitMQEnvelope:
     """Read a failed message; a foreign one parked earlier still reads as an item."""
     try:
         return received_envelope(message)
@@ -39,31 +37,30 @@ def _envelope(message: DeliveredMessage, now: datetime) -> RabbitMQEnvelope:
         return foreign_envelope(message, str(exc), now)
 
 
-async def _take(channel: AbstractChannel, queue: str, limit: int) -> list[DeliveredMessage]:
+async def _take(channel: RabbitMQChannel, queue: str, limit: int) -> list[RabbitMQIncoming]:
     """Take up to `limit` messages from `queue`, unacked, oldest first."""
-    taken: list[DeliveredMessage] = []
+    taken: list[RabbitMQIncoming] = []
     while len(taken) < limit:
-        message = await channel.basic_get(queue, no_ack=False)
-        if isinstance(message.delivery, Basic.GetEmpty):
+        message = await channel.get(queue)
+        if message is None:
             break
         taken.append(message)
     return taken
 
 
-async def _give_back(channel: AbstractChannel, taken: list[DeliveredMessage]) -> None:
+def _give_back(channel: RabbitMQChannel, taken: list[RabbitMQIncoming]) -> None:
     """Requeue everything taken and not acked, in one frame."""
-    tags = [m.delivery_tag for m in taken if m.delivery_tag is not None]
-    if tags:
-        await channel.basic_nack(max(tags), multiple=True, requeue=True)
+    if taken:
+        channel.nack(max(m.delivery_tag for m in taken), multiple=True, requeue=True)
 
 
 async def list_failed(
-    channel: AbstractChannel, topology: RabbitMQTopology, queue: str,
+    channel: RabbitMQChannel, topology: RabbitMQTopology, queue: str,
     where: ItemFilter, now: datetime,
 ) -> list[Item]:
     """Return the failed items of `queue` that match `where`, oldest first."""
     taken = await _take(channel, topology.failed(queue), DEFAULT_LIMIT)
-    await _give_back(channel, taken)
+    _give_back(channel, taken)
     items = []
     for message in taken:
         envelope = _envelope(message, now)
@@ -73,20 +70,19 @@ async def list_failed(
 
 
 async def retry_failed(
-    channel: AbstractChannel, topology: RabbitMQTopology, queue: str,
+    channel: RabbitMQChannel, topology: RabbitMQTopology, queue: str,
     item_id: str, send: Sender, now: datetime,
 ) -> int:
     """Move the failed items of `queue` with id `item_id` back to it, ready now; count them."""
     taken = await _take(channel, topology.failed(queue), DEFAULT_LIMIT)
-    moved: list[DeliveredMessage] = []
+    moved: list[RabbitMQIncoming] = []
     for message in taken:
         envelope = _envelope(message, now)
         if envelope.item_id == item_id:
             await send(envelope.with_changes(attempts=0, due=to_micros(now), to=f"q:{queue}"))
             moved.append(message)
     for message in moved:
-        assert message.delivery_tag is not None
-        await channel.basic_ack(message.delivery_tag)
+        channel.ack(message.delivery_tag)
     moved_tags = {m.delivery_tag for m in moved}
-    await _give_back(channel, [m for m in taken if m.delivery_tag not in moved_tags])
+    _give_back(channel, [m for m in taken if m.delivery_tag not in moved_tags])
     return len(moved)

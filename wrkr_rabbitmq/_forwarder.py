@@ -16,9 +16,9 @@ import heapq
 import itertools
 import logging
 import time
+from typing import Any
 
-from aiormq.abc import AbstractChannel, DeliveredMessage
-
+from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
 from wrkr_rabbitmq._connection import RabbitMQConnector, reconnect_delay
 from wrkr_rabbitmq._messages import MalformedMessage, RabbitMQEnvelope, received_envelope
 from wrkr_rabbitmq._routing import send
@@ -30,7 +30,7 @@ logger = logging.getLogger("wrkr.rabbitmq")
 FORWARD_PREFETCH = 20_000
 HOLD_LIMIT_MICROS = 5_000_000
 
-_Held = tuple[int, int, RabbitMQEnvelope, DeliveredMessage]
+_Held = tuple[int, int, RabbitMQEnvelope, RabbitMQIncoming]
 
 
 def _now_micros() -> int:
@@ -72,54 +72,52 @@ class RabbitMQForwarder:
             failures += 1
             await reconnect_delay(failures)
 
-    async def _serve(self, channel: AbstractChannel) -> None:
+    async def _serve(self, channel: RabbitMQChannel) -> None:
         """Consume the due queue and forward each item when due, until the channel closes."""
         held: list[_Held] = []
         wake = asyncio.Event()
 
-        async def on_message(message: DeliveredMessage) -> None:
-            await self._hold(channel, message, held)
+        def on_message(message: RabbitMQIncoming) -> None:
+            self._hold(channel, message, held)
             wake.set()
 
-        await channel.basic_consume(self._topology.due, on_message)
+        await channel.consume(self._topology.due, on_message)
         while not channel.is_closed:
             await self._wait(channel, held, wake)
             await self._forward_due(channel, held)
 
-    async def _hold(
-        self, channel: AbstractChannel, message: DeliveredMessage, held: list[_Held]
-    ) -> None:
-        """Keep a message until due; drop (with a log line) what is not a wrkr message."""
+    def _hold(self, channel: RabbitMQChannel, message: RabbitMQIncoming, held: list[_Held]) -> None:
+        """Keep a message until it is due; drop (with a log line) what is not a wrkr message.
+
+        An item due beyond the hold limit (a delay past the chain's two years, or a
+        clock jump) is forwarded at once: routing sends it round the chain again.
+        """
         try:
             envelope = received_envelope(message)
         except MalformedMessage as exc:
             logger.warning("dropping a foreign message from %s: %s", self._topology.due, exc)
-            assert message.delivery_tag is not None
-            await channel.basic_reject(message.delivery_tag, requeue=False)
+            channel.reject(message.delivery_tag, requeue=False)
             return
-        if envelope.due_micros - _now_micros() > HOLD_LIMIT_MICROS:
-            # Beyond the chain's reach (over two years) or a clock jump: delay it again.
-            await send(channel, self._topology, envelope, _now_micros())
-            assert message.delivery_tag is not None
-            await channel.basic_ack(message.delivery_tag)
-            return
-        heapq.heappush(held, (envelope.due_micros, next(self._order), envelope, message))
+        now = _now_micros()
+        at = now if envelope.due_micros - now > HOLD_LIMIT_MICROS else envelope.due_micros
+        heapq.heappush(held, (at, next(self._order), envelope, message))
 
     @staticmethod
-    async def _wait(channel: AbstractChannel, held: list[_Held], wake: asyncio.Event) -> None:
+    async def _wait(channel: RabbitMQChannel, held: list[_Held], wake: asyncio.Event) -> None:
         """Sleep until the earliest held item is due, a new one arrives or the channel closes."""
         timeout = (held[0][0] - _now_micros()) / 1_000_000 if held else None
         if timeout is not None and timeout <= 0:
             return
         wake.clear()
         waiter = asyncio.ensure_future(wake.wait())
+        closing: asyncio.Future[Any] = channel.closing
         try:
-            await asyncio.wait({waiter, channel.closing}, timeout=timeout,
+            await asyncio.wait({waiter, closing}, timeout=timeout,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
 
-    async def _forward_due(self, channel: AbstractChannel, held: list[_Held]) -> None:
+    async def _forward_due(self, channel: RabbitMQChannel, held: list[_Held]) -> None:
         """Publish every held item that is due (confirmed, in due order), then ack them."""
         now = _now_micros()
         batch: list[_Held] = []
@@ -129,5 +127,4 @@ class RabbitMQForwarder:
             return
         await asyncio.gather(*(send(channel, self._topology, env, now) for _, _, env, _ in batch))
         for *_, message in batch:
-            assert message.delivery_tag is not None
-            await channel.basic_ack(message.delivery_tag, wait=False)
+            channel.ack(message.delivery_tag)

@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiormq.abc import DeliveredMessage
-from pamqp.commands import Basic
+import pika.spec  # type: ignore[import-untyped]
 
 from wrkr.backend import ErrorRecord, Item, Message, State
+from wrkr_rabbitmq._client import RabbitMQIncoming
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PERSISTENT = 2
@@ -69,10 +69,10 @@ class RabbitMQEnvelope:
         """``e:<name>`` or ``q:<queue>``."""
         return str(self.headers["x-wrkr-to"])
 
-    def properties(self) -> Basic.Properties:
+    def properties(self) -> pika.spec.BasicProperties:
         """Return persistent AMQP properties carrying the headers."""
-        return Basic.Properties(delivery_mode=PERSISTENT, message_id=self.item_id,
-                                content_type="application/json", headers=self.headers)
+        return pika.spec.BasicProperties(delivery_mode=PERSISTENT, message_id=self.item_id,
+                                         content_type="application/json", headers=self.headers)
 
     def with_changes(self, **changes: Any) -> RabbitMQEnvelope:
         """Return a copy with some ``x-wrkr-`` headers replaced (keys without the prefix)."""
@@ -99,13 +99,13 @@ def envelope_for(message: Message, item_id: str) -> RabbitMQEnvelope:
     return RabbitMQEnvelope(headers, message.payload)
 
 
-def received_envelope(message: DeliveredMessage) -> RabbitMQEnvelope:
+def received_envelope(message: RabbitMQIncoming) -> RabbitMQEnvelope:
     """Return the envelope of a received wrkr message, checked.
 
     Raises:
         MalformedMessage: headers are missing or wrong, or the body is not JSON.
     """
-    headers = dict(message.header.properties.headers or {})
+    headers = message.headers
     envelope = RabbitMQEnvelope(_decoded(headers), message.body)
     try:
         orjson.loads(envelope.body)
@@ -144,11 +144,10 @@ def item_of(envelope: RabbitMQEnvelope, queue: str, state: State, attempts: int,
                 state=state, attempts=attempts, errors=errors, worker=worker)
 
 
-def foreign_envelope(message: DeliveredMessage, reason: str, now: datetime) -> RabbitMQEnvelope:
+def foreign_envelope(message: RabbitMQIncoming, reason: str, now: datetime) -> RabbitMQEnvelope:
     """Return a parkable envelope for a foreign message: its body kept, the reason recorded."""
-    properties = message.header.properties
-    headers = dict(properties.headers or {})
-    item_id = str(properties.message_id or f"foreign-{to_micros(now)}")
+    headers = dict(message.headers)
+    item_id = str(message.message_id or f"foreign-{to_micros(now)}")
     error = ErrorRecord(at=now, attempt=0, type="MalformedMessage", message=reason)
     headers.update({
         "x-wrkr-id": item_id, "x-wrkr-name": str(message.routing_key or "?"),

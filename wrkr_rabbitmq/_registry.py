@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
-from aiormq.abc import AbstractChannel, DeliveredMessage
-from pamqp.commands import Basic
+import pika.spec  # type: ignore[import-untyped]
 
 from wrkr._errors import BackendUnavailable
 from wrkr._names import matches
+from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
 from wrkr_rabbitmq._messages import PERSISTENT
 
 TAKE_TIMEOUT = 5.0
@@ -65,17 +65,16 @@ class RabbitMQRegistry:
         self.queue = queue
         self._lock = asyncio.Lock()  # one taker per process; other processes retry
 
-    async def ensure(self, channel: AbstractChannel) -> None:
+    async def ensure(self, channel: RabbitMQChannel) -> None:
         """Create the registry queue and an empty record if the queue is new."""
-        declared = await channel.queue_declare(self.queue, durable=True)
-        if declared.message_count == 0:
+        if await channel.queue_declare(self.queue) == 0:
             async with self._lock:
                 taken = await self._take(channel, timeout=0.2)
                 if not taken:
                     await self._put(channel, RabbitMQSubscriptions())
                 await self._settle(channel, taken, keep=True)
 
-    async def read(self, channel: AbstractChannel) -> RabbitMQSubscriptions:
+    async def read(self, channel: RabbitMQChannel) -> RabbitMQSubscriptions:
         """Return the current record."""
         async with self._lock:
             taken = await self._take(channel, timeout=TAKE_TIMEOUT)
@@ -83,7 +82,7 @@ class RabbitMQRegistry:
             return _newest(taken)
 
     async def change(
-        self, channel: AbstractChannel, edit: Callable[[RabbitMQSubscriptions], bool]
+        self, channel: RabbitMQChannel, edit: Callable[[RabbitMQSubscriptions], bool]
     ) -> None:
         """Apply `edit` to the record; store a new version when it returns True."""
         async with self._lock:
@@ -95,7 +94,7 @@ class RabbitMQRegistry:
                 await self._put(channel, record)
             await self._settle(channel, taken, keep=not changed)
 
-    async def _take(self, channel: AbstractChannel, timeout: float) -> list[DeliveredMessage]:
+    async def _take(self, channel: RabbitMQChannel, timeout: float) -> list[RabbitMQIncoming]:
         """Take every version in the queue, retrying while another process holds it."""
         deadline, pause = time.monotonic() + timeout, 0.002
         while True:
@@ -110,41 +109,41 @@ class RabbitMQRegistry:
             await asyncio.sleep(pause)
             pause = min(0.1, pause * 2)
 
-    async def _put(self, channel: AbstractChannel, record: RabbitMQSubscriptions) -> None:
+    async def _put(self, channel: RabbitMQChannel, record: RabbitMQSubscriptions) -> None:
         """Publish a version, confirmed."""
-        properties = Basic.Properties(delivery_mode=PERSISTENT, content_type="application/json")
-        await channel.basic_publish(record.encode(), routing_key=self.queue, properties=properties)
+        properties = pika.spec.BasicProperties(delivery_mode=PERSISTENT,
+                                               content_type="application/json")
+        await channel.publish(record.encode(), exchange="", routing_key=self.queue,
+                              properties=properties)
 
     async def _settle(
-        self, channel: AbstractChannel, taken: list[DeliveredMessage], *, keep: bool
+        self, channel: RabbitMQChannel, taken: list[RabbitMQIncoming], *, keep: bool
     ) -> None:
         """Give the newest version back when `keep`, ack everything else."""
         newest = _newest_message(taken)
         for message in taken:
-            tag = message.delivery_tag
-            assert tag is not None
             if keep and message is newest:
-                await channel.basic_reject(tag, requeue=True)
+                channel.reject(message.delivery_tag, requeue=True)
             else:
-                await channel.basic_ack(tag)
+                channel.ack(message.delivery_tag)
 
 
-async def _drain(channel: AbstractChannel, queue: str) -> list[DeliveredMessage]:
+async def _drain(channel: RabbitMQChannel, queue: str) -> list[RabbitMQIncoming]:
     """Take (unacked) every message in `queue`."""
-    taken: list[DeliveredMessage] = []
+    taken: list[RabbitMQIncoming] = []
     while True:
-        message = await channel.basic_get(queue, no_ack=False)
-        if isinstance(message.delivery, Basic.GetEmpty):
+        message = await channel.get(queue)
+        if message is None:
             return taken
         taken.append(message)
 
 
-def _newest_message(taken: list[DeliveredMessage]) -> DeliveredMessage | None:
+def _newest_message(taken: list[RabbitMQIncoming]) -> RabbitMQIncoming | None:
     """Return the message holding the highest version."""
     return max(taken, key=lambda m: RabbitMQSubscriptions.decode(m.body).version, default=None)
 
 
-def _newest(taken: list[DeliveredMessage]) -> RabbitMQSubscriptions:
+def _newest(taken: list[RabbitMQIncoming]) -> RabbitMQSubscriptions:
     """Return the highest version taken, or an empty record."""
     newest = _newest_message(taken)
     return RabbitMQSubscriptions() if newest is None else RabbitMQSubscriptions.decode(newest.body)

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import math
 
-from aiormq.abc import AbstractChannel, DeliveredMessage
-from aiormq.exceptions import PublishError
-
+from wrkr_rabbitmq._client import RabbitMQChannel
 from wrkr_rabbitmq._messages import RabbitMQEnvelope
 from wrkr_rabbitmq._topology import (
     MAX_COUNTDOWN,
@@ -56,7 +54,7 @@ def destination(topology: RabbitMQTopology, to: str) -> tuple[str, str]:
 
 
 async def send(
-    channel: AbstractChannel,
+    channel: RabbitMQChannel,
     topology: RabbitMQTopology,
     envelope: RabbitMQEnvelope,
     now_micros: int,
@@ -70,11 +68,5 @@ async def send(
         is subscribed to the event), else True.
     """
     exchange, key = route(topology, envelope, now_micros)
-    try:
-        outcome = await channel.basic_publish(  # type: ignore[call-arg]  # aiormq's ABC lags
-            envelope.body, exchange=exchange, routing_key=key,
-            properties=envelope.properties(), mandatory=mandatory, wait=False,
-        )
-    except PublishError:  # returned unroutable: no queue is bound for this event
-        return False
-    return not isinstance(outcome, DeliveredMessage)
+    return await channel.publish(envelope.body, exchange=exchange, routing_key=key,
+                                 properties=envelope.properties(), mandatory=mandatory)

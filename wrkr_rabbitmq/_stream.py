@@ -21,10 +21,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiormq.abc import AbstractChannel, DeliveredMessage
-
 from wrkr._errors import BackendUnavailable
 from wrkr.backend import Delivery, State
+from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
 from wrkr_rabbitmq._connection import DRIVER_ERRORS, RabbitMQConnector, reconnect_delay
 from wrkr_rabbitmq._messages import (
     MalformedMessage,
@@ -54,13 +53,13 @@ class RabbitMQReceipt:
 class RabbitMQConsumerSession:
     """One consumer on one channel; ends when the channel closes or the consumer stops."""
 
-    def __init__(self, channel: AbstractChannel, queue: str, worker: str,
+    def __init__(self, channel: RabbitMQChannel, queue: str, worker: str,
                  send: Sender, park: Parker, now: Callable[[], datetime]) -> None:
         self.channel = channel
         self.queue = queue
         self._worker = worker
         self._send, self._park, self._now = send, park, now
-        self._buffer: asyncio.Queue[DeliveredMessage | None] = asyncio.Queue()
+        self._buffer: asyncio.Queue[RabbitMQIncoming | None] = asyncio.Queue()
         self._outstanding = 0
         self._finished = False
         self._tag = ""
@@ -70,11 +69,9 @@ class RabbitMQConsumerSession:
         """Declare the queue (consuming a queue nobody subscribed yet is allowed) and consume."""
         await declare_queue(self.channel, topology, self.queue)
         self.channel.closing.add_done_callback(lambda _: self._buffer.put_nowait(None))
-        consume_ok = await self.channel.basic_consume(topology.queue(self.queue), self._arrived)
-        self._tag = str(consume_ok.consumer_tag)
-
-    async def _arrived(self, message: DeliveredMessage) -> None:
-        self._buffer.put_nowait(message)
+        self._tag = await self.channel.consume(
+            topology.queue(self.queue), self._buffer.put_nowait,
+            on_cancel=lambda: self._buffer.put_nowait(None))  # the queue was deleted
 
     async def next(self) -> Delivery | None:
         """Return the next delivery, or None once the channel has closed."""
@@ -85,21 +82,20 @@ class RabbitMQConsumerSession:
                 return delivery
         return None
 
-    async def _admit(self, message: DeliveredMessage) -> Delivery | None:
+    async def _admit(self, message: RabbitMQIncoming) -> Delivery | None:
         """Turn a message into a delivery; park foreign ones and recount redelivered ones."""
         tag = message.delivery_tag
-        assert tag is not None
         try:
             envelope = received_envelope(message)
         except MalformedMessage as exc:
             logger.warning("parking a foreign message from queue %r: %s", self.queue, exc)
             await self._park(self.queue, foreign_envelope(message, str(exc), self._now()))
-            await self.channel.basic_ack(tag)
+            self.channel.ack(tag)
             return None
         attempts = int(envelope.headers["x-wrkr-attempts"])
         if message.redelivered:
             await self._send(envelope.with_changes(attempts=attempts + 1, to=f"q:{self.queue}"))
-            await self.channel.basic_ack(tag)
+            self.channel.ack(tag)
             return None
         item = item_of(envelope, self.queue, State.PROCESSING, attempts + 1, self._worker)
         return Delivery(item, RabbitMQReceipt(self, tag, envelope))
@@ -116,7 +112,7 @@ class RabbitMQConsumerSession:
         if self.channel.is_closed:
             return
         with contextlib.suppress(*DRIVER_ERRORS):
-            await self.channel.basic_cancel(self._tag)
+            await self.channel.cancel(self._tag)
             while not self._buffer.empty():
                 message = self._buffer.get_nowait()
                 if message is not None:
@@ -124,17 +120,16 @@ class RabbitMQConsumerSession:
             if self._outstanding <= 0:
                 await self._close()
 
-    async def _give_back(self, message: DeliveredMessage) -> None:
+    async def _give_back(self, message: RabbitMQIncoming) -> None:
         """Return an unhanded message to the queue without counting an attempt."""
-        assert message.delivery_tag is not None
         try:
             envelope = received_envelope(message)
         except MalformedMessage:
-            await self.channel.basic_reject(message.delivery_tag, requeue=True)
+            self.channel.reject(message.delivery_tag, requeue=True)
             return
         attempts = int(envelope.headers["x-wrkr-attempts"]) + int(bool(message.redelivered))
         await self._send(envelope.with_changes(attempts=attempts, to=f"q:{self.queue}"))
-        await self.channel.basic_ack(message.delivery_tag)
+        self.channel.ack(message.delivery_tag)
 
     async def _close(self) -> None:
         with contextlib.suppress(*DRIVER_ERRORS):
@@ -144,7 +139,7 @@ class RabbitMQConsumerSession:
 
 async def consume(
     connector: RabbitMQConnector,
-    open_session: Callable[[AbstractChannel], Awaitable[RabbitMQConsumerSession]],
+    open_session: Callable[[RabbitMQChannel], Awaitable[RabbitMQConsumerSession]],
     prefetch: int,
 ) -> AsyncGenerator[Delivery, None]:
     """Yield deliveries for as long as the caller iterates, across reconnections."""

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from aiormq.abc import AbstractChannel
+from wrkr_rabbitmq._client import RabbitMQChannel
 
 DELAY_LEVELS = 26
 MAX_COUNTDOWN = 2**DELAY_LEVELS - 1
@@ -107,39 +107,38 @@ def _digit_pattern(k: int, digit: str) -> str:
     return "*." * (DELAY_LEVELS - 1 - k) + digit + ".#"
 
 
-async def declare_chain(channel: AbstractChannel) -> None:
+async def declare_chain(channel: RabbitMQChannel) -> None:
     """Declare the shared delay chain, end first and level 25 last (idempotent)."""
-    await channel.exchange_declare(CHAIN_END, exchange_type="topic", durable=True)
+    await channel.exchange_declare(CHAIN_END, "topic")
     for k in range(DELAY_LEVELS):
         await _declare_level(channel, k)
 
 
-async def _declare_level(channel: AbstractChannel, k: int) -> None:
+async def _declare_level(channel: RabbitMQChannel, k: int) -> None:
     """Declare level k: its exchange, its TTL queue, and the bindings for digits 1 and 0."""
     name, below = level(k), level(k - 1) if k else CHAIN_END
-    await channel.exchange_declare(name, exchange_type="topic", durable=True)
+    await channel.exchange_declare(name, "topic")
     arguments: dict[str, Any] = {"x-message-ttl": 1000 * 2**k, "x-dead-letter-exchange": below}
-    await channel.queue_declare(name, durable=True, arguments=arguments)
-    await channel.queue_bind(name, name, routing_key=_digit_pattern(k, "1"))
-    await channel.exchange_bind(below, name, routing_key=_digit_pattern(k, "0"))
+    await channel.queue_declare(name, arguments=arguments)
+    await channel.queue_bind(name, name, _digit_pattern(k, "1"))
+    await channel.exchange_bind(below, name, _digit_pattern(k, "0"))
 
 
-async def declare_namespace(channel: AbstractChannel, topology: RabbitMQTopology) -> None:
+async def declare_namespace(channel: RabbitMQChannel, topology: RabbitMQTopology) -> None:
     """Declare the events exchange and the due queue fed by the chain (idempotent)."""
-    await channel.exchange_declare(topology.events, exchange_type="topic", durable=True)
-    await channel.queue_declare(topology.due, durable=True)
-    await channel.queue_bind(topology.due, CHAIN_END,
-                             routing_key="*." * DELAY_LEVELS + f"{topology.prefix}.#")
+    await channel.exchange_declare(topology.events, "topic")
+    await channel.queue_declare(topology.due)
+    await channel.queue_bind(topology.due, CHAIN_END, "*." * DELAY_LEVELS + f"{topology.prefix}.#")
 
 
-async def declare_queue(channel: AbstractChannel, topology: RabbitMQTopology, queue: str) -> None:
+async def declare_queue(channel: RabbitMQChannel, topology: RabbitMQTopology, queue: str) -> None:
     """Declare wrkr queue `queue` and its failed queue (idempotent)."""
-    await channel.queue_declare(topology.queue(queue), durable=True)
-    await channel.queue_declare(topology.failed(queue), durable=True)
+    await channel.queue_declare(topology.queue(queue))
+    await channel.queue_declare(topology.failed(queue))
 
 
 async def delete_namespace(
-    channel: AbstractChannel, topology: RabbitMQTopology, queues: list[str]
+    channel: RabbitMQChannel, topology: RabbitMQTopology, queues: list[str]
 ) -> None:
     """Delete every exchange and queue of the namespace (tests, teardown); the chain stays."""
     wrkr_queues = [name for q in queues for name in (topology.queue(q), topology.failed(q))]

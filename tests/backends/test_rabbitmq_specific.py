@@ -14,10 +14,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import aiormq
+import pika  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
-from pamqp.commands import Basic
 
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT, eventually
@@ -25,6 +24,7 @@ from tests.backends.test_rabbitmq import RABBITMQ_URL, rabbitmq_prefix  # noqa: 
 from wrkr import BackendUnavailable, Event, LeaseLost, NotSupported, Retry, State, Wrkr
 from wrkr.backend import ItemFilter, Message
 from wrkr_rabbitmq import RabbitMQBackend
+from wrkr_rabbitmq._client import RabbitMQConnection
 from wrkr_rabbitmq._topology import MAX_COUNTDOWN, countdown_routing_key, entry_level
 
 pytestmark = pytest.mark.rabbitmq
@@ -114,12 +114,12 @@ async def test_malformed_messages_are_parked_as_failed_and_the_consumer_keeps_go
 
 async def _publish_raw(queue: str, bodies: list[bytes]) -> None:
     """Publish as a foreign application would: straight to the queue, no wrkr headers."""
-    connection = await aiormq.connect(RABBITMQ_URL)
+    connection = await RabbitMQConnection.connect(RABBITMQ_URL)
     try:
         channel = await connection.channel()
         for body in bodies:
-            await channel.basic_publish(body, routing_key=queue,
-                                        properties=Basic.Properties(delivery_mode=2))
+            await channel.publish(body, exchange="", routing_key=queue,
+                                  properties=pika.BasicProperties(delivery_mode=2))
     finally:
         await connection.close()
 
@@ -157,6 +157,7 @@ _WORKER = """
 import asyncio, sys
 from wrkr import Wrkr
 from wrkr_rabbitmq import RabbitMQBackend
+from wrkr_rabbitmq._client import RabbitMQConnection
 
 async def main(url, prefix, queue, pattern):
     app = Wrkr(RabbitMQBackend(url, prefix=prefix))
