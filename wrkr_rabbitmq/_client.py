@@ -239,6 +239,32 @@ class RabbitMQChannel:
             await asyncio.shield(self.closing)
 
 
+class _CoalescingAsyncioConnection(AsyncioConnection):  # type: ignore[misc]
+    """pika's asyncio connection, writing what a loop turn produced with one socket send.
+
+    pika hands every frame to the transport as it is made, and the transport sends
+    each at once: a publish (method, header and body frames) cost three system calls
+    and every ack one more, a third of the whole cost per event. This collects the
+    frames of one event-loop turn and writes them together at its end. It overrides
+    pika's private `_output_marshaled_frames` (unchanged since pika 1.0).
+    """
+
+    _outgoing: list[bytes] | None = None
+
+    def _output_marshaled_frames(self, marshaled_frames: list[bytes]) -> None:
+        if self._outgoing is None:
+            self._outgoing = []
+            asyncio.get_running_loop().call_soon(self._flush_outgoing)
+        self._outgoing.extend(marshaled_frames)
+        self.frames_sent += len(marshaled_frames)
+
+    def _flush_outgoing(self) -> None:
+        data, self._outgoing = b"".join(self._outgoing or ()), None
+        self.bytes_sent += len(data)
+        if self._transport is not None:  # gone when the connection died meanwhile
+            self._adapter_emit_data(data)
+
+
 class RabbitMQConnection:
     """One AMQP connection over pika's asyncio adapter."""
 
@@ -259,7 +285,7 @@ class RabbitMQConnection:
                 opened.set_exception(error if isinstance(error, BaseException)
                                      else pika.exceptions.AMQPConnectionError(error))
 
-        connection = AsyncioConnection(
+        connection = _CoalescingAsyncioConnection(
             pika.URLParameters(url), on_open_callback=lambda _: opened.set_result(None),
             on_open_error_callback=failed, on_close_callback=failed)
         await opened

@@ -64,7 +64,7 @@ async def list_failed(
     items = []
     for message in taken:
         envelope = _envelope(message, now)
-        attempts = int(envelope.headers.get("x-wrkr-attempts", 0))
+        attempts = envelope.attempts
         items.append(item_of(envelope, queue, State.FAILED, attempts))
     return [item for item in items if where.matches(item)]
 

@@ -4,7 +4,7 @@ The lease is the channel: a delivery stays claimed while the channel that receiv
 is open, and comes back to the queue the moment the connection dies (a crashed
 worker). Acking through a channel that has since closed raises `LeaseLost`.
 
-Attempts live in the ``x-wrkr-attempts`` header, since the broker cannot change a
+Attempts live in the message's ``x-wrkr`` header, since the broker cannot change a
 message it requeues. A message the broker hands out again (``redelivered``: its
 consumer died holding it) is therefore recounted: republished with one more attempt
 and acked, and its copy is delivered in turn. Releasing (a graceful stop) republishes
@@ -92,7 +92,7 @@ class RabbitMQConsumerSession:
             await self._park(self.queue, foreign_envelope(message, str(exc), self._now()))
             self.channel.ack(tag)
             return None
-        attempts = int(envelope.headers["x-wrkr-attempts"])
+        attempts = envelope.attempts
         if message.redelivered:
             await self._send(envelope.with_changes(attempts=attempts + 1, to=f"q:{self.queue}"))
             self.channel.ack(tag)
@@ -127,7 +127,7 @@ class RabbitMQConsumerSession:
         except MalformedMessage:
             self.channel.reject(message.delivery_tag, requeue=True)
             return
-        attempts = int(envelope.headers["x-wrkr-attempts"]) + int(bool(message.redelivered))
+        attempts = envelope.attempts + int(message.redelivered)
         await self._send(envelope.with_changes(attempts=attempts, to=f"q:{self.queue}"))
         self.channel.ack(message.delivery_tag)
 

@@ -1,0 +1,139 @@
+"""RabbitMQ: wrkr-rabbitmq beside the raw clients and Dramatiq, and delayed-delivery lateness.
+
+`python -m bench rabbitmq` (needs the broker on 127.0.0.1:5672 and `.[bench,rabbitmq]`).
+
+1. Events/second end to end (publish -> handler -> ack; persistent, publisher confirms),
+   one process, COUNT events of 200 bytes published in batches of 100 while consumed:
+   wrkr on RabbitMQ; the raw clients doing the same by hand (pika's asyncio adapter,
+   which wrkr uses, then aiormq and aio-pika, which it could have used); Dramatiq
+   with `confirm_delivery=True`. Runs take turns; each keeps its best of REPEAT.
+2. Lateness (handled minus due) of 1,000 events delayed 1 s, and of the 2,000 short
+   ones (1-5 s) in a mix of 10,000 whose other 8,000 wait 1 minute to 1 hour (left
+   pending: they show that long delays hold nothing back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench._common import best_times, in_subprocess, load, per_second, percentile, ratio, table
+from bench._rabbitmq_clients import RAW_CLIENTS
+from wrkr import Event, Wrkr
+from wrkr_rabbitmq import RabbitMQBackend
+
+URL = "amqp://guest:guest@127.0.0.1:5672/"
+COUNT = 10_000
+REPEAT = 2
+BATCH = 100
+CONCURRENCY = 100
+PAYLOAD = {"payload": "x" * 184}
+
+
+def _app() -> tuple[Wrkr, RabbitMQBackend]:
+    backend = RabbitMQBackend(URL, prefix=f"bench{secrets.token_hex(3)}")
+    return Wrkr(backend), backend
+
+
+async def _drop(app: Wrkr, backend: RabbitMQBackend) -> None:
+    """Stop the app, then delete its namespace."""
+    await app.stop(timeout=5)
+    await backend.open()
+    await backend.delete_namespace()
+    await backend.close()
+
+
+async def wrkr_end_to_end(count: int) -> float:
+    """Publish `count` events in batches while one queue consumes them; return the seconds."""
+    app, backend = _app()
+    await app.start()
+    done, seen = asyncio.get_running_loop().create_future(), [0]
+
+    async def handle(event: Event) -> None:
+        seen[0] += 1
+        if seen[0] == count:
+            done.set_result(None)
+
+    await app.subscribe("bench", "bench.event", handle, concurrency=CONCURRENCY)
+    await app.listen()
+    start = time.perf_counter()
+    for _ in range(count // BATCH):
+        await app.publish([{"name": "bench.event", "payload": PAYLOAD}] * BATCH)
+    await done
+    elapsed = time.perf_counter() - start
+    await _drop(app, backend)
+    return elapsed
+
+
+async def lateness(delays: list[float], wait_for: int) -> list[float]:
+    """Publish one event per delay (seconds); return the lateness of the first `wait_for`."""
+    app, backend = _app()
+    await app.start()
+    late: list[float] = []
+    done = asyncio.get_running_loop().create_future()
+
+    async def handle(event: Event) -> None:
+        assert isinstance(event.when, datetime)
+        late.append((datetime.now(UTC) - event.when).total_seconds())
+        if len(late) == wait_for:
+            done.set_result(None)
+
+    await app.subscribe("late", "late.event", handle, concurrency=CONCURRENCY)
+    await app.listen()
+    for start in range(0, len(delays), BATCH):
+        now = datetime.now(UTC)  # per batch: publishing 10,000 takes a while
+        await app.publish([{"name": "late.event", "when": now + timedelta(seconds=d)}
+                           for d in delays[start:start + BATCH]])
+    async with asyncio.timeout(max(d for d in delays if d < 60) + 60):
+        await done
+    await _drop(app, backend)
+    return late
+
+
+def _run(coroutine: Callable[[int], Coroutine[Any, Any, float]]) -> Callable[[], float]:
+    return lambda: asyncio.run(coroutine(COUNT))
+
+
+def throughput() -> None:
+    """Print events/second end to end for wrkr, the raw clients and Dramatiq, with ratios."""
+    runs: dict[str, Callable[[], float]] = {"wrkr-rabbitmq": _run(wrkr_end_to_end)}
+    runs.update({f"raw {name}": _run(client) for name, client in RAW_CLIENTS.items()})
+    runs["Dramatiq (confirm_delivery)"] = lambda: float(
+        in_subprocess("bench._rabbitmq_dramatiq", str(COUNT), timeout=900)["seconds"])
+    best = best_times(runs, REPEAT)
+    raw, dramatiq = best["raw pika (asyncio adapter)"], best["Dramatiq (confirm_delivery)"]
+    rows = [(name, per_second(COUNT, seconds), ratio(raw, seconds), ratio(dramatiq, seconds))
+            for name, seconds in best.items()]
+    print(f"\nend to end, {COUNT:,} persistent confirmed events, best of {REPEAT} ({load()})")
+    print(table(["", "events/s", "x raw pika", "x Dramatiq"], rows))
+
+
+def delays_report() -> None:
+    """Print p50/p99 lateness for 1 s delays and for a 1 s ... 1 h mix."""
+    rng = random.Random(7)
+    one = asyncio.run(lateness([1.0] * 1000, 1000))
+    mix = [rng.uniform(1, 5) for _ in range(2000)] + [
+        rng.uniform(60, 3600) for _ in range(8000)]
+    rng.shuffle(mix)
+    mixed = asyncio.run(lateness(mix, 2000))
+    rows = [(label, f"{percentile(values, 50) * 1000:.0f} ms",
+             f"{percentile(values, 99) * 1000:.0f} ms", f"{min(values) * 1000:.0f} ms")
+            for label, values in (("1,000 events, 1 s", one),
+                                  ("2,000 of 1-5 s among 8,000 of 1 min-1 h", mixed))]
+    print("\nlateness (handled minus due; min < 0 would be early)")
+    print(table(["", "p50", "p99", "min"], rows))
+
+
+def main() -> None:
+    """Run both parts."""
+    throughput()
+    delays_report()
+
+
+if __name__ == "__main__":
+    main()
