@@ -11,21 +11,24 @@ Capabilities:
     delay, wildcards, query, cancel, once_every, archive, failed (not transactional).
 
 Storage (collections ``<prefix>items`` and ``<prefix>subscriptions``, prefix ``wrkr_``):
-    subscriptions   one document per (queue, pattern); read through an in-memory routing
-                    table refreshed on change-stream events, or every `subscriptions_ttl`
-                    seconds where the server has no change streams.
+    subscriptions   one document per (queue, pattern); publishers route through an
+                    in-memory table, reloaded at once after a subscribe / unsubscribe
+                    through this backend and at most `subscriptions_ttl` seconds after
+                    one made elsewhere (so publishing costs no query per event).
     items           one document per (event, queue); see `_documents` for the fields and
                     indexes. A claim is one `find_one_and_update` (a batch: a find, an
                     `update_many` guarded by the same filter, a read-back) seeking the
-                    (queue, state, due, seq) index. The lease end plus a claim token fence
-                    ack / nack / fail / release: a worker whose lease ran out and whose item
-                    was claimed again gets `LeaseLost`. No transactions anywhere: a
+                    (queue, state, due, seq) index. The lease end fences ack / nack / fail /
+                    release (a new claim always ends later than the one before): a
+                    worker whose lease ran out and whose item was claimed again gets
+                    `LeaseLost`. No transactions anywhere: a
                     standalone server has none.
 
-Wake-ups: change streams (replica sets) wake consumers at once on new or returned items;
-otherwise consumers poll adaptively (fast after work, backing off to `poll_max` while
-idle). Either way an idle consumer sleeps no longer than until the next due time or
-lease end.
+Wake-ups: while some consumer is idle, a change stream (replica sets) wakes it at once
+on new or returned items; busy consumers claim without waiting, so the stream closes
+after a few seconds without idle consumers. Without change streams, consumers poll
+adaptively (fast after work, backing off to `poll_max` while idle). Either way an idle
+consumer sleeps no longer than until the next due time or lease end.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class MongoDBBackend(Backend):
             mock) to use instead of building one; the backend does not close it.
         database: the database; default: the URL's, else ``wrkr``.
         prefix: prepended to the collection names.
-        subscriptions_ttl: seconds a routing table is trusted without a change stream.
+        subscriptions_ttl: seconds a routing table is trusted (others' changes show then).
         poll_min: seconds between claims when polling, right after work.
         poll_max: seconds between claims when polling, once idle for a while.
         idle_max: longest sleep with a change stream (a safety net, not the wake-up).
@@ -136,25 +139,14 @@ class MongoDBBackend(Backend):
         self._watch()
 
     def _watch(self) -> None:
-        routes = self._routes
-        assert routes is not None
-        self._watchers = [
-            ChangeWatcher(self._items, ITEM_CHANGES, self._wakeups.on_item_change,
-                          self._on_item_stream),
-            ChangeWatcher(self._subscriptions, [], lambda _: routes.invalidate(),
-                          self._on_subscription_stream),
-        ]
-        for watcher in self._watchers:
-            watcher.start()
+        watcher = ChangeWatcher(self._items, ITEM_CHANGES, self._wakeups.on_item_change,
+                                self._on_item_stream)
+        self._wakeups.on_demand = watcher.demand
+        self._watchers = [watcher]
 
     def _on_item_stream(self, live: bool) -> None:
         self._wakeups.streaming = live
         self._wakeups.notify(None)  # events may have been missed while it was down
-
-    def _on_subscription_stream(self, live: bool) -> None:
-        assert self._routes is not None
-        self._routes.ttl = self.idle_max if live else self.subscriptions_ttl
-        self._routes.invalidate()
 
     async def disconnect(self) -> None:
         """Give back unsettled deliveries, end delivery loops, close the client we built."""

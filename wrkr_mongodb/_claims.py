@@ -16,19 +16,20 @@ FIFO = [("due", ASCENDING), ("seq", ASCENDING)]
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What fences a delivery: the item, the lease end and the claim token written with it.
+    """What fences a delivery: the item and the end of the lease it was claimed under.
 
-    A worker whose lease expired and whose item was claimed again holds a receipt that
-    no longer matches the document, so its ack / nack / fail / release changes nothing.
+    The lease end is a fencing token: an item is claimed again only once its lease
+    ran out, and the new lease ends later than the old one, so a worker whose lease
+    expired and whose item was claimed again holds a receipt that no longer matches:
+    its ack / nack / fail / release changes nothing.
     """
 
     item_id: str
     lease: datetime
-    claim: str
 
     def fence(self) -> dict[str, Any]:
         """Return the filter matching the item only while this claim still holds it."""
-        return {"_id": self.item_id, "lease": self.lease, "claim": self.claim}
+        return {"_id": self.item_id, "lease": self.lease}
 
 
 class Claimer:
@@ -47,9 +48,11 @@ class Claimer:
         self.worker = worker
         self.lease = lease
 
-    def _update(self, now: datetime, token: str) -> dict[str, Any]:
-        return {"$set": {"lease": ceil_lease(now, self.lease), "worker": self.worker,
-                         "claim": token},
+    def _update(self, now: datetime, token: str | None = None) -> dict[str, Any]:
+        claim = {"lease": ceil_lease(now, self.lease), "worker": self.worker}
+        if token is not None:  # a batch reads back the items it won by this token
+            claim["claim"] = token
+        return {"$set": claim,
                 "$inc": {"attempts": 1},
                 "$unset": {"once": ""}}  # a claimed item no longer blocks `once_every`
 
@@ -62,7 +65,7 @@ class Claimer:
 
     async def _claim_one(self, now: datetime) -> list[dict[str, Any]]:
         document = await self.items.find_one_and_update(
-            claimable(self.queue, now), self._update(now, uuid.uuid4().hex),
+            claimable(self.queue, now), self._update(now),
             sort=FIFO, return_document=ReturnDocument.AFTER)
         return [] if document is None else [document]
 

@@ -83,7 +83,7 @@ class DeliveryLoop:
             self.pacer.worked()
         now = self.now()
         deliveries = [Delivery(item_from_document(document, now),
-                               Receipt(document["_id"], document["lease"], document["claim"]))
+                               Receipt(document["_id"], document["lease"]))
                       for document in documents]
         self.held.update(delivery.receipt for delivery in deliveries)
         return deliveries
@@ -95,7 +95,7 @@ class DeliveryLoop:
         pause = self.pacer.pause(self.wakeups.streaming)
         if wake_at is not None:
             pause = min(pause, seconds_until(wake_at, now))
-        with contextlib.suppress(TimeoutError):
+        with self.wakeups.idle(), contextlib.suppress(TimeoutError):
             await asyncio.wait_for(woken.wait(), pause)
 
     async def _give_back(self, buffer: deque[Delivery]) -> None:

@@ -9,7 +9,7 @@ Items live in one collection, one document per (event, queue):
     seq       the publisher's microsecond sequence: FIFO among items due together
     state     "queued" (scheduled, ready or processing), "done" or "failed"
     lease     until when a worker holds the item; `NOT_LEASED` (a past date) when none
-    claim     a token unique to each claim: with `lease`, the fencing token of a delivery
+    claim     the token of the last batch claim, by which it reads back what it won
     worker, attempts, errors (one record per failed attempt), created, finished
     expires   only on archived items: the TTL index purges them after this time
     once      only on pending `once_every` items: the unique partial index makes the
@@ -45,7 +45,9 @@ ITEM_INDEXES: list[IndexSpec] = [
      {"name": "wrkr_once_every", "unique": True,
       "partialFilterExpression": {"once": {"$exists": True}}}),
     ([("name", ASCENDING), ("tid", ASCENDING)], {"name": "wrkr_name_tid"}),
-    ([("expires", ASCENDING)], {"name": "wrkr_retention", "expireAfterSeconds": 0}),
+    # Only archived items carry `expires`: the rest stay out of the TTL index.
+    ([("expires", ASCENDING)], {"name": "wrkr_retention", "expireAfterSeconds": 0,
+                                "partialFilterExpression": {"expires": {"$exists": True}}}),
 ]
 """(keys, options) of each index; created one by one, as `create_indexes` of the
 in-process mock drops `partialFilterExpression`."""
@@ -100,7 +102,7 @@ def new_item_document(message: Message, queue: str, seq: int,
     document: dict[str, Any] = {
         "_id": new_item_id(), "queue": queue, "name": message.name, "tid": message.tid,
         "payload": message.payload, "due": stored_due(message.due, now), "seq": seq,
-        "state": QUEUED, "lease": NOT_LEASED, "claim": None, "worker": None,
+        "state": QUEUED, "lease": NOT_LEASED, "worker": None,
         "attempts": 0, "errors": [], "created": message.created,
     }
     if message.dedupe:

@@ -32,7 +32,23 @@ class Wakeups:
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._idle = 0
         self.streaming = False  # a change stream on the items collection is live
+        self.on_demand: Callable[[bool], None] = lambda wanted: None
+        """Told True when a consumer goes idle with none idle before, False when none is."""
+
+    @contextlib.contextmanager
+    def idle(self) -> Iterator[None]:
+        """Count a consumer as idle (waiting for work) for the duration of the block."""
+        self._idle += 1
+        if self._idle == 1:
+            self.on_demand(True)
+        try:
+            yield
+        finally:
+            self._idle -= 1
+            if self._idle == 0:
+                self.on_demand(False)
 
     @contextlib.contextmanager
     def listening(self, queue: str) -> Iterator[asyncio.Event]:
@@ -63,53 +79,82 @@ class Wakeups:
 class ChangeWatcher:
     """Follows one collection's change stream in the background, feeding `on_change`.
 
-    When the server has no change streams (a standalone server, the in-process mock)
-    or the stream breaks, `on_state(False)` is called and the watcher tries again
-    after `retry` seconds; `on_state(True)` is called each time a stream opens.
+    The stream runs on demand: `demand(True)` when some consumer is idle, and it stops
+    `linger` seconds after `demand(False)`. A busy consumer claims without waiting and
+    needs no wake-up, while an open stream costs the server a `getMore` per write.
+    `on_state(True)` is called each time a stream opens, `on_state(False)` when it
+    closes or breaks; a broken one is retried after `retry` seconds, and a server
+    without change streams (standalone, or the in-process mock) is not asked again.
     """
 
     def __init__(self, collection: Any, pipeline: list[dict[str, Any]],
                  on_change: Callable[[dict[str, Any]], None],
-                 on_state: Callable[[bool], None], retry: float = 5.0) -> None:
+                 on_state: Callable[[bool], None], retry: float = 5.0,
+                 linger: float = 5.0) -> None:
         self._collection = collection
         self._pipeline = pipeline
         self._on_change = on_change
         self._on_state = on_state
-        self._retry = retry
+        self._retry, self._linger = retry, linger
         self._task: asyncio.Task[None] | None = None
         self._opening: asyncio.Future[Any] | None = None
+        self._pausing: asyncio.TimerHandle | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+        self.unsupported = False
 
-    def start(self) -> None:
-        """Start following the stream."""
-        self._task = asyncio.create_task(self._run(), name="wrkr-mongodb-watch")
+    def demand(self, wanted: bool) -> None:
+        """Run the stream (wanted) or stop it after `linger` seconds (not wanted)."""
+        if self._pausing is not None:
+            self._pausing.cancel()
+            self._pausing = None
+        if wanted and (self._task is None or self._task.done()) and not self.unsupported:
+            self._task = asyncio.create_task(self._run(), name="wrkr-mongodb-watch")
+        elif not wanted and self._task is not None:
+            self._pausing = asyncio.get_running_loop().call_later(self._linger, self._pause)
+
+    def _pause(self) -> None:
+        self._pausing = None
+        stopping = asyncio.create_task(self.stop())
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopping.discard)
 
     async def stop(self) -> None:
         """Stop following the stream (and close one still opening)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if self._pausing is not None:
+            self._pausing.cancel()
+            self._pausing = None
+        task, self._task = self._task, None
         opening, self._opening = self._opening, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self._on_state(False)
         if opening is not None and not opening.cancelled():
             with contextlib.suppress(Exception):
                 await (await asyncio.wait_for(opening, OPENING_WAIT)).close()
+        await asyncio.gather(*self._stopping - {asyncio.current_task()},
+                             return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
             try:
                 await self._follow()
             except (NotImplementedError, AttributeError, TypeError):
-                self._on_state(False)  # a client without change streams (the mock): poll
+                self._unsupported()  # a client without change streams (the mock)
                 return
             except OperationFailure as exc:
                 if exc.code == NO_CHANGE_STREAMS:
-                    self._on_state(False)  # a standalone server: poll for good
+                    self._unsupported()  # a standalone server
                     return
                 logger.debug("change stream failed (%s); polling meanwhile", exc.code)
             except PyMongoError as exc:
                 logger.debug("change stream lost (%s); polling meanwhile", type(exc).__name__)
             self._on_state(False)
             await asyncio.sleep(self._retry)
+
+    def _unsupported(self) -> None:
+        self.unsupported = True
+        self._on_state(False)
 
     async def _follow(self) -> None:
         # Opening is shielded from `stop()`'s cancellation: the driver leaks the socket of
