@@ -56,15 +56,15 @@ def _wait_for_port(process: subprocess.Popen[bytes], log: Path) -> int:
 
 
 @contextlib.contextmanager
-def secantus_process(log: Path) -> Iterator[str]:
-    """Run one `secantusd-py` on a free port; yield its ``mongodb://127.0.0.1:PORT`` URL."""
+def secantus_process(log: Path, *, port: int = 0, storage: str = ":memory:") -> Iterator[str]:
+    """Run one `secantusd-py` (on a free port by default); yield its ``mongodb://`` URL."""
     executable = _secantusd()
     if executable is None:
         _missing('secantusd-py is not installed (pip install "wrkr[test]")')
     assert executable is not None
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [executable, "--port", "0", "--storage-path", ":memory:",
+            [executable, "--port", str(port), "--storage-path", storage,
              "--enable-test-commands", "--log-level", "INFO"],
             stdout=sink, stderr=subprocess.STDOUT)
     try:

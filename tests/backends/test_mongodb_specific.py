@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from tests.backends._mongo_servers import (  # noqa: F401 - fixtures
     REAL_MONGODB_URL,
     new_database_name,
     real_database_url,
+    secantus_process,
     wire_database_url,
     wire_server_url,
 )
@@ -125,6 +127,47 @@ async def test_twenty_once_every_publishers_in_separate_processes_create_one_ite
     assert len(await app.items(queue=queue)) == 1
 
 
+@pytest.mark.mongodb
+async def test_welcome_email_example_runs_unchanged_on_the_wire_server(
+        wire_database_url: str) -> None:  # noqa: F811 - the fixture
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "examples.welcome_email", "--follow-up-in", "1 second",
+        cwd=ROOT, env={**os.environ, "WRKR_URL": wire_database_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert "how is your pro plan going?" in out.decode()
+
+
+@pytest.mark.mongodb
+async def test_consumer_resumes_when_the_server_comes_back(
+        tmp_path: Path, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    recorder, storage = Recorder(), str(tmp_path / "data")
+    with contextlib.ExitStack() as servers:
+        url = servers.enter_context(secantus_process(tmp_path / "1.log", storage=storage))
+        async with Wrkr(MongoDBBackend(f"{url}/resume?serverSelectionTimeoutMS=300")) as app:
+            await app.subscribe(queue, name, recorder.handle)
+            await app.listen()
+            servers.close()  # the server goes away
+            with pytest.raises(BackendUnavailable):
+                await app.publish({"name": name, "tid": "while down"})
+            port = int(url.rpartition(":")[2])
+            servers.enter_context(secantus_process(tmp_path / "2.log", port=port,
+                                                   storage=storage))
+            await until(lambda: _published(app, name), "publishing works again", WAIT)
+            assert (await recorder.next("the item published after the restart")).tid == "back"
+
+
+async def _published(app: Wrkr, name: str) -> bool:
+    try:
+        await app.publish({"name": name, "tid": "back"})
+    except BackendUnavailable:
+        return False
+    return True
+
+
 # -- failpoints ---------------------------------------------------------------------------
 
 
@@ -183,6 +226,8 @@ def test_a_future_due_time_is_rounded_up_to_the_millisecond() -> None:
         milliseconds=2)
 
 
+# The driver leaves the socket of a refused connection to the garbage collector.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_credentials_appear_in_no_error_nor_log(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     backend = MongoDBBackend(
@@ -193,6 +238,7 @@ async def test_credentials_appear_in_no_error_nor_log(caplog: pytest.LogCaptureF
     shown = f"{raised.value} {raised.value!r} {backend!r} {caplog.text}"
     assert "s3cr3t-pw" not in shown
     assert "127.0.0.1:9" in str(raised.value)
+    gc.collect()
 
 
 async def test_an_item_not_leased_stores_a_past_date_not_null() -> None:
