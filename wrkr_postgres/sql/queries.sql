@@ -19,9 +19,9 @@ WHERE pattern = %(name)s OR (regex IS NOT NULL AND ('.' || %(name)s) ~ regex)
 -- `once_every` messages whose (queue, name, tid) is already pending, insert in message
 -- order, and NOTIFY each queue that got an item (delivered at commit).
 WITH msg AS (
-    SELECT * FROM unnest(%(names)s::text[], %(tids)s::text[], %(payloads)s::bytea[],
-                         %(dues)s::timestamptz[], %(createds)s::timestamptz[],
-                         %(dedupes)s::boolean[])
+    SELECT * FROM unnest(%(names)b::text[], %(tids)b::text[], %(payloads)b::bytea[],
+                         %(dues)b::timestamptz[], %(createds)b::timestamptz[],
+                         %(dedupes)b::boolean[])
         WITH ORDINALITY AS m(name, tid, payload, due, created, dedupe, ord)
 ), routed AS (
     SELECT DISTINCT m.ord, s.queue
@@ -80,8 +80,8 @@ RETURNING seq
 -- name: ack
 -- A batch of acks (see _acks.py): delete, or keep as done; fenced by the lease token.
 WITH a AS (
-    SELECT * FROM unnest(%(seqs)s::bigint[], %(leases)s::uuid[], %(keeps)s::boolean[],
-                         %(expires)s::timestamptz[]) AS a(seq, lease, keep, expires)
+    SELECT * FROM unnest(%(seqs)b::bigint[], %(leases)b::uuid[], %(keeps)b::boolean[],
+                         %(expires)b::timestamptz[]) AS a(seq, lease, keep, expires)
 ), gone AS (
     DELETE FROM {schema}.items i USING a
     WHERE i.seq = a.seq AND i.lease = a.lease AND i.state = 'processing' AND NOT a.keep
@@ -119,7 +119,7 @@ WITH u AS (
     UPDATE {schema}.items i
     SET state = 'pending', attempts = i.attempts - (CASE WHEN %(uncount)s THEN 1 ELSE 0 END),
         worker = NULL, lease = NULL, lease_until = NULL, updated = %(now)s
-    FROM unnest(%(seqs)s::bigint[], %(leases)s::uuid[]) AS g(seq, lease)
+    FROM unnest(%(seqs)b::bigint[], %(leases)b::uuid[]) AS g(seq, lease)
     WHERE i.seq = g.seq AND i.lease = g.lease AND i.state = 'processing'
     RETURNING i.seq, i.queue
 ), woken AS (
