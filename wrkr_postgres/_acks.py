@@ -1,13 +1,15 @@
 """Acks grouped into one statement: a commit per batch instead of one per item.
 
-While one batch is on its way to the server, the acks that arrive wait and go
-together in the next: with one handler at a time nothing waits, and with many the
-server commits once for all of them.
+A batch leaves once the event loop has gone round without adding an ack: handlers
+that finish one after another (the core hands out prefetched items one per loop
+turn) share a statement, while a lone ack waits one turn. While one batch is on its
+way to the server, the acks that arrive wait and go together in the next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +17,7 @@ from datetime import datetime
 from wrkr_postgres._rows import PostgresReceipt
 
 _MAX_BATCH = 500
+_MAX_WAIT = 0.005  # seconds an ack may wait for others
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class PostgresAckBatcher:
 
     async def _send(self) -> None:
         while self._waiting:
+            await self._gather()
             batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
             try:
                 settled = await self._flush([ack for ack, _ in batch])
@@ -67,3 +71,11 @@ class PostgresAckBatcher:
             for ack, future in batch:
                 if not future.done():
                     future.set_result(ack.receipt.seq in settled)
+
+    async def _gather(self) -> None:
+        """Let the loop go round while each turn adds acks, up to a batch or `_MAX_WAIT`."""
+        deadline = time.monotonic() + _MAX_WAIT
+        count = 0
+        while count != len(self._waiting) < _MAX_BATCH and time.monotonic() < deadline:
+            count = len(self._waiting)
+            await asyncio.sleep(0)
