@@ -16,9 +16,9 @@ from typing import Any
 
 import aio_pika
 import aiormq
-import pika
+import pika  # type: ignore[import-untyped]
 from pamqp.commands import Basic
-from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.adapters.asyncio_connection import AsyncioConnection  # type: ignore[import-untyped]
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
 BATCH = 100

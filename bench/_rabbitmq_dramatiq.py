@@ -1,9 +1,10 @@
-"""Dramatiq on RabbitMQ doing wrkr's workload, in a process of its own (Dramatiq's broker is global).
+"""Dramatiq on RabbitMQ doing wrkr's workload, in a process of its own (its broker is global).
 
-`python -m bench._rabbitmq_dramatiq COUNT` prints one JSON line: {"seconds": ...}, the
-time from the first `send` to the last actor run, with publisher confirms on
-(`confirm_delivery=True`), persistent messages, and a worker of 8 threads in the
-same process (Dramatiq's default prefetch: 2 per thread).
+`python -m bench._rabbitmq_dramatiq COUNT [confirm|noconfirm]` prints one JSON line:
+{"seconds": ...}, the time from the first `send` to the last actor run, persistent
+messages, a worker of 8 threads in the same process (Dramatiq's default prefetch: 2
+per thread), with publisher confirms (`confirm_delivery=True`, wrkr's guarantee) or
+without (Dramatiq's default: a send may be lost without anyone knowing).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ URL = "amqp://guest:guest@127.0.0.1:5672/"
 PAYLOAD = "x" * 184
 
 
-def run(count: int) -> float:
+def run(count: int, confirm: bool) -> float:
     """Send `count` messages to an actor while a worker runs them; return the seconds."""
-    broker = RabbitmqBroker(url=URL, confirm_delivery=True)
+    broker = RabbitmqBroker(url=URL, confirm_delivery=confirm)
     dramatiq.set_broker(broker)
     queue = f"bench_dramatiq_{secrets.token_hex(3)}"
     done, lock, seen = threading.Event(), threading.Lock(), [0]
@@ -50,4 +51,4 @@ def run(count: int) -> float:
 
 
 if __name__ == "__main__":
-    print(json.dumps({"seconds": run(int(sys.argv[1]))}))
+    print(json.dumps({"seconds": run(int(sys.argv[1]), sys.argv[2:3] != ["noconfirm"])}))

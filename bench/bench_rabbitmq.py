@@ -6,7 +6,8 @@
    one process, COUNT events of 200 bytes published in batches of 100 while consumed:
    wrkr on RabbitMQ; the raw clients doing the same by hand (pika's asyncio adapter,
    which wrkr uses, then aiormq and aio-pika, which it could have used); Dramatiq
-   with `confirm_delivery=True`. Runs take turns; each keeps its best of REPEAT.
+   with `confirm_delivery=True` (wrkr's guarantee) and without (its default). Runs
+   take turns; each keeps its best of REPEAT.
 2. Lateness (handled minus due) of 1,000 events delayed 1 s, and of the 2,000 short
    ones (1-5 s) in a mix of 10,000 whose other 8,000 wait 1 minute to 1 hour (left
    pending: they show that long delays hold nothing back).
@@ -99,12 +100,17 @@ def _run(coroutine: Callable[[int], Coroutine[Any, Any, float]]) -> Callable[[],
     return lambda: asyncio.run(coroutine(COUNT))
 
 
+def _dramatiq(mode: str) -> Callable[[], float]:
+    return lambda: float(in_subprocess("bench._rabbitmq_dramatiq", str(COUNT), mode,
+                                       timeout=900)["seconds"])
+
+
 def throughput() -> None:
     """Print events/second end to end for wrkr, the raw clients and Dramatiq, with ratios."""
     runs: dict[str, Callable[[], float]] = {"wrkr-rabbitmq": _run(wrkr_end_to_end)}
     runs.update({f"raw {name}": _run(client) for name, client in RAW_CLIENTS.items()})
-    runs["Dramatiq (confirm_delivery)"] = lambda: float(
-        in_subprocess("bench._rabbitmq_dramatiq", str(COUNT), timeout=900)["seconds"])
+    runs["Dramatiq (confirm_delivery)"] = _dramatiq("confirm")
+    runs["Dramatiq (no confirms, its default)"] = _dramatiq("noconfirm")
     best = best_times(runs, REPEAT)
     raw, dramatiq = best["raw pika (asyncio adapter)"], best["Dramatiq (confirm_delivery)"]
     rows = [(name, per_second(COUNT, seconds), ratio(raw, seconds), ratio(dramatiq, seconds))

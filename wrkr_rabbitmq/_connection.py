@@ -45,7 +45,7 @@ def unavailable(action: str, url: URL) -> Iterator[None]:
 
 def _masked(exc: BaseException, url: URL) -> str:
     """Return the exception as text, the password (if any) masked."""
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {str(exc) or repr(exc.args)}"
     return text.replace(url.password, "***") if url.password else text
 
 
