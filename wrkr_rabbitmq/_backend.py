@@ -239,7 +239,12 @@ class RabbitMQBackend(Backend):
     def deliveries(
         self, queue: str, *, worker: str, lease: timedelta, prefetch: int
     ) -> AsyncGenerator[Delivery, None]:
-        """Consume `queue` with QoS `prefetch`; also forward due items for the namespace."""
+        """Consume `queue` with QoS `prefetch`; also forward due items for the namespace.
+
+        `lease` is not a timer here: a delivery is held for as long as this consumer's
+        channel lives (RabbitMQ's `consumer_timeout` aside), and returns to the queue
+        the moment the connection dies.
+        """
         connector = self._require()
         if lease > CONSUMER_TIMEOUT:
             logger.warning("lease %s exceeds RabbitMQ's default consumer_timeout (%s): "
