@@ -53,7 +53,7 @@ from typing import Any, ClassVar, Self
 
 from yarl import URL
 
-from wrkr._errors import ItemNotFound, LeaseLost, NotStarted, NotSupported
+from wrkr._errors import BackendUnavailable, ItemNotFound, LeaseLost, NotStarted, NotSupported
 from wrkr.backend import (
     Backend,
     Capability,
@@ -255,8 +255,10 @@ class RabbitMQBackend(Backend):
         async def open_session(channel: RabbitMQChannel) -> RabbitMQConsumerSession:
             session = RabbitMQConsumerSession(channel, queue, worker, self._send, self._park,
                                               self.now)
+            admin = await self._channel("admin")
+            with unavailable(f"record queue {queue!r}", self.url):
+                await self._registry.change(admin, lambda r: _add_queue(r, queue))
             await session.start(self.topology)
-            await self._registry.change(channel, lambda r: _add_queue(r, queue))
             return session
 
         return consume(connector, open_session, prefetch)
@@ -303,8 +305,10 @@ class RabbitMQBackend(Backend):
                             "when its channel closed")
         try:
             if republish is not None:
-                await republish()
+                await republish()  # BackendUnavailable if it fails: the item stays claimed
             channel.ack(receipt.delivery_tag)
+        except BackendUnavailable:
+            raise
         except DRIVER_ERRORS as exc:
             raise LeaseLost(f"item {delivery.item.id}: its channel closed") from exc
         finally:

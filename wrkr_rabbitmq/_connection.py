@@ -38,6 +38,8 @@ def unavailable(action: str, url: URL) -> Iterator[None]:
     """Turn driver errors raised inside into `BackendUnavailable` naming `action`."""
     try:
         yield
+    except BackendUnavailable:
+        raise  # already ours (it is a ConnectionError, hence an OSError, too)
     except DRIVER_ERRORS as exc:
         raise BackendUnavailable(f"RabbitMQ at {mask_url(url)}: could not {action}: "
                                  f"{_masked(exc, url)}") from exc
