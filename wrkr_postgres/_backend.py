@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -96,6 +97,8 @@ class PostgresBackend(Backend):
         self.listener = PostgresListener(url, self.channel)
         self.queries: dict[str, str] = {}
         self.held: set[PostgresReceipt] = set()  # claimed here, not yet settled
+        # batches all handed out, by lease token: their first settlement claims the next
+        self.handed_out: dict[uuid.UUID, PostgresClaimer] = {}
         self.connected = False
         self._acks = PostgresAckBatcher(self._flush_acks)
         self._janitor: asyncio.Task[None] | None = None
@@ -206,6 +209,7 @@ class PostgresBackend(Backend):
                   expires: datetime | None = None) -> None:
         """Delete the item, or keep it as done until `expires`; see `Backend.ack`."""
         self._require_open()
+        self._settling(delivery)
         receipt: PostgresReceipt = delivery.receipt
         held = await self._acks.ack(PostgresAck(receipt, keep, expires))
         self._settled(delivery, held)
@@ -228,6 +232,7 @@ class PostgresBackend(Backend):
     async def release(self, delivery: Delivery) -> None:
         """Give the item back ready, its attempt not counted; see `Backend.release`."""
         self._require_open()
+        self._settling(delivery)
         settled = await self.give_back([delivery.receipt], uncount=True)
         self._settled(delivery, bool(settled))
 
@@ -243,9 +248,15 @@ class PostgresBackend(Backend):
 
     async def _settle(self, name: str, delivery: Delivery, params: dict[str, Any]) -> None:
         self._require_open()
+        self._settling(delivery)
         receipt: PostgresReceipt = delivery.receipt
         params |= {"seq": receipt.seq, "lease": receipt.lease, "now": self.now()}
         self._settled(delivery, bool(await self._fetch(name, params, settle=True)))
+
+    def _settling(self, delivery: Delivery) -> None:
+        claimer = self.handed_out.pop(delivery.receipt.lease, None)
+        if claimer is not None:
+            claimer.settling()
 
     def _settled(self, delivery: Delivery, held: bool) -> None:
         self.held.discard(delivery.receipt)
