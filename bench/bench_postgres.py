@@ -45,8 +45,11 @@ async def drop(schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+CONCURRENCY = 100  # wrkr claims up to `concurrency` per statement, as pgqueuer its batch_size
+
+
 async def bench_wrkr(count: int) -> float:
-    """Return items/second end to end through wrkr-postgres (concurrency 50)."""
+    """Return items/second end to end through wrkr-postgres (concurrency 100)."""
     await drop("bench_wrkr")
     done, handled = asyncio.Event(), [0]
 
@@ -56,7 +59,7 @@ async def bench_wrkr(count: int) -> float:
             done.set()
 
     async with Wrkr(PostgresBackend(URL, schema="bench_wrkr")) as app:
-        await app.subscribe("bench.q", "bench.item", handle, concurrency=50)
+        await app.subscribe("bench.q", "bench.item", handle, concurrency=CONCURRENCY)
         await app.listen()
         start = time.perf_counter()
         for first in range(0, count, BATCH):
@@ -81,7 +84,7 @@ async def bench_lateness(count: int = 1000) -> tuple[float, float]:
             done.set()
 
     async with Wrkr(PostgresBackend(URL, schema="bench_late")) as app:
-        await app.subscribe("late.q", "late.item", handle, concurrency=50)
+        await app.subscribe("late.q", "late.item", handle, concurrency=CONCURRENCY)
         await app.listen()
         for first in range(0, count, BATCH):
             await app.publish([{"name": "late.item", "tid": str(n), "when": "1 second"}
