@@ -8,7 +8,8 @@ URL:
     prefix  the namespace of every exchange and queue wrkr creates (default ``wrkr``);
             two apps see each other's events only within one namespace.
 
-    aiormq's own query parameters (``heartbeat``, ``name``, TLS files...) pass through.
+    pika's own query parameters (``heartbeat``, ``connection_attempts``, ``ssl_options``...)
+    pass through.
 
 Capabilities:
     DELAY       any delay from a millisecond to two years and beyond, held by the broker

@@ -1,9 +1,12 @@
-"""A small awaitable face over pika's asyncio adapter: the only module that touches pika.
+"""A small awaitable face over pika's asyncio adapter: the one module driving pika's I/O.
 
 Why pika and not aiormq or aio-pika: measured under wrkr's workload on this machine
-(bench/README.md, "RabbitMQ"), pika's asyncio adapter moves about 2.5 times as many
-persistent, confirmed messages per second end to end, mostly because it gathers the
-frames of a loop turn into one socket write where aiormq writes each frame alone.
+(bench/README.md, "RabbitMQ"), wrkr on pika's asyncio adapter moved about 2.5 times
+as many persistent, confirmed events per second end to end as the same backend on
+aiormq, which writes every AMQP frame with a socket send of its own (aio-pika is a
+layer over aiormq). This module also makes pika write all frames of one event-loop
+turn at once (see `_CoalescingAsyncioConnection`).
+
 pika speaks in callbacks; this module turns each callback pair into a future.
 
 What it offers is what wrkr needs and no more: declare / bind / delete, QoS,
