@@ -9,9 +9,12 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 
-from wrkr_mongodb._documents import QUEUED, ceil_lease, claimable, floor_ms
+from wrkr_mongodb._documents import CLAIM_INDEX, QUEUED, ceil_lease, claimable, floor_ms
 
 FIFO = [("due", ASCENDING), ("seq", ASCENDING)]
+ID_INDEX = "_id_"
+# Hinted, as not every server's planner picks it for a range plus a sort (secantusdb
+# scans the collection without the hint); on MongoDB it is the planner's choice anyway.
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,30 +69,36 @@ class Claimer:
     async def _claim_one(self, now: datetime) -> list[dict[str, Any]]:
         document = await self.items.find_one_and_update(
             claimable(self.queue, now), self._update(now),
-            sort=FIFO, return_document=ReturnDocument.AFTER)
+            sort=FIFO, hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
         return [] if document is None else [document]
 
     async def _claim_batch(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         # Pick candidates, claim those still claimable (each document atomically; a
         # competitor may win some), then read back the ones this claim token won.
         query = claimable(self.queue, now)
-        cursor = self.items.find(query, {"_id": 1}).sort(FIFO).limit(limit)
+        cursor = self.items.find(query, {"_id": 1}).sort(FIFO).limit(limit).hint(CLAIM_INDEX)
         ids = [row["_id"] async for row in cursor]
         if len(ids) <= 1:
             return await self._claim_one(now) if ids else []
         token = uuid.uuid4().hex
         await self.items.update_many({**query, "_id": {"$in": ids}}, self._update(now, token))
-        won = self.items.find({"_id": {"$in": ids}, "claim": token}).sort(FIFO)
+        won = self.items.find({"_id": {"$in": ids}, "claim": token}).sort(FIFO).hint(ID_INDEX)
         return [document async for document in won]
 
     async def next_wake(self, now: datetime) -> datetime | None:
         """Return when something may next become claimable: a due time or a lease's end."""
         now = floor_ms(now)
-        due = await self.items.find_one(
+        due = await self._first(
             {"queue": self.queue, "state": QUEUED, "due": {"$gt": now}, "lease": {"$lte": now}},
-            {"due": 1}, sort=FIFO)
-        held = await self.items.find_one(
+            "due", FIFO)
+        held = await self._first(
             {"queue": self.queue, "state": QUEUED, "lease": {"$gt": now}},
-            {"lease": 1}, sort=[("lease", ASCENDING)])
-        times = [doc[key] for doc, key in ((due, "due"), (held, "lease")) if doc is not None]
+            "lease", [("lease", ASCENDING)])
+        times = [moment for moment in (due, held) if moment is not None]
         return min(times) if times else None
+
+    async def _first(self, query: dict[str, Any], field: str,
+                     order: list[tuple[str, int]]) -> datetime | None:
+        cursor = self.items.find(query, {field: 1}).sort(order).limit(1).hint(CLAIM_INDEX)
+        rows = [row async for row in cursor]
+        return rows[0][field] if rows else None

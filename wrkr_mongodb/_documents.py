@@ -35,12 +35,13 @@ QUEUED = "queued"
 NOT_LEASED = datetime(1970, 1, 1, tzinfo=UTC)
 """What `lease` holds when nobody holds the item: a date every `now` is past."""
 
+CLAIM_INDEX = "wrkr_claim"
 IndexSpec = tuple[list[tuple[str, int]], dict[str, Any]]
 
 ITEM_INDEXES: list[IndexSpec] = [
     # The claim: equality on queue and state, range on due, then FIFO by seq.
     ([("queue", ASCENDING), ("state", ASCENDING), ("due", ASCENDING), ("seq", ASCENDING)],
-     {"name": "wrkr_claim"}),
+     {"name": CLAIM_INDEX}),
     ([("queue", ASCENDING), ("name", ASCENDING), ("tid", ASCENDING)],
      {"name": "wrkr_once_every", "unique": True,
       "partialFilterExpression": {"once": {"$exists": True}}}),
@@ -78,8 +79,12 @@ def stored_due(due: datetime, now: datetime) -> datetime:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """Return `moment` in `datetime.UTC` (the driver gives its own fixed-offset zone)."""
-    return moment.astimezone(UTC)
+    """Return `moment` in `datetime.UTC` (the driver gives its own fixed-offset zone).
+
+    A naive datetime comes from a client built without ``tz_aware=True``; BSON dates
+    are UTC, so it is read as UTC rather than as local time.
+    """
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class SequenceCounter:
