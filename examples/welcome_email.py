@@ -6,7 +6,7 @@ announces "ourapp.cst.user.sentWelcomeEmail", which an audit queue records.
 
 Run it:
     python -m examples.welcome_email --follow-up-in "3 seconds"   # memory backend, ends by itself
-    WRKR_URL=amqp://guest:guest@127.0.0.1:5672/ python -m examples.welcome_email --follow-up-in 3
+    WRKR_URL=amqp://guest:guest@127.0.0.1:5672/ python -m examples.welcome_email --follow-up-in 3s
     wrkr worker examples.welcome_email:app                        # as a long-running worker
 The follow-up delay is 7 days unless `--follow-up-in` or WRKR_FOLLOW_UP_IN says otherwise.
 """

@@ -309,7 +309,8 @@ class Backend(abc.ABC):
         queue creates nothing. A `dedupe` message creates nothing for a queue that
         already holds a pending item with its name and tid, atomically: concurrent
         publishers never create two. Backends whose fan-out happens in a broker
-        may return one id per message, shared by its copies.
+        may return one id per message, shared by its copies, and may route a
+        delayed message when it falls due, to the queues subscribed then.
 
         Args:
             messages: the batch, validated and encoded by the core.
@@ -330,7 +331,8 @@ class Backend(abc.ABC):
         Order: by due time, then publishing order (FIFO among items due together).
         A claimed item is `processing`, records `worker`, counts one more attempt and
         is held for `lease`; if it is neither acked, nacked, failed nor released by
-        then, it becomes claimable again. Never yields an item before it is due,
+        then, it becomes claimable again (a backend whose claims live on a broker
+        channel holds them as long as that channel instead). Never yields an item before it is due,
         nor one another worker holds. At most `prefetch` items are claimed and not
         yet yielded. Waits (without busy polling) while nothing is due. Closing the
         iterator releases what it claimed but did not yield. When the server is
@@ -371,7 +373,8 @@ class Backend(abc.ABC):
     async def release(self, delivery: Delivery) -> None:
         """Give the item back, ready at once, its attempt not counted (a graceful stop).
 
-        The item keeps its due time, hence its place in line: FIFO order holds.
+        The item keeps its due time, hence its place in line, where the backend can
+        (a broker requeues it at the back).
 
         Raises:
             LeaseLost: this delivery no longer holds the item (its lease expired, or it
