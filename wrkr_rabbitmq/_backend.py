@@ -28,9 +28,22 @@ cannot list bindings). The delay chain itself (``wrkr-delay-v1.*``) is shared by
 namespace of the vhost, declared once and never deleted.
 
 Guarantees and limits:
-    * Messages are persistent and every publish waits for the broker's confirm; a batch
-      is published as a pipeline and confirmed together. If the connection drops in
-      the middle, `BackendUnavailable` is raised and part of the batch may be stored.
+    * Messages are persistent. A single message is published with a publisher confirm;
+      a batch of several is one AMQP transaction (tx.select, every publish, tx.commit)
+      on a transactional channel of its own, so no half of a batch is ever stored: the
+      broker holds the publishes until tx.commit, drops them if the channel or the
+      connection closes first, and tx.rollback discards them when the client fails
+      before committing. Either way `BackendUnavailable` is raised, nothing stored.
+      Messages that reach no queue come back as basic.return before commit-ok (RabbitMQ
+      sends a transaction's returns on commit), so their ids are left out as before.
+    * The window that remains: the connection lost after tx.commit was sent and before
+      commit-ok arrived. The broker may have committed, or not; the client cannot tell,
+      and raises `BackendUnavailable` saying the outcome is unknown (a retry may store
+      the batch twice). A broker that stays up commits a transaction whole, but RabbitMQ
+      documents no atomicity across queues, nor within one, if the broker itself fails
+      during tx.commit: then part of a batch may survive. Outside that commit window,
+      a batch is all or nothing. (Transactions cost one round trip per batch, like the
+      confirms they replace: see bench/README.md, "RabbitMQ".)
     * Fan-out happens when an item becomes due: a delayed event reaches the queues
       subscribed at its due time. One item id per published event, shared by its copies.
     * The lease is the consumer's channel: unacked items return the moment the
@@ -72,7 +85,7 @@ from wrkr_rabbitmq._failed import list_failed, retry_failed
 from wrkr_rabbitmq._forwarder import RabbitMQForwarder
 from wrkr_rabbitmq._messages import RabbitMQEnvelope, envelope_for, to_micros
 from wrkr_rabbitmq._registry import RabbitMQRegistry, RabbitMQSubscriptions
-from wrkr_rabbitmq._routing import send
+from wrkr_rabbitmq._routing import send, send_batch
 from wrkr_rabbitmq._stream import RabbitMQConsumerSession, RabbitMQReceipt, consume
 from wrkr_rabbitmq._topology import (
     DELAY_LEVELS,
@@ -89,6 +102,8 @@ logger = logging.getLogger("wrkr.rabbitmq")
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 CONSUMER_TIMEOUT = timedelta(minutes=30)
 NOT_FOUND = 404
+#: Batches published at once, each in a transaction on a channel of its own.
+TRANSACTIONS = 16
 
 
 class RabbitMQBackend(Backend):
@@ -106,6 +121,8 @@ class RabbitMQBackend(Backend):
         self._forwarder: RabbitMQForwarder | None = None
         self._channels: dict[str, RabbitMQChannel] = {}
         self._channel_lock = asyncio.Lock()
+        self._idle_transactional: list[RabbitMQChannel] = []
+        self._transactions = asyncio.Semaphore(TRANSACTIONS)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -149,6 +166,7 @@ class RabbitMQBackend(Backend):
         if self._connector is not None:
             await self._connector.close()
         self._channels.clear()
+        self._idle_transactional.clear()
 
     async def drop_connection(self) -> None:
         """Close the connection as a crash would (tests); consumers then reconnect."""
@@ -212,14 +230,41 @@ class RabbitMQBackend(Backend):
     # -- publishing -----------------------------------------------------------------
 
     async def enqueue(self, messages: Sequence[Message], *, connection: Any = None) -> list[str]:
-        """Publish the batch as one pipeline and wait until the broker confirmed all of it."""
+        """Publish one message confirmed, or a batch as one transaction: all or nothing."""
         envelopes = [envelope_for(message, new_item_id()) for message in messages]
-        channel = await self._channel("publish")
         now = to_micros(self.now())
-        with unavailable("publish", self.url):
-            routed = await asyncio.gather(*(
-                send(channel, self.topology, e, now, mandatory=True) for e in envelopes))
+        if len(envelopes) > 1:
+            routed = await self._transact(envelopes, now)
+        elif envelopes:
+            channel = await self._channel("publish")
+            with unavailable("publish", self.url):
+                routed = [await send(channel, self.topology, envelopes[0], now, mandatory=True)]
+        else:
+            return []
         return [e.item_id for e, ok in zip(envelopes, routed, strict=True) if ok]
+
+    async def _transact(self, envelopes: list[RabbitMQEnvelope], now: int) -> list[bool]:
+        """Publish a batch in one transaction on an idle transactional channel.
+
+        A channel is used by one batch at a time (a transaction spans its channel); it
+        goes back to the idle ones afterwards unless it closed.
+        """
+        async with self._transactions:
+            channel = await self._transactional_channel()
+            try:
+                with unavailable(f"publish a batch of {len(envelopes)}", self.url):
+                    return await send_batch(channel, self.topology, envelopes, now)
+            finally:
+                if not channel.is_closed:
+                    self._idle_transactional.append(channel)
+
+    async def _transactional_channel(self) -> RabbitMQChannel:
+        """Return an idle transactional channel, or open one (tx.select, once per channel)."""
+        while self._idle_transactional:
+            channel = self._idle_transactional.pop()
+            if not channel.is_closed:
+                return channel
+        return await self._require().channel(transactional=True)
 
     async def _send(self, envelope: RabbitMQEnvelope) -> bool:
         """Publish one envelope towards its destination, confirmed."""

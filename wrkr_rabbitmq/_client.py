@@ -10,8 +10,10 @@ turn at once (see `_CoalescingAsyncioConnection`).
 pika speaks in callbacks; this module turns each callback pair into a future.
 
 What it offers is what wrkr needs and no more: declare / bind / delete, QoS,
-consume with a plain callback, `get`, `publish` with publisher confirms (always on)
-returning whether the broker routed the message, and `ack` / `nack` / `reject`.
+consume with a plain callback, `get`, `publish` with publisher confirms returning
+whether the broker routed the message, and `ack` / `nack` / `reject`. A channel opened
+with `transactional=True` uses AMQP transactions instead of confirms (RabbitMQ refuses
+both on one channel): `publish_in_transaction`, then `commit` or `rollback`.
 Every failure surfaces as a pika `AMQPError`, `OSError` or `RabbitMQChannelClosed`.
 """
 
@@ -39,6 +41,19 @@ class RabbitMQChannelClosed(ConnectionError):
         self.reply_code = int(getattr(reason, "reply_code", 0) or 0)
 
 
+class RabbitMQCommitUncertain(RabbitMQChannelClosed):
+    """The channel closed, not by a broker error, while tx.commit was on its way.
+
+    The broker may have committed the transaction before the connection was lost, or
+    not: the client cannot tell which.
+    """
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(f"the connection was lost during tx.commit, so whether the broker "
+                         f"stored the batch is unknown ({reason})")
+        self.reply_code = int(getattr(reason, "reply_code", 0) or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class RabbitMQIncoming:
     """A message received by `consume` or `get`."""
@@ -58,7 +73,7 @@ def _incoming(method: Any, properties: pika.spec.BasicProperties, body: bytes) -
 
 
 class RabbitMQChannel:
-    """One AMQP channel with publisher confirms; every RPC is awaitable."""
+    """One AMQP channel, with publisher confirms or transactions; every RPC is awaitable."""
 
     def __init__(self, channel: pika.channel.Channel) -> None:
         loop = asyncio.get_running_loop()
@@ -104,6 +119,36 @@ class RabbitMQChannel:
     async def enable_confirms(self) -> None:
         """Turn publisher confirms on (done once, by `RabbitMQConnection.channel`)."""
         await self._rpc(lambda cb: self._channel.confirm_delivery(self._on_confirm, callback=cb))
+
+    async def select_transactions(self) -> None:
+        """Put the channel in transaction mode (tx.select), for good; no confirms then."""
+        await self._rpc(lambda cb: self._channel.tx_select(callback=cb))
+
+    def publish_in_transaction(self, body: bytes, *, exchange: str, routing_key: str,
+                               properties: pika.spec.BasicProperties) -> None:
+        """Publish, mandatory, into the open transaction: nothing is stored before `commit`.
+
+        Raises:
+            RabbitMQChannelClosed: the channel is closed (nothing was sent).
+            pika.exceptions.AMQPError: pika cannot encode the message (nothing was sent).
+        """
+        self._guard()
+        self._channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+
+    async def commit(self) -> set[str]:
+        """Commit the transaction (tx.commit); return the ids of messages that reached no queue.
+
+        RabbitMQ sends a transaction's basic.return frames on commit, before commit-ok,
+        so once commit-ok is in, every return of the transaction has been counted.
+        """
+        await self._rpc(lambda cb: self._channel.tx_commit(callback=cb))
+        returned, self._returned = self._returned, set()
+        return returned
+
+    async def rollback(self) -> None:
+        """Discard what the open transaction published (tx.rollback)."""
+        await self._rpc(lambda cb: self._channel.tx_rollback(callback=cb))
+        self._returned.clear()
 
     async def qos(self, prefetch: int) -> None:
         """Let the broker hand this channel at most `prefetch` unacked messages."""
@@ -299,14 +344,17 @@ class RabbitMQConnection:
         """Tell whether the connection is closed or closing."""
         return not self._connection.is_open
 
-    async def channel(self) -> RabbitMQChannel:
-        """Open a channel with publisher confirms on."""
+    async def channel(self, *, transactional: bool = False) -> RabbitMQChannel:
+        """Open a channel with publisher confirms on, or in transaction mode."""
         opened: asyncio.Future[pika.channel.Channel] = (
             asyncio.get_running_loop().create_future())
         self._connection.channel(on_open_callback=opened.set_result)
         async with asyncio.timeout(30):
             channel = RabbitMQChannel(await opened)
-        await channel.enable_confirms()
+        if transactional:
+            await channel.select_transactions()
+        else:
+            await channel.enable_confirms()
         return channel
 
     async def close(self) -> None:

@@ -79,15 +79,17 @@ class RabbitMQConnector:
                     self._connection = await RabbitMQConnection.connect(str(self.url))
             return self._connection
 
-    async def channel(self, *, prefetch: int | None = None) -> RabbitMQChannel:
-        """Return a new channel with publisher confirms (and QoS `prefetch` if given).
+    async def channel(self, *, prefetch: int | None = None,
+                      transactional: bool = False) -> RabbitMQChannel:
+        """Return a new channel with publisher confirms, or transactions if `transactional`
+        (and QoS `prefetch` if given).
 
         Raises:
             BackendUnavailable: the broker cannot be reached.
         """
         connection = await self.connection()
         with unavailable("open a channel", self.url):
-            channel = await connection.channel()
+            channel = await connection.channel(transactional=transactional)
             if prefetch is not None:
                 await channel.qos(prefetch)
             return channel
