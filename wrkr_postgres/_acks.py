@@ -76,6 +76,6 @@ class PostgresAckBatcher:
         """Let the loop go round while each turn adds acks, up to a batch or `_MAX_WAIT`."""
         deadline = time.monotonic() + _MAX_WAIT
         count = 0
-        while count != len(self._waiting) < _MAX_BATCH and time.monotonic() < deadline:
+        while count < len(self._waiting) < _MAX_BATCH and time.monotonic() < deadline:
             count = len(self._waiting)
             await asyncio.sleep(0)
