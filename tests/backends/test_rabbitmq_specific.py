@@ -1,4 +1,5 @@
-"""What only the RabbitMQ backend promises: delay routing, foreign messages, crashes, restarts.
+"""What only the RabbitMQ backend promises: delay routing, foreign messages, crashes, restarts,
+batches published all or nothing.
 
 The broker-restart test stops the shared RabbitMQ application: it is marked `alone`
 and runs separately, after everything else (``pytest -m alone``).
@@ -11,10 +12,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pika  # type: ignore[import-untyped]
+import pika.exceptions  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 
@@ -24,7 +26,7 @@ from tests.backends.test_rabbitmq import RABBITMQ_URL, rabbitmq_prefix  # noqa: 
 from wrkr import BackendUnavailable, Event, LeaseLost, NotSupported, Retry, State, Wrkr
 from wrkr.backend import ItemFilter, Message
 from wrkr_rabbitmq import RabbitMQBackend
-from wrkr_rabbitmq._client import RabbitMQConnection
+from wrkr_rabbitmq._client import RabbitMQCommitUncertain, RabbitMQConnection
 from wrkr_rabbitmq._topology import MAX_COUNTDOWN, countdown_routing_key, entry_level
 
 pytestmark = pytest.mark.rabbitmq
@@ -124,6 +126,124 @@ async def _publish_raw(queue: str, bodies: list[bytes]) -> None:
         await connection.close()
 
 
+@pytest_asyncio.fixture
+async def backend(rabbitmq_prefix: str) -> AsyncIterator[RabbitMQBackend]:  # noqa: F811
+    """Provide an open backend on a fresh namespace, closed afterwards."""
+    opened = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def _message(name: str, due: datetime, index: int = 0) -> Message:
+    return Message(name, None, f'{{"i": {index}}}'.encode(), due, due)
+
+
+async def _ready(queue: str) -> int:
+    """Return how many messages `queue` holds ready, asked on a connection of its own."""
+    connection = await RabbitMQConnection.connect(RABBITMQ_URL)
+    try:
+        return await (await connection.channel()).queue_declare(queue, passive=True)
+    finally:
+        await connection.close()
+
+
+async def test_batch_the_broker_refuses_midway_stores_none_of_it(
+        backend: RabbitMQBackend, names: Names) -> None:
+    # Two messages due within a second go to the due queue (the default exchange), then
+    # one due now to the events exchange, deleted here: the broker closes the channel
+    # at that publish (404), after it took the first two into the transaction.
+    due_queue, now = backend.topology.due, backend.now()
+    connection = await RabbitMQConnection.connect(RABBITMQ_URL)
+    try:
+        await (await connection.channel()).exchange_delete(backend.topology.events)
+    finally:
+        await connection.close()
+    soon = now + timedelta(milliseconds=500)
+    batch = [_message(names.event("a"), soon, 0), _message(names.event("a"), soon, 1),
+             _message(names.event("a"), now, 2), _message(names.event("a"), soon, 3)]
+    with pytest.raises(BackendUnavailable, match="NOT_FOUND") as caught:
+        await backend.enqueue(batch)
+    assert "guest:guest" not in str(caught.value)
+    # The next batch goes through on a new channel; the queue then holds it and only it.
+    assert len(await backend.enqueue([_message(names.event("b"), soon, i) for i in range(3)])) == 3
+
+    async def only_the_second_batch() -> bool:
+        return await _ready(due_queue) == 3
+
+    await eventually(only_the_second_batch, "the due queue holds the second batch only")
+
+
+async def test_batch_failing_on_the_client_midway_is_rolled_back(
+        backend: RabbitMQBackend, names: Names) -> None:
+    queue = names.queue("roll")
+    await backend.subscribe(queue, names.event("#"))
+    now = backend.now()
+    # pika cannot encode the third message (a routing key over 255 bytes) after it has
+    # written the first two into the transaction: tx.rollback discards them.
+    batch = [_message(names.event("ok"), now, 0), _message(names.event("ok"), now, 1),
+             _message(names.event("x" * 300), now, 2), _message(names.event("ok"), now, 3)]
+    with pytest.raises(BackendUnavailable, match="ShortStringTooLong"):
+        await backend.enqueue(batch)
+    # The same transactional channel carries the next batch, whole.
+    ids = await backend.enqueue([_message(names.event("ok"), now, i) for i in range(2)])
+    stream = backend.deliveries(queue, worker="w", lease=timedelta(minutes=1), prefetch=10)
+    try:
+        async with asyncio.timeout(WAIT):
+            got = [await anext(stream) for _ in ids]
+        assert [d.item.id for d in got] == ids
+        for delivery in got:
+            await backend.ack(delivery)
+    finally:
+        await stream.aclose()
+    assert await _ready(backend.topology.queue(queue)) == 0
+
+
+async def test_uncommitted_publishes_vanish_when_the_connection_drops(
+        backend: RabbitMQBackend, names: Names) -> None:
+    # What a batch relies on when the connection is lost before tx.commit.
+    queue = names.queue("drop")
+    await backend.subscribe(queue, names.event("e"))
+    connection = await RabbitMQConnection.connect(RABBITMQ_URL)
+    channel = await connection.channel(transactional=True)
+    for _ in range(5):
+        channel.publish_in_transaction(b"{}", exchange=backend.topology.events,
+                                       routing_key=names.event("e"),
+                                       properties=pika.BasicProperties(delivery_mode=2))
+    # A round trip on the same channel: the broker has taken the five publishes by now.
+    assert await channel.queue_declare(backend.topology.queue(queue), passive=True) == 0
+    await connection.close()
+    assert await _ready(backend.topology.queue(queue)) == 0
+
+
+def test_a_connection_lost_during_commit_says_the_outcome_is_unknown() -> None:
+    error = RabbitMQCommitUncertain(pika.exceptions.ConnectionClosedByBroker(320, "forced"))
+    assert "unknown" in str(error)
+    assert error.reply_code == 320
+
+
+async def test_batch_arrives_whole_and_in_order_its_unroutable_messages_left_out(
+        backend: RabbitMQBackend, names: Names) -> None:
+    queue = names.queue("order")
+    await backend.subscribe(queue, names.event("in"))
+    now = backend.now()
+    batch = [_message(names.event("in" if i % 4 else "nowhere"), now, i) for i in range(40)]
+    batch.insert(5, _message(names.event("in"), now + timedelta(seconds=1), 99))  # delayed
+    ids = await backend.enqueue(batch)
+    assert len(ids) == 31  # 40 minus the 10 that reach no queue, plus the delayed one
+    stream = backend.deliveries(queue, worker="w", lease=timedelta(minutes=1), prefetch=50)
+    try:
+        async with asyncio.timeout(WAIT):
+            got = [await anext(stream) for _ in ids]
+        delayed = ids.pop(3)  # after 1, 2 and 3 in the batch; it arrives last
+        assert [d.item.id for d in got] == [*ids, delayed]
+        assert [d.item.payload for d in got[:3]] == [b'{"i": 1}', b'{"i": 2}', b'{"i": 3}']
+        for delivery in got:
+            await backend.ack(delivery)
+    finally:
+        await stream.aclose()
+
+
 async def test_failed_item_is_listed_with_its_history_and_retried_to_its_queue_only(
         app: Wrkr, names: Names) -> None:
     recorder, other = Recorder(), Recorder()
@@ -157,7 +277,7 @@ _WORKER = """
 import asyncio, sys
 from wrkr import Wrkr
 from wrkr_rabbitmq import RabbitMQBackend
-from wrkr_rabbitmq._client import RabbitMQConnection
+from wrkr_rabbitmq._client import RabbitMQCommitUncertain, RabbitMQConnection
 
 async def main(url, prefix, queue, pattern):
     app = Wrkr(RabbitMQBackend(url, prefix=prefix))
