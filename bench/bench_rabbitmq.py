@@ -8,7 +8,9 @@
    which wrkr uses, then aiormq and aio-pika, which it could have used); Dramatiq
    with `confirm_delivery=True` (wrkr's guarantee) and without (its default). Runs
    take turns; each keeps its best of REPEAT.
-2. Lateness (handled minus due) of 1,000 events delayed 1 s, and of the 2,000 short
+2. Publishing alone (nothing consumes): events/second in batches of 100 and of 10
+   (each batch one AMQP transaction) and one by one (each with a publisher confirm).
+3. Lateness (handled minus due) of 1,000 events delayed 1 s, and of the 2,000 short
    ones (1-5 s) in a mix of 10,000 whose other 8,000 wait 1 minute to 1 hour (left
    pending: they show that long delays hold nothing back).
 """
@@ -71,6 +73,19 @@ async def wrkr_end_to_end(count: int) -> float:
     return elapsed
 
 
+async def wrkr_publish_only(count: int, batch: int) -> float:
+    """Publish `count` events in batches of `batch` to one queue, unconsumed; return the seconds."""
+    app, backend = _app()
+    await app.start()
+    await app.subscribe("bench", "bench.event", lambda _event: None)
+    start = time.perf_counter()
+    for _ in range(count // batch):
+        await app.publish([{"name": "bench.event", "payload": PAYLOAD}] * batch)
+    elapsed = time.perf_counter() - start
+    await _drop(app, backend)
+    return elapsed
+
+
 async def lateness(delays: list[float], wait_for: int) -> list[float]:
     """Publish one event per delay (seconds); return the lateness of the first `wait_for`."""
     app, backend = _app()
@@ -100,6 +115,10 @@ def _run(coroutine: Callable[[int], Coroutine[Any, Any, float]]) -> Callable[[],
     return lambda: asyncio.run(coroutine(COUNT))
 
 
+def _publish_run(count: int, batch: int) -> Callable[[], float]:
+    return lambda: asyncio.run(wrkr_publish_only(count, batch))
+
+
 def _dramatiq(mode: str) -> Callable[[], float]:
     return lambda: float(in_subprocess("bench._rabbitmq_dramatiq", str(COUNT), mode,
                                        timeout=900)["seconds"])
@@ -119,6 +138,17 @@ def throughput() -> None:
     print(table(["", "events/s", "x raw pika", "x Dramatiq"], rows))
 
 
+def publishing() -> None:
+    """Print events/second published (not consumed) by batch size."""
+    sizes = {"batches of 100 (a transaction each)": (COUNT, BATCH),
+             "batches of 10 (a transaction each)": (COUNT // 2, 10),
+             "one by one (a confirm each)": (COUNT // 5, 1)}
+    best = best_times({label: _publish_run(*size) for label, size in sizes.items()}, REPEAT)
+    rows = [(label, per_second(sizes[label][0], seconds)) for label, seconds in best.items()]
+    print(f"\npublishing only, persistent, best of {REPEAT} ({load()})")
+    print(table(["", "events/s"], rows))
+
+
 def delays_report() -> None:
     """Print p50/p99 lateness for 1 s delays and for a 1 s ... 1 h mix."""
     rng = random.Random(7)
@@ -136,8 +166,9 @@ def delays_report() -> None:
 
 
 def main() -> None:
-    """Run both parts."""
+    """Run every part."""
     throughput()
+    publishing()
     delays_report()
 
 
