@@ -28,22 +28,18 @@ cannot list bindings). The delay chain itself (``wrkr-delay-v1.*``) is shared by
 namespace of the vhost, declared once and never deleted.
 
 Guarantees and limits:
-    * Messages are persistent. A single message is published with a publisher confirm;
-      a batch of several is one AMQP transaction (tx.select, every publish, tx.commit)
-      on a transactional channel of its own, so no half of a batch is ever stored: the
-      broker holds the publishes until tx.commit, drops them if the channel or the
-      connection closes first, and tx.rollback discards them when the client fails
-      before committing. Either way `BackendUnavailable` is raised, nothing stored.
-      Messages that reach no queue come back as basic.return before commit-ok (RabbitMQ
-      sends a transaction's returns on commit), so their ids are left out as before.
-    * The window that remains: the connection lost after tx.commit was sent and before
-      commit-ok arrived. The broker may have committed, or not; the client cannot tell,
-      and raises `BackendUnavailable` saying the outcome is unknown (a retry may store
-      the batch twice). A broker that stays up commits a transaction whole, but RabbitMQ
-      documents no atomicity across queues, nor within one, if the broker itself fails
-      during tx.commit: then part of a batch may survive. Outside that commit window,
-      a batch is all or nothing. (Transactions cost one round trip per batch, like the
-      confirms they replace: see bench/README.md, "RabbitMQ".)
+    * Messages are persistent. One message is published with a publisher confirm; a
+      batch of several is one AMQP transaction (publishes, then tx.commit) on a
+      transactional channel of its own, so no half of a batch is stored: the broker
+      holds the publishes until tx.commit and drops them if the channel or connection
+      closes first; a client-side failure before tx.commit rolls them back. Then
+      `BackendUnavailable` is raised, nothing stored. Messages that reach no queue come
+      back as basic.return before commit-ok, so their ids are left out.
+    * The window that remains is tx.commit itself: a connection lost after tx.commit
+      was sent and before commit-ok arrived leaves the outcome unknown (the broker may
+      have committed), and `BackendUnavailable` says so; publishing the batch again may
+      store it twice. RabbitMQ also documents that a broker failing during tx.commit
+      may leave a transaction's effects in some of its queues only.
     * Fan-out happens when an item becomes due: a delayed event reaches the queues
       subscribed at its due time. One item id per published event, shared by its copies.
     * The lease is the consumer's channel: unacked items return the moment the
