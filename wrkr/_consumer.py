@@ -28,6 +28,9 @@ logger = logging.getLogger("wrkr")
 LEASE_MARGIN = timedelta(seconds=30)
 """The most a claim outlives its handler's timeout (see `lease_for`)."""
 MIN_LEASE_MARGIN = timedelta(seconds=1)
+YIELD_EVERY = 16
+"""Items a worker handles before it lets the rest of the process run: when the backend
+has items at hand and the handler never waits, nothing else would suspend it."""
 MAX_PAUSE = 5.0
 """Longest wait before reopening a delivery stream after `BackendUnavailable` (seconds)."""
 
@@ -176,6 +179,7 @@ class QueueConsumer:
         worker = asyncio.current_task()
         assert worker is not None
         deadline = self._deadlines[worker] = HandlerDeadline(worker)
+        handled = 0
         try:
             while not self._stopping:
                 delivery = await self._next_delivery()
@@ -186,6 +190,9 @@ class QueueConsumer:
                     await self._settle(delivery, deadline)
                 finally:
                     self._busy.discard(worker)
+                handled += 1
+                if handled % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
         finally:
             self._deadlines.pop(worker).close()
 

@@ -317,7 +317,11 @@ class Backend(abc.ABC):
             connection: the caller's open transaction (TRANSACTIONAL backends only).
 
         Raises:
-            BackendUnavailable: the batch was not stored (no part of it was).
+            BackendUnavailable: the batch was not stored (no part of it was) --
+                unless the message says the outcome is unknown: the connection was
+                lost while the server was committing, so the batch may be stored
+                whole, not at all, or (per RabbitMQ's own documentation, if the
+                broker itself failed) in part. Publishing again may then duplicate.
         """
 
     # -- consuming ---------------------------------------------------------------------

@@ -285,3 +285,17 @@ async def test_concurrent_stops_close_a_shared_backend_once() -> None:
         await first.listen()
         await asyncio.gather(first.stop(), first.stop())
         assert await second.publish({"name": "ev.shared"}) != []
+
+
+async def test_busy_consumer_lets_the_rest_of_the_process_run(app: Wrkr) -> None:
+    handled = 0
+
+    async def handler(event: Event) -> None:
+        nonlocal handled
+        handled += 1  # never waits: only the consumer itself can give way
+
+    await app.subscribe("q.busy", "ev.busy", handler)
+    await app.publish([{"name": "ev.busy"} for _ in range(5000)])
+    await app.listen()
+    await asyncio.sleep(0.01)  # the consumer is now draining the backlog
+    assert 0 < handled < 5000
