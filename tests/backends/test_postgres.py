@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import psycopg
 import pytest
 
 from backend_conformance_tests import BackendFactory, BackendSuite
-from tests._services import require_service
+from tests.conftest import PG_URL
 from wrkr.backend import Backend
 from wrkr_postgres import PostgresBackend
-
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def new_schema(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Yield a fresh schema name for one test; drop the schema afterwards."""
-    require_service("PostgreSQL", 5432)
-    schema = f"wrkr_t{abs(hash(request.node.nodeid)) % 10**12}"
-    drop = f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(drop)
-    yield schema
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(drop)
-
-
-@pytest.fixture
-def pg_schema(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Provide a fresh schema on the local server, dropped after the test."""
-    yield from new_schema(request)
 
 
 @pytest.mark.postgres

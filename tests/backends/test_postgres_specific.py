@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT
-from tests.backends.test_postgres import PG_URL, new_schema
+from tests.conftest import PG_URL, new_schema
 from wrkr import BackendUnavailable, Event, Wrkr
 from wrkr._names import matches
 from wrkr_postgres import PostgresBackend

@@ -6,32 +6,12 @@ exchange and queue it declared.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
 
 from backend_conformance_tests import BackendFactory, BackendSuite
-from tests._services import require_service
+from tests.conftest import RABBITMQ_URL
 from wrkr.backend import Backend
 from wrkr_rabbitmq import RabbitMQBackend
-
-RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-@pytest_asyncio.fixture
-async def rabbitmq_prefix() -> AsyncIterator[str]:
-    """Provide a namespace unique to the test; delete all it declared afterwards."""
-    require_service("RabbitMQ", 5672)
-    prefix = f"wt{secrets.token_hex(4)}"
-    yield prefix
-    cleaner = RabbitMQBackend(RABBITMQ_URL, prefix=prefix)
-    await cleaner.open()
-    try:
-        await cleaner.delete_namespace()
-    finally:
-        await cleaner.close()
 
 
 @pytest.mark.rabbitmq

@@ -22,7 +22,7 @@ import pytest_asyncio
 
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT, eventually
-from tests.backends.test_rabbitmq import RABBITMQ_URL, rabbitmq_prefix  # noqa: F401
+from tests.conftest import RABBITMQ_URL
 from wrkr import BackendUnavailable, Event, LeaseLost, NotSupported, Retry, State, Wrkr
 from wrkr.backend import ItemFilter, Message
 from wrkr_rabbitmq import RabbitMQBackend
@@ -41,7 +41,7 @@ def names() -> Names:
 
 
 @pytest_asyncio.fixture
-async def app(rabbitmq_prefix: str) -> AsyncIterator[Wrkr]:  # noqa: F811
+async def app(rabbitmq_prefix: str) -> AsyncIterator[Wrkr]:
     """Provide a started app on a fresh namespace, stopped afterwards."""
     started = Wrkr(RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix))
     await started.start()
@@ -97,7 +97,7 @@ async def test_mixed_delays_arrive_in_due_order_without_head_of_line_blocking(
 
 
 async def test_malformed_messages_are_parked_as_failed_and_the_consumer_keeps_going(
-        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:  # noqa: F811
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
     recorder = Recorder()
     queue = names.queue("foreign")
     await app.subscribe(queue, names.event("ok"), recorder.handle)
@@ -127,7 +127,7 @@ async def _publish_raw(queue: str, bodies: list[bytes]) -> None:
 
 
 @pytest_asyncio.fixture
-async def backend(rabbitmq_prefix: str) -> AsyncIterator[RabbitMQBackend]:  # noqa: F811
+async def backend(rabbitmq_prefix: str) -> AsyncIterator[RabbitMQBackend]:
     """Provide an open backend on a fresh namespace, closed afterwards."""
     opened = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix)
     await opened.open()
@@ -316,7 +316,7 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 async def test_worker_killed_mid_handler_hands_its_item_to_another(
-        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:  # noqa: F811
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
     recorder = Recorder()
     queue = names.queue("kill")
     await app.subscribe(queue, names.event("job"), recorder.handle)
@@ -337,7 +337,7 @@ async def test_worker_killed_mid_handler_hands_its_item_to_another(
 
 
 async def test_stale_delivery_raises_lease_lost_after_its_connection_dropped(
-        rabbitmq_prefix: str, names: Names) -> None:  # noqa: F811
+        rabbitmq_prefix: str, names: Names) -> None:
     backend = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix)
     await backend.open()
     try:

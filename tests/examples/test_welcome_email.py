@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def run_example(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -26,3 +28,19 @@ def test_sign_up_flow_welcomes_audits_and_follows_up_in_order() -> None:
         "[email] user 42, how is your pro plan going?")
     assert lines[-1] == "[app] done"
 
+
+
+@pytest.mark.postgres
+def test_example_runs_unchanged_on_postgres(pg_schema: str) -> None:
+    url = f"postgresql://postgres@127.0.0.1:5432/test?schema={pg_schema}"
+    result = run_example("--follow-up-in", "1 second", env={"WRKR_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "[email] user 42, how is your pro plan going?" in result.stdout.splitlines()
+
+
+@pytest.mark.rabbitmq
+def test_example_runs_unchanged_on_rabbitmq(rabbitmq_prefix: str) -> None:
+    url = f"amqp://guest:guest@127.0.0.1:5672/?prefix={rabbitmq_prefix}"
+    result = run_example("--follow-up-in", "1 second", env={"WRKR_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "[email] user 42, how is your pro plan going?" in result.stdout.splitlines()
