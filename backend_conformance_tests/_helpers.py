@@ -113,6 +113,7 @@ class Recorder:
         self._arrivals: asyncio.Queue[Event] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
+        self._released = asyncio.Event()
 
     def record(self, event: Event) -> None:
         """Note that `event` was received."""
@@ -128,6 +129,15 @@ class Recorder:
     async def handle(self, event: Event) -> None:
         """Record the event and return (which acks it)."""
         self.record(event)
+
+    async def hold(self, event: Event) -> None:
+        """Record the event, then keep its item in flight until `release()`."""
+        self.record(event)
+        await self._released.wait()
+
+    def release(self) -> None:
+        """Let every handler waiting in `hold` return."""
+        self._released.set()
 
     async def next(self, what: str = "a delivery") -> Event:
         """Return the next event received, failing after `WAIT` seconds."""

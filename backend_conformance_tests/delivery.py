@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -277,17 +276,12 @@ class ConsumingSuite(SuiteBase):
     async def test_concurrency_runs_that_many_handlers_at_once(
             self, app: AppFactory, names: Names) -> None:
         wrkr = await app()
-        recorder, release = Recorder(), asyncio.Event()
-
-        async def handler(event: Event) -> None:
-            recorder.record(event)
-            await release.wait()
-
-        await wrkr.subscribe(names.queue("a"), names.event("x"), handler, concurrency=3)
+        recorder = Recorder()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.hold, concurrency=3)
         await wrkr.publish([{"name": names.event("x")} for _ in range(3)])
         await wrkr.listen()
         await recorder.take(3, "three handlers running side by side")
-        release.set()
+        recorder.release()
 
     async def test_competing_consumers_handle_each_item_exactly_once(
             self, app: AppFactory, names: Names) -> None:
@@ -318,17 +312,12 @@ class ConsumingSuite(SuiteBase):
     async def test_item_being_processed_records_the_worker_id(
             self, app: AppFactory, names: Names) -> None:
         wrkr = await app(name="crm")
-        recorder, release = Recorder(), asyncio.Event()
-
-        async def handler(event: Event) -> None:
-            recorder.record(event)
-            await release.wait()
-
-        await wrkr.subscribe(names.queue("a"), names.event("x"), handler)
+        recorder = Recorder()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.hold)
         [item_id] = await wrkr.publish({"name": names.event("x")})
         await wrkr.listen()
         await recorder.next()
         item = await wrkr.get(item_id)
-        release.set()
+        recorder.release()
         assert (item.state, item.worker) == (State.PROCESSING, wrkr.worker_id)
         assert wrkr.worker_id.startswith("crm:")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from wrkr import Event, InvalidEvent, ItemNotFound, NotSupported, State, Wrkr
+from wrkr import InvalidEvent, ItemNotFound, NotSupported, State, Wrkr
 from wrkr.backend import Backend, Capability, ItemFilter
 
 from ._helpers import (
@@ -189,19 +188,14 @@ class CancelSuite(SuiteBase):
     async def test_cancel_leaves_items_being_processed(
             self, app: AppFactory, names: Names) -> None:
         wrkr = await app()
-        recorder, release = Recorder(), asyncio.Event()
-
-        async def handler(event: Event) -> None:
-            recorder.record(event)
-            await release.wait()
-
-        await wrkr.subscribe(names.queue("a"), names.event("x"), handler)
+        recorder = Recorder()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.hold)
         [item_id] = await wrkr.publish({"name": names.event("x")})
         await wrkr.listen()
         await recorder.next()
         assert await wrkr.cancel(name=names.event("x")) == 0
         assert await state_of(wrkr, item_id) == State.PROCESSING
-        release.set()
+        recorder.release()
 
     @needs(Capability.CANCEL)
     async def test_cancelled_item_is_never_delivered(
