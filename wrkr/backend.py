@@ -286,7 +286,8 @@ class Backend(abc.ABC):
         """Make events whose name matches `pattern` reach `queue` from now on.
 
         Durable: it outlives this process. Idempotent: subscribing twice is one
-        subscription.
+        subscription. Publishers in this process see it at once; a backend that
+        caches subscriptions says in its docstring how soon other processes do.
         """
 
     @abc.abstractmethod
