@@ -309,7 +309,7 @@ class Backend(abc.ABC):
         Returns the new item ids in message order. A message that reaches no
         queue creates nothing. A `dedupe` message creates nothing for a queue that
         already holds a pending item with its name and tid, atomically: concurrent
-        publishers never create two. Backends whose fan-out happens in a broker
+        `dedupe` publishers never create two. Backends whose fan-out happens in a broker
         may return one id per message, shared by its copies, and may route a
         delayed message when it falls due, to the queues subscribed then.
 
