@@ -1,9 +1,10 @@
 """One queue's consumer: claim items, run the matching handler, settle the outcome.
 
 The consumer owns every decision about an item's fate (ack, retry later, park as
-failed, give back); the backend only carries it out. A handler's run is a task of
-its own so that `stop()` can cancel a run without interrupting a settlement that is
-already under way.
+failed, give back); the backend only carries it out. A queue has `concurrency`
+workers that take turns pulling from one delivery stream and run each handler
+inline, with no task per item. `stop()` interrupts a handler by expiring its
+worker's deadline, never a settlement already under way.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def lease_for(timeout: timedelta) -> timedelta:
     timeout means a 2 s lease, the default 5 minutes means 5.5 minutes.
     """
     return timeout + min(LEASE_MARGIN, max(timeout, MIN_LEASE_MARGIN))
+
 
 _MAX_CACHED_NAMES = 10_000
 """Event names whose route a consumer remembers; names are few, but nothing enforces it."""
