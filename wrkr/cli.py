@@ -233,8 +233,13 @@ async def _on_app(url: str, command: Command, args: argparse.Namespace) -> None:
 async def _publish(app: Wrkr, args: argparse.Namespace) -> None:
     event = {"name": args.name, "tid": args.tid, "payload": args.payload, "when": args.when,
              "once_every": args.once_every}
-    for item_id in await app.publish({k: v for k, v in event.items() if v is not None}):
+    ids = await app.publish({k: v for k, v in event.items() if v is not None})
+    for item_id in ids:
         print(item_id)
+    if not ids:  # not an error, but a user expecting ids deserves to know why
+        why = "a pending --once-every item already exists" if args.once_every else (
+            f"no queue is subscribed to {args.name!r}")
+        print(f"wrkr: nothing stored: {why}", file=sys.stderr)
 
 
 async def _items(app: Wrkr, args: argparse.Namespace) -> None:

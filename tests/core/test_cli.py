@@ -57,7 +57,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str],
 
 def publish(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> list[str]:
     status, out, err = run(capsys, "publish", EVENT, "--url", url, *args)
-    assert (status, err) == (0, [])
+    assert status == 0
+    assert err == ([] if out else ["wrkr: nothing stored: a pending --once-every item "
+                                   "already exists"])
     return out
 
 
@@ -77,8 +79,9 @@ def test_publish_prints_one_item_id_per_subscribed_queue(capsys: Any, url: str) 
     assert all(ITEM_ID.fullmatch(line) for line in out)
 
 
-def test_publish_to_no_subscriber_prints_nothing(capsys: Any, url: str) -> None:
-    assert run(capsys, "publish", "test.other.event", "--url", url) == (0, [], [])
+def test_publish_to_no_subscriber_prints_no_id_and_says_why(capsys: Any, url: str) -> None:
+    assert run(capsys, "publish", "test.other.event", "--url", url) == (
+        0, [], ["wrkr: nothing stored: no queue is subscribed to 'test.other.event'"])
 
 
 def test_publish_once_every_skips_a_pending_duplicate(capsys: Any, url: str) -> None:
