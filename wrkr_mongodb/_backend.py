@@ -21,8 +21,15 @@ Storage (collections ``<prefix>items`` and ``<prefix>subscriptions``, prefix ``w
                     (queue, state, due, seq) index. The lease end fences ack / nack / fail /
                     release (a new claim always ends later than the one before): a
                     worker whose lease ran out and whose item was claimed again gets
-                    `LeaseLost`. No transactions anywhere: a
-                    standalone server has none.
+                    `LeaseLost`.
+
+Batches: on a replica set or sharded cluster (asked once at connect), a publish that
+creates more than one item inserts them all in one transaction, `once_every` dedupe
+included: stored whole or not at all (transient failures retried a few times; a commit
+whose outcome stays unknown raises `BackendUnavailable` saying so). A single item is one
+atomic insert, no transaction. A standalone server has no transactions: there a batch
+that fails midway is undone as far as possible, and a server lost mid-batch can leave
+part of it stored. Nothing else uses transactions.
 
 Wake-ups: while some consumer is idle, a change stream (replica sets) wakes it at once
 on new or returned items; busy consumers claim without waiting, so the stream closes
@@ -65,6 +72,7 @@ from wrkr_mongodb._errors import ErrorTranslator
 from wrkr_mongodb._inspection import Inspector
 from wrkr_mongodb._publishing import Publisher
 from wrkr_mongodb._routing import SubscriptionCache
+from wrkr_mongodb._transactions import supports_transactions
 from wrkr_mongodb._wakeups import ITEM_CHANGES, ChangeWatcher, Wakeups
 
 logger = logging.getLogger("wrkr.mongodb")
@@ -127,12 +135,14 @@ class MongoDBBackend(Backend):
         self._items = database[f"{self.prefix}items"]
         self._subscriptions = database[f"{self.prefix}subscriptions"]
         self._routes = SubscriptionCache(self._subscriptions, self.subscriptions_ttl)
-        self._publisher = Publisher(self._items, self._routes)
         self._inspector = Inspector(self._items)
         try:
             with self.errors.unavailable("creating indexes"):
                 for keys, options in ITEM_INDEXES:
                     await self._items.create_index(keys, **options)
+                transactional = await supports_transactions(self._client)
+            self._publisher = Publisher(self._items, self._routes,
+                                        self._client if transactional else None)
         except BaseException:
             await self.disconnect()  # the failed open is not counted: close what it opened
             raise

@@ -10,6 +10,8 @@ from pymongo.errors import PyMongoError
 
 from wrkr.backend import BackendUnavailable
 
+UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
+
 _USERINFO = re.compile(r"(mongodb(?:\+srv)?://)[^@/\s]*@")
 
 
@@ -50,5 +52,13 @@ class ErrorTranslator:
             message = self.scrub(str(exc).splitlines()[0] if str(exc) else "")
             raise BackendUnavailable(
                 f"MongoDB at {self.where} failed while {doing}: "
-                f"{type(exc).__name__}: {message}"
+                f"{type(exc).__name__}: {message}{_outcome(exc)}"
             ) from exc
+
+
+def _outcome(exc: PyMongoError) -> str:
+    if not exc.has_error_label(UNKNOWN_COMMIT):
+        return ""
+    return ("; the outcome is unknown: the connection was lost while the server was "
+            "committing, so the batch may be stored whole or not at all, and publishing "
+            "again may duplicate it")

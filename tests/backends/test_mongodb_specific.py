@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WAIT = 15.0
 NETWORK_TIMEOUT = 89
 """A retryable error code that does not make the driver forget the server (91 would)."""
+BAD_VALUE = 2
+"""An error code that is neither transient nor leaves a commit's outcome unknown."""
 TIERS = ["wire", *(["real"] if REAL_MONGODB_URL else [])]
 
 
@@ -194,11 +196,85 @@ async def test_failing_inserts_raise_backend_unavailable_and_store_nothing(
         app: Wrkr, database_url: str, names: Names) -> None:
     queue, name = names.queue("a"), names.event("x")
     await app.subscribe(queue, name, Recorder().handle)
-    await fail_point(database_url, {"times": 2}, failCommands=["insert"], errorCode=NETWORK_TIMEOUT)
-    with pytest.raises(BackendUnavailable, match="publishing"):
-        await app.publish([{"name": name, "tid": "1"}, {"name": name, "tid": "2"}])
+    # Always on: in a transaction, a failed insert is transient and retried.
+    await fail_point(database_url, "alwaysOn", failCommands=["insert"], errorCode=NETWORK_TIMEOUT)
+    try:
+        with pytest.raises(BackendUnavailable, match="publishing"):
+            await app.publish([{"name": name, "tid": "1"}, {"name": name, "tid": "2"}])
+    finally:
+        await fail_point(database_url, "off")
     assert await app.items(queue=queue) == []
     assert len(await app.publish({"name": name})) == 1
+
+
+async def test_a_batch_whose_commit_fails_after_its_inserts_stores_nothing(
+        app: Wrkr, database_url: str, names: Names) -> None:
+    queue, other, name = names.queue("a"), names.queue("b"), names.event("x")
+    await app.subscribe(queue, name, Recorder().handle)
+    await app.subscribe(other, name, Recorder().handle)
+    await fail_point(database_url, {"times": 1}, failCommands=["commitTransaction"],
+                     errorCode=BAD_VALUE, errorLabels=[])
+    with pytest.raises(BackendUnavailable, match="publishing") as raised:
+        await app.publish([{"name": name, "tid": "1"}, {"name": name, "tid": "2"}])
+    assert "unknown" not in str(raised.value)
+    assert await app.items(name=name) == []
+
+
+async def test_transient_insert_failures_are_retried_and_the_batch_stored_once(
+        app: Wrkr, database_url: str, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    await app.subscribe(queue, name, Recorder().handle)
+    await fail_point(database_url, {"times": 2}, failCommands=["insert"], errorCode=NETWORK_TIMEOUT)
+    ids = await app.publish([{"name": name, "tid": str(n)} for n in range(3)])
+    assert sorted(item.id for item in await app.items(queue=queue)) == sorted(ids)
+
+
+async def test_a_commit_whose_outcome_stays_unknown_says_so(
+        app: Wrkr, database_url: str, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    await app.subscribe(queue, name, Recorder().handle)
+    await fail_point(database_url, "alwaysOn", failCommands=["commitTransaction"],
+                     errorCode=NETWORK_TIMEOUT, errorLabels=["UnknownTransactionCommitResult"])
+    try:
+        with pytest.raises(BackendUnavailable, match="the outcome is unknown"):
+            await app.publish([{"name": name, "tid": "1"}, {"name": name, "tid": "2"}])
+    finally:
+        await fail_point(database_url, "off")
+
+
+async def test_a_batch_with_a_pending_once_every_item_stores_the_others(
+        app: Wrkr, names: Names) -> None:
+    queue, name, other = names.queue("a"), names.event("x"), names.event("y")
+    await app.subscribe(queue, names.event("*"), Recorder().handle)
+    [first] = await app.publish({"name": name, "tid": "1", "once_every": "1 hour"})
+    ids = await app.publish([{"name": other, "tid": "a"},
+                             {"name": name, "tid": "1", "once_every": "1 hour"},
+                             {"name": other, "tid": "b"}])
+    assert len(ids) == 2
+    assert sorted(item.id for item in await app.items(queue=queue)) == sorted([first, *ids])
+
+
+async def test_racing_batches_with_the_same_once_every_item_store_it_once_and_all_others(
+        app: Wrkr, names: Names) -> None:
+    queue, name, other = names.queue("a"), names.event("x"), names.event("y")
+    await app.subscribe(queue, names.event("*"), Recorder().handle)
+    batches = [[{"name": name, "tid": "1", "once_every": "1 hour"},
+                {"name": other, "tid": str(n)}] for n in range(8)]
+    async with asyncio.timeout(WAIT):
+        await asyncio.gather(*(app.publish(batch) for batch in batches))
+    assert len(await app.items(queue=queue, name=name)) == 1
+    assert len(await app.items(queue=queue, name=other)) == 8
+
+
+async def test_a_stored_batch_is_delivered_whole_and_in_order(
+        app: Wrkr, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    recorder = Recorder()
+    await app.subscribe(queue, name, recorder.handle)
+    ids = await app.publish([{"name": name, "tid": str(n)} for n in range(10)])
+    await app.listen()
+    delivered = [(await recorder.next(f"item {n}")).id for n in range(10)]
+    assert delivered == ids
 
 
 async def test_consumer_keeps_going_after_failed_claims_and_handles_the_item_once(
