@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from wrkr._errors import UnknownBackend
+from wrkr._urls import redact
 from wrkr.backend import Backend
+
+__all__ = ["GROUP", "backend_class", "backend_from_url", "redact"]
 
 GROUP = "wrkr.backends"
 
@@ -40,15 +43,3 @@ def backend_class(url: str) -> type[Backend]:
 def backend_from_url(url: str, **options: Any) -> Backend:
     """Build the backend for `url` with backend-specific `options`."""
     return backend_class(url).from_url(url, **options)
-
-
-def redact(url: str) -> str:
-    """Return `url` with any password replaced by `***`, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -30,6 +30,7 @@ from wrkr._errors import (
     NotStarted,
     NotSupported,
 )
+from wrkr._urls import redact, scrub
 
 __all__ = [
     "Backend",
@@ -48,6 +49,8 @@ __all__ = [
     "State",
     "SystemClock",
     "new_item_id",
+    "redact",
+    "scrub",
 ]
 
 

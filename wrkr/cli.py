@@ -31,12 +31,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 from wrkr import _cli_format as fmt
 from wrkr._app import Wrkr
 from wrkr._connect import redact
 from wrkr._errors import NotSupported, WrkrError
+from wrkr._urls import scrub
 from wrkr.backend import Capability, State
 
 __all__ = ["main"]
@@ -79,21 +79,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, status: int, argv: Sequence[str]) -> int:
-    for secret in _passwords([*argv, os.environ.get("WRKR_URL", "")]):
-        message = message.replace(secret, "***")
+    for text in [*argv, os.environ.get("WRKR_URL", "")]:
+        if "://" in text:
+            with contextlib.suppress(ValueError):  # not a URL after all
+                message = scrub(message, text)
     print(f"wrkr: error: {message}", file=sys.stderr)
     return status
-
-
-def _passwords(texts: Sequence[str]) -> set[str]:
-    """Return the passwords of the URLs among `texts`, to keep them out of error messages."""
-    found = set()
-    for text in texts:
-        with contextlib.suppress(ValueError):
-            password = urlsplit(text).password if "://" in text else None
-            if password:
-                found.add(password)
-    return found
 
 
 # -- the parser ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from wrkr._errors import UnknownBackend
+from wrkr.backend import redact
 from wrkr_postgres._names import check_schema
 
 SCHEMES = ("postgresql", "postgres")
@@ -50,7 +51,7 @@ def settings_from_url(url: str, options: dict[str, Any]) -> PostgresSettings:
     """
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise UnknownBackend(f"PostgresBackend cannot use {mask_url(url)!r}: "
+        raise UnknownBackend(f"PostgresBackend cannot use {redact(url)!r}: "
                              "expected 'postgresql://user@host:port/database'")
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
@@ -60,19 +61,3 @@ def settings_from_url(url: str, options: dict[str, Any]) -> PostgresSettings:
     libpq = urlencode([(key, value) for key, value in query if key not in _OPTIONS])
     conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, libpq, parts.fragment))
     return PostgresSettings(conninfo, **{key: _typed(key, v) for key, v in ours.items()})
-
-
-def mask_url(url: str) -> str:
-    """Return `url` with its password (if any) replaced by ``***``, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def scrub(text: str, url: str) -> str:
-    """Remove the password of `url` from `text` (a driver message may quote it)."""
-    password = urlsplit(url).password
-    return text.replace(password, "***") if password else text

@@ -21,7 +21,7 @@ import psycopg_pool
 from psycopg.types.json import set_json_loads
 
 from wrkr._errors import BackendUnavailable
-from wrkr_postgres._config import mask_url, scrub
+from wrkr.backend import redact, scrub
 
 logger = logging.getLogger("wrkr.postgres")
 Row = tuple[Any, ...]
@@ -39,7 +39,7 @@ def unavailable(exc: BaseException, url: str) -> NoReturn:
         raise asyncio.CancelledError from exc
     detail = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                    url)
-    raise BackendUnavailable(f"PostgreSQL at {mask_url(url)} failed: {detail}") from None
+    raise BackendUnavailable(f"PostgreSQL at {redact(url)} failed: {detail}") from None
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import logging
 
 import psycopg
 
-from wrkr_postgres._config import scrub
+from wrkr.backend import scrub
 
 logger = logging.getLogger("wrkr.postgres")
 _MAX_BACKOFF = 1.0

@@ -74,9 +74,10 @@ from wrkr.backend import (
     Message,
     State,
     new_item_id,
+    redact,
 )
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQChannelClosed
-from wrkr_rabbitmq._connection import DRIVER_ERRORS, RabbitMQConnector, mask_url, unavailable
+from wrkr_rabbitmq._connection import DRIVER_ERRORS, RabbitMQConnector, unavailable
 from wrkr_rabbitmq._failed import list_failed, retry_failed
 from wrkr_rabbitmq._forwarder import RabbitMQForwarder
 from wrkr_rabbitmq._messages import RabbitMQEnvelope, envelope_for, to_micros
@@ -127,7 +128,7 @@ class RabbitMQBackend(Backend):
         return cls(url, prefix=prefix, **options)
 
     def __repr__(self) -> str:
-        return f"RabbitMQBackend({mask_url(self.url)!r}, prefix={self.topology.prefix!r})"
+        return f"RabbitMQBackend({redact(str(self.url))!r}, prefix={self.topology.prefix!r})"
 
     # -- lifecycle ---------------------------------------------------------------
 

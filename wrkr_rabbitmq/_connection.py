@@ -15,6 +15,7 @@ import pika.exceptions  # type: ignore[import-untyped]
 from yarl import URL
 
 from wrkr._errors import BackendUnavailable
+from wrkr.backend import redact, scrub
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQChannelClosed, RabbitMQConnection
 
 logger = logging.getLogger("wrkr.rabbitmq")
@@ -27,12 +28,6 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def mask_url(url: str | URL) -> str:
-    """Return `url` with its password replaced by ``***``."""
-    parsed = URL(str(url))
-    return str(parsed.with_password("***")) if parsed.password else str(parsed)
-
-
 @contextmanager
 def unavailable(action: str, url: URL) -> Iterator[None]:
     """Turn driver errors raised inside into `BackendUnavailable` naming `action`."""
@@ -41,14 +36,13 @@ def unavailable(action: str, url: URL) -> Iterator[None]:
     except BackendUnavailable:
         raise  # already ours (it is a ConnectionError, hence an OSError, too)
     except DRIVER_ERRORS as exc:
-        raise BackendUnavailable(f"RabbitMQ at {mask_url(url)}: could not {action}: "
+        raise BackendUnavailable(f"RabbitMQ at {redact(str(url))}: could not {action}: "
                                  f"{_masked(exc, url)}") from exc
 
 
 def _masked(exc: BaseException, url: URL) -> str:
     """Return the exception as text, the password (if any) masked."""
-    text = f"{type(exc).__name__}: {str(exc) or repr(exc.args)}"
-    return text.replace(url.password, "***") if url.password else text
+    return scrub(f"{type(exc).__name__}: {str(exc) or repr(exc.args)}", str(url))
 
 
 class RabbitMQConnector:

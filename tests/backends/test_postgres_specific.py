@@ -24,8 +24,9 @@ from backend_conformance_tests._helpers import WAIT
 from tests.conftest import PG_URL, new_schema
 from wrkr import BackendUnavailable, Event, Wrkr
 from wrkr._names import matches
+from wrkr.backend import redact
 from wrkr_postgres import PostgresBackend
-from wrkr_postgres._config import mask_url, settings_from_url
+from wrkr_postgres._config import settings_from_url
 from wrkr_postgres._names import pattern_regex
 from wrkr_postgres._sql import migrations
 
@@ -129,7 +130,7 @@ def test_url_options_are_split_from_libpq_options_and_passwords_masked() -> None
         "postgresql://u:s3cret@127.0.0.1:5432/db?schema=jobs&sslmode=disable&pool_size=3", {})
     assert (settings.schema, settings.pool_size) == ("jobs", 3)
     assert settings.conninfo == "postgresql://u:s3cret@127.0.0.1:5432/db?sslmode=disable"
-    assert mask_url(settings.conninfo) == "postgresql://u:***@127.0.0.1:5432/db?sslmode=disable"
+    assert redact(settings.conninfo) == "postgresql://u:***@127.0.0.1:5432/db?sslmode=disable"
 
 
 def test_schema_must_be_a_plain_identifier() -> None:

@@ -14,7 +14,7 @@ import wrkr
 from tests._waits import until
 from wrkr import Capability, Event, Fail, NotStarted, NotSupported, Retry, State, Wrkr
 from wrkr._connect import redact
-from wrkr.backend import Message
+from wrkr.backend import Message, scrub
 from wrkr_memory import ManualClock, MemoryBackend
 
 WAIT = 5.0
@@ -264,6 +264,12 @@ def test_unknown_url_scheme_names_the_url_and_the_known_schemes() -> None:
 def test_urls_in_messages_hide_the_password() -> None:
     assert redact("amqp://guest:secret@127.0.0.1:5672/") == "amqp://guest:***@127.0.0.1:5672/"
     assert redact("memory://") == "memory://"
+    assert redact("mongodb://u:p@a:1,b:2/db") == "mongodb://u:***@a:1,b:2/db"
+
+
+def test_driver_messages_lose_the_password_in_both_spellings() -> None:
+    url = "amqp://guest:s%40cret@127.0.0.1/"
+    assert scrub("auth failed for s%40cret / s@cret", url) == "auth failed for *** / ***"
 
 
 def test_from_url_gives_app_options_to_the_app() -> None:
