@@ -134,9 +134,3 @@ def from_item(item: Item, *, strict: bool = True) -> Event:
         id=item.id, queue=item.queue, created=item.created, attempts=item.attempts,
         state=item.state, errors=item.errors, worker=item.worker, finished=item.finished,
     )
-
-
-def is_delayed(message: Message, now: datetime) -> bool:
-    """Tell whether a message is due later than `now` (so needs the DELAY capability)."""
-    return message.due > now
-

@@ -33,6 +33,7 @@ from wrkr._errors import (
 from wrkr._urls import redact, scrub
 
 __all__ = [
+    "PENDING_STATES",
     "Backend",
     "BackendUnavailable",
     "Capability",
@@ -78,6 +79,7 @@ class State(StrEnum):
 
 
 PENDING_STATES = frozenset({State.SCHEDULED, State.READY})
+"""States `cancel` and `once_every` act on: not yet handed to a worker."""
 
 
 class _ItemIds:
