@@ -3,6 +3,7 @@
     WrkrError
     ├── InvalidEvent(ValueError)       a bad name, tid, payload, pattern or queue
     ├── InvalidWhen(ValueError)        a `when`, interval or duration that cannot be read
+    ├── InvalidConfig(ValueError)      a bad option or URL of an app, backend or subscription
     ├── NotStarted(RuntimeError)       used before `start()` or after `stop()`
     ├── AlreadyStarted(RuntimeError)   `start()` called twice
     ├── NotSupported(NotImplementedError)  the backend lacks a capability
@@ -27,6 +28,10 @@ class InvalidEvent(WrkrError, ValueError):
 
 class InvalidWhen(WrkrError, ValueError):
     """A `when`, `once_every`, timeout or backoff value could not be understood."""
+
+
+class InvalidConfig(WrkrError, ValueError):
+    """An option, URL or setting cannot be used; the message names it and the valid ones."""
 
 
 class NotStarted(WrkrError, RuntimeError):
