@@ -20,6 +20,7 @@ from wrkr._errors import (
     WrkrError,
 )
 from wrkr._event import Event
+from wrkr._hooks import Handled, Observer, Outcome
 from wrkr._retry import Retry
 from wrkr.backend import Capability, ErrorRecord, State
 
@@ -31,6 +32,7 @@ __all__ = [
     "ErrorRecord",
     "Event",
     "Fail",
+    "Handled",
     "InvalidConfig",
     "InvalidEvent",
     "InvalidWhen",
@@ -38,6 +40,8 @@ __all__ = [
     "LeaseLost",
     "NotStarted",
     "NotSupported",
+    "Observer",
+    "Outcome",
     "Retry",
     "State",
     "UnknownBackend",

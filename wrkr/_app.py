@@ -18,9 +18,10 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from wrkr._connect import backend_from_url
-from wrkr._consumer import ErrorHook, Handler, QueueConsumer, Route, Settings
+from wrkr._consumer import ErrorHook, ErrorHookObserver, Handler, QueueConsumer, Route, Settings
 from wrkr._errors import AlreadyStarted, InvalidEvent, NotStarted, NotSupported
 from wrkr._event import Event, from_item, to_event, to_message
+from wrkr._hooks import Observer, Observers
 from wrkr._names import check_name, check_pattern, check_queue, is_wildcard
 from wrkr._retry import Retry
 from wrkr._when import parse_duration
@@ -61,8 +62,11 @@ class Wrkr:
         if archive == "keep":
             self._require(Capability.ARCHIVE, "archive='keep'")
         keep_for = None if retention is None else parse_duration(retention, what="retention")
+        self.observers = Observers()
+        if on_error is not None:
+            self.observers.add(ErrorHookObserver(on_error))
         self._settings = Settings(backend, self.worker_id, retry or Retry(), archive == "keep",
-                                  keep_for, on_error)
+                                  keep_for, self.observers)
         self._routes: dict[str, list[Route]] = {}
         self._consumers: dict[str, QueueConsumer] = {}
         self._started = False
@@ -130,6 +134,14 @@ class Wrkr:
     ) -> None:
         await self.stop()
 
+    def observe(self, observer: Observer) -> None:
+        """Call `observer`'s hooks from now on (see `wrkr.Observer`)."""
+        self.observers.add(observer)
+
+    def unobserve(self, observer: Observer) -> None:
+        """Stop calling `observer`'s hooks."""
+        self.observers.remove(observer)
+
     # -- publishing ------------------------------------------------------------------
 
     async def publish(
@@ -153,7 +165,10 @@ class Wrkr:
         self._check_publishable(messages, now, connection)
         if not messages:
             return []
-        return await self.backend.enqueue(messages, connection=connection)
+        ids = await self.backend.enqueue(messages, connection=connection)
+        if self.observers:
+            self.observers.published(messages, ids)
+        return ids
 
     def _check_publishable(self, messages: list[Message], now: datetime, connection: Any) -> None:
         if any(message.due > now for message in messages):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 from wrkr._deadline import HandlerDeadline
 from wrkr._errors import BackendUnavailable, Fail, LeaseLost
 from wrkr._event import Event, from_item
+from wrkr._hooks import Handled, Observer, Observers, Outcome
 from wrkr._names import matches
 from wrkr._retry import Retry
 from wrkr.backend import Backend, Delivery, ErrorRecord
@@ -55,6 +57,35 @@ Handler = Callable[..., Any]
 ErrorHook = Callable[[BaseException, Event], Any]
 
 
+class ErrorHookObserver(Observer):
+    """`on_error(exception, event)` as an observer: called when a handler raises.
+
+    `Fail` is a decision, not an error, so it is not reported. An awaitable result
+    runs as a task of its own: observers never hold up the item.
+    """
+
+    def __init__(self, hook: ErrorHook) -> None:
+        self.hook = hook
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def handled(self, report: Handled) -> None:
+        """Call the hook for a handler that raised anything but `Fail`."""
+        error = report.error
+        if error is None or isinstance(error, Fail):
+            return
+        result = self.hook(error, report.event)
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(self._await(result))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _await(self, result: Any) -> None:
+        try:
+            await result
+        except Exception:
+            logger.exception("on_error hook raised")
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """A subscription's handler and how to run it."""
@@ -88,7 +119,7 @@ class Settings:
     retry: Retry
     keep: bool
     retention: timedelta | None
-    on_error: ErrorHook | None
+    observers: Observers
 
 
 class Ack:
@@ -131,6 +162,7 @@ class QueueConsumer:
     def __init__(self, queue: str, settings: Settings) -> None:
         self.queue = queue
         self._settings = settings
+        self._observers = settings.observers
         self._routes: list[Route] = []
         self._workers: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()  # workers holding an item
@@ -222,6 +254,8 @@ class QueueConsumer:
         except (LeaseLost, BackendUnavailable) as exc:
             logger.warning("item %s on %s could not be settled: %s",
                            delivery.item.id, self.queue, exc)
+            if isinstance(exc, LeaseLost) and self._observers:
+                self._observers.lease_lost(self.queue, delivery.item.id)
         except Exception:
             logger.exception("item %s on %s: unexpected error", delivery.item.id, self.queue)
 
@@ -230,17 +264,21 @@ class QueueConsumer:
         try:
             event = from_item(item)
         except ValueError as exc:
-            await self._fail(delivery, _record(self._now(), item.attempts, exc, "malformed item"))
+            record = _record(self._now(), item.attempts, exc, "malformed item")
+            await self._fail(delivery, record)
+            self._tell(from_item(item, strict=False), Outcome.FAILED, None, 0.0, exc)
             return
         route = self._route_for(item.name)
         retry = (route.retry if route else None) or self._settings.retry
         error: Exception
         if route is None:
             error = LookupError(f"no handler for {item.name!r} on queue {self.queue!r} here")
-            await self._retry_or_fail(delivery, retry, error)
+            outcome = await self._retry_or_fail(delivery, retry, error)
+            self._tell(event, outcome, None, 0.0, error)
         elif item.attempts > retry.attempts:
             error = RuntimeError(f"gave up after {item.attempts - 1} attempts (worker lost)")
             await self._fail(delivery, _record(self._now(), item.attempts, error))
+            self._tell(event, Outcome.FAILED, None, 0.0, error)
         else:
             await self._run_and_settle(route, retry, event, delivery, deadline)
 
@@ -250,32 +288,51 @@ class QueueConsumer:
     ) -> None:
         ack = Ack(self._settings, delivery)
         error: Exception | None = None
+        observers = self._observers
+        started = self._now() if observers else None
+        if observers:
+            observers.started(event)
+        clock = time.perf_counter()
         try:
             await self._run(route, event, ack, deadline)
         except Interrupted:
             if not ack.done:
                 await self._settings.backend.release(delivery)
+            self._tell(event, Outcome.RELEASED, started, time.perf_counter() - clock, None)
             return
         except Exception as exc:
             error = exc
-        await self._conclude(error, ack, retry, event, delivery)
+        duration = time.perf_counter() - clock
+        try:
+            outcome = await self._conclude(error, ack, retry, event, delivery)
+        except LeaseLost:
+            self._tell(event, Outcome.LEASE_LOST, started, duration, error)
+            raise
+        self._tell(event, outcome, started, duration, error)
 
     async def _conclude(
         self, error: BaseException | None, ack: Ack, retry: Retry, event: Event,
         delivery: Delivery,
-    ) -> None:
-        if error is not None and not isinstance(error, Fail):
-            await self._report(error, event)
+    ) -> Outcome:
         if ack.done:
             if error is not None:
                 logger.warning("item %s failed after its early ack; not retried: %r",
                                event.id, error)
-        elif error is None:
+            return Outcome.ACKED
+        if error is None:
             await ack()
-        elif isinstance(error, Fail):
+            return Outcome.ACKED
+        if isinstance(error, Fail):
             await self._fail(delivery, _record(self._now(), event.attempts, error))
-        else:
-            await self._retry_or_fail(delivery, retry, error)
+            return Outcome.FAILED
+        return await self._retry_or_fail(delivery, retry, error)
+
+    def _tell(self, event: Event, outcome: Outcome, started: datetime | None,
+              duration: float, error: BaseException | None) -> None:
+        """Report a settled delivery to the observers, if any listen."""
+        if self._observers:
+            report = Handled(event, outcome, started or self._now(), duration, error)
+            self._observers.handled(report)
 
     async def _run(self, route: Route, event: Event, ack: Ack, deadline: HandlerDeadline) -> None:
         """Run the handler under the worker's `deadline` (passed down: finding the
@@ -310,32 +367,24 @@ class QueueConsumer:
 
     # -- outcomes --------------------------------------------------------------------
 
-    async def _retry_or_fail(self, delivery: Delivery, retry: Retry, error: BaseException) -> None:
+    async def _retry_or_fail(
+        self, delivery: Delivery, retry: Retry, error: BaseException
+    ) -> Outcome:
         attempt = delivery.item.attempts
         record = _record(self._now(), attempt, error)
         if retry.exhausted(attempt):
             await self._fail(delivery, record)
-            return
+            return Outcome.FAILED
         due = self._now() + retry.delay(attempt)
         logger.info("item %s on %s: attempt %d failed (%s); retrying at %s",
                     delivery.item.id, self.queue, attempt, record.message, due.isoformat())
         await self._settings.backend.nack(delivery, due=due, error=record)
+        return Outcome.RETRIED
 
     async def _fail(self, delivery: Delivery, record: ErrorRecord) -> None:
         logger.error("item %s on %s failed for good: %s: %s",
                      delivery.item.id, self.queue, record.type, record.message)
         await self._settings.backend.fail(delivery, error=record)
-
-    async def _report(self, error: BaseException, event: Event) -> None:
-        hook = self._settings.on_error
-        if hook is None:
-            return
-        try:
-            result = hook(error, event)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("on_error hook raised")
 
     def _route_for(self, name: str) -> Route | None:
         """Return the first route matching `name`, cached per name (routes rarely change)."""
