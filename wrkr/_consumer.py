@@ -172,6 +172,7 @@ class QueueConsumer:
         self._pulling = asyncio.Lock()
         self._stopping = False
         self._forced = False
+        self._unavailable = False  # the last claim failed: say so when one succeeds again
 
     def add(self, route: Route) -> None:
         """Handle events matching `route.pattern` (the first matching route wins)."""
@@ -235,15 +236,25 @@ class QueueConsumer:
             pause = 0.5
             while not self._stopping and self._stream is not None:
                 try:
-                    return await anext(self._stream)
+                    delivery = await anext(self._stream)
                 except StopAsyncIteration:
                     return None  # the backend was closed
                 except BackendUnavailable as exc:
                     logger.warning("queue %s: backend unavailable (%s); retrying in %.1fs",
                                    self.queue, exc, pause)
+                    self._unavailable = True
+                    if self._observers:
+                        self._observers.backend_unavailable(f"claiming from {self.queue}", exc)
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, MAX_PAUSE)
                     self._stream = self._open_stream()
+                    continue
+                if self._unavailable:
+                    self._unavailable = False
+                    logger.info("queue %s: backend available again", self.queue)
+                    if self._observers:
+                        self._observers.backend_recovered(f"claiming from {self.queue}")
+                return delivery
             return None
 
     # -- handling ------------------------------------------------------------------
