@@ -125,7 +125,7 @@ class Settings:
 class Ack:
     """The `ack` a handler may await early (at-most-once); acks at most once."""
 
-    def __init__(self, settings: Settings, delivery: Delivery) -> None:
+    def __init__(self, settings: Settings, delivery: Delivery[Any]) -> None:
         self._settings = settings
         self._delivery = delivery
         self.done = False
@@ -168,7 +168,7 @@ class QueueConsumer:
         self._busy: set[asyncio.Task[None]] = set()  # workers holding an item
         self._deadlines: dict[asyncio.Task[Any], HandlerDeadline] = {}  # one per worker
         self._route_cache: dict[str, Route | None] = {}  # event name -> first matching route
-        self._stream: AsyncGenerator[Delivery, None] | None = None
+        self._stream: AsyncGenerator[Delivery[Any], None] | None = None
         self._pulling = asyncio.Lock()
         self._stopping = False
         self._forced = False
@@ -204,7 +204,7 @@ class QueueConsumer:
 
     # -- claiming ------------------------------------------------------------------
 
-    def _open_stream(self) -> AsyncGenerator[Delivery, None]:
+    def _open_stream(self) -> AsyncGenerator[Delivery[Any], None]:
         concurrency = max(route.concurrency for route in self._routes)
         lease = lease_for(max(route.timeout for route in self._routes))
         return self._settings.backend.deliveries(
@@ -231,7 +231,7 @@ class QueueConsumer:
         finally:
             self._deadlines.pop(worker).close()
 
-    async def _next_delivery(self) -> Delivery | None:
+    async def _next_delivery(self) -> Delivery[Any] | None:
         async with self._pulling:
             pause = 0.5
             while not self._stopping and self._stream is not None:
@@ -259,7 +259,7 @@ class QueueConsumer:
 
     # -- handling ------------------------------------------------------------------
 
-    async def _settle(self, delivery: Delivery, deadline: HandlerDeadline) -> None:
+    async def _settle(self, delivery: Delivery[Any], deadline: HandlerDeadline) -> None:
         try:
             await self._handle(delivery, deadline)
         except (LeaseLost, BackendUnavailable) as exc:
@@ -270,7 +270,7 @@ class QueueConsumer:
         except Exception:
             logger.exception("item %s on %s: unexpected error", delivery.item.id, self.queue)
 
-    async def _handle(self, delivery: Delivery, deadline: HandlerDeadline) -> None:
+    async def _handle(self, delivery: Delivery[Any], deadline: HandlerDeadline) -> None:
         item = delivery.item
         try:
             event = from_item(item)
@@ -294,7 +294,7 @@ class QueueConsumer:
             await self._run_and_settle(route, retry, event, delivery, deadline)
 
     async def _run_and_settle(
-        self, route: Route, retry: Retry, event: Event, delivery: Delivery,
+        self, route: Route, retry: Retry, event: Event, delivery: Delivery[Any],
         deadline: HandlerDeadline,
     ) -> None:
         ack = Ack(self._settings, delivery)
@@ -323,7 +323,7 @@ class QueueConsumer:
 
     async def _conclude(
         self, error: BaseException | None, ack: Ack, retry: Retry, event: Event,
-        delivery: Delivery,
+        delivery: Delivery[Any],
     ) -> Outcome:
         if ack.done:
             if error is not None:
@@ -379,7 +379,7 @@ class QueueConsumer:
     # -- outcomes --------------------------------------------------------------------
 
     async def _retry_or_fail(
-        self, delivery: Delivery, retry: Retry, error: BaseException
+        self, delivery: Delivery[Any], retry: Retry, error: BaseException
     ) -> Outcome:
         attempt = delivery.item.attempts
         record = _record(self._now(), attempt, error)
@@ -392,7 +392,7 @@ class QueueConsumer:
         await self._settings.backend.nack(delivery, due=due, error=record)
         return Outcome.RETRIED
 
-    async def _fail(self, delivery: Delivery, record: ErrorRecord) -> None:
+    async def _fail(self, delivery: Delivery[Any], record: ErrorRecord) -> None:
         logger.error("item %s on %s failed for good: %s: %s",
                      delivery.item.id, self.queue, record.type, record.message)
         await self._settings.backend.fail(delivery, error=record)

@@ -2,6 +2,6 @@
 
 from wrkr_memory._backend import MemoryBackend
 from wrkr_memory._clock import ManualClock
-from wrkr_memory._store import MemoryStore
+from wrkr_memory._store import MemoryReceipt, MemoryStore
 
-__all__ = ["ManualClock", "MemoryBackend", "MemoryStore"]
+__all__ = ["ManualClock", "MemoryBackend", "MemoryReceipt", "MemoryStore"]

@@ -14,14 +14,12 @@ low fields never decide). The fields only delivered items need live in a separat
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 
-from wrkr._frozen import fast_builder
-from wrkr.backend import ErrorRecord, Item, ItemFilter, State
+from wrkr.backend import ErrorRecord, Item, ItemFilter, State, fast_builder
 from wrkr_memory._clock import from_micros
 
 _ID_BITS = 128
@@ -136,7 +134,7 @@ class MemoryEntry:
 
 
 class MemoryQueue:
-    """A queue's pending entries, its leased ones, and its waiting consumers.
+    """A queue's pending entries and its leased ones; `wake(name)` is called on every push.
 
     Pending entries live in two sorted structures that are merged on the way out: a
     FIFO lane taking every entry whose key is above the lane's last (the common case:
@@ -145,12 +143,12 @@ class MemoryQueue:
     costs ~15 Python-level `__lt__` calls per push and pop.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, wake: Callable[[str | None], None]) -> None:
         self.name = name
+        self._wake = wake
         self.lane: deque[MemoryEntry] = deque()  # ascending keys
         self.heap: list[MemoryEntry] = []
         self.processing: set[MemoryEntry] = set()
-        self.waiters: set[asyncio.Future[None]] = set()
         # (name, tid) -> pending count; built on the first `once_every` message only,
         # so that queues never deduplicated pay nothing for it.
         self._pending_names: Counter[tuple[str, str | None]] | None = None
@@ -166,8 +164,7 @@ class MemoryQueue:
             heapq.heappush(self.heap, entry)
         if self._pending_names is not None:
             self._count_pending(entry, 1)
-        if self.waiters:
-            self.wake()
+        self._wake(self.name)
 
     def pop_due(self, now: int) -> MemoryEntry | None:
         """Remove and return the first pending entry if it is due at `now`."""
@@ -232,9 +229,3 @@ class MemoryQueue:
         if first is not None:
             times.append(first.due)
         return min(times, default=None)
-
-    def wake(self) -> None:
-        """Wake every consumer waiting on this queue, to look again."""
-        for waiter in self.waiters:
-            if not waiter.done():
-                waiter.set_result(None)

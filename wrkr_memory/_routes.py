@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wrkr._names import is_wildcard, matches
+from wrkr.backend import is_wildcard, matches
 
 _MAX_RESOLVED = 10_000
 """Cached resolutions kept at most; event names are few, but nothing enforces it."""
@@ -35,6 +35,11 @@ class MemoryRoutes:
         if not queues:
             table.pop(pattern, None)
         self._resolved.clear()
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Return every (queue, pattern) subscription, sorted."""
+        return sorted((queue, pattern) for table in (self._exact, self._wildcards)
+                      for pattern, queues in table.items() for queue in queues)
 
     def queues_for(self, name: str) -> tuple[str, ...]:
         """Return the sorted, distinct queues an event called `name` reaches."""

@@ -1,30 +1,42 @@
-"""The state of one in-memory wrkr: subscriptions, queues, items; no clock, no waiting.
+"""`MemoryStore`: the memory backend's `Store`, holding subscriptions, queues and items.
 
-Every method is synchronous and takes the time it acts at (`now`, int microseconds)
-from the backend. Under asyncio nothing else runs inside a method, which is what
-makes enqueue all-or-nothing and `once_every` atomic without a lock.
+Every method runs to completion without awaiting anything: under asyncio nothing else
+runs inside one, which is what makes a batch all-or-nothing and `once_every` atomic
+without a lock. Times are int microseconds inside (see `_clock`).
+
+One store may serve several `MemoryBackend` instances, which then behave as processes
+sharing one server: each backend gives back what it held when it closes, and the
+store's wake-ups reach the consumers of all of them.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, ClassVar
 
 from wrkr.backend import (
+    Capability,
+    Claim,
+    Clock,
     Delivery,
     ErrorRecord,
     Item,
     ItemFilter,
     ItemNotFound,
-    LeaseLost,
     Message,
+    Settle,
+    Settlement,
     State,
+    Store,
+    SystemClock,
     new_item_id,
 )
-from wrkr_memory._clock import to_micros
+from wrkr_memory._clock import from_micros, to_micros
 from wrkr_memory._queue import MemoryEntry, MemoryQueue, pack_key
 from wrkr_memory._routes import MemoryRoutes
 
@@ -32,18 +44,27 @@ _ID_DIGITS = 32
 _PENDING = (None, State.SCHEDULED, State.READY)
 _HELD = (None, State.PROCESSING, State.DONE, State.FAILED)
 
-Receipt = tuple[MemoryEntry, int]
+MemoryReceipt = tuple[MemoryEntry, int]
 """A delivery's receipt: the entry and the claim token it was delivered under."""
 
 
-class MemoryStore:
+class MemoryStore(Store[MemoryReceipt]):
     """Everything one in-memory wrkr holds; it outlives the backends that use it.
 
     Several `MemoryBackend` instances on one store see the same subscriptions and
     items, which is how tests model a restarted app or a second process.
+
+    Args:
+        clock: what "now" is; `ManualClock` lets a test move time by hand.
     """
 
-    def __init__(self) -> None:
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {
+        Capability.TRANSACTIONAL}
+    poll_interval = 3600.0  # every change wakes the consumers; leases ends are timed
+    in_process = True  # nothing here waits: the core calls it inline
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock if clock is not None else SystemClock()
         self.routes = MemoryRoutes()
         self._queues: dict[str, MemoryQueue] = {}
         # Items out of the pending heaps (processing, done, failed), by id.
@@ -57,13 +78,136 @@ class MemoryStore:
         """Return the queue called `name`, created empty on first use."""
         found = self._queues.get(name)
         if found is None:
-            found = self._queues[name] = MemoryQueue(name)
+            found = self._queues[name] = MemoryQueue(name, self.notify)
         return found
 
-    def wake_all(self) -> None:
-        """Wake every waiting consumer (the clock moved, or a backend closed)."""
-        for queue in self._queues.values():
-            queue.wake()
+    # -- the Store contract ------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Nothing to reach: the store lives in this process."""
+
+    async def disconnect(self) -> None:
+        """Nothing to release; the store keeps everything for the next backend."""
+
+    @property
+    def wakes_live(self) -> bool:
+        """Every change in the store wakes its consumers at once."""
+        return True
+
+    async def subscribe(self, queue: str, pattern: str) -> None:
+        """Route `pattern` to `queue`; see `Store.subscribe`."""
+        self.routes.add(queue, pattern)
+
+    async def unsubscribe(self, queue: str, pattern: str) -> None:
+        """Stop routing `pattern` to `queue`; see `Store.unsubscribe`."""
+        self.routes.remove(queue, pattern)
+
+    async def queues_for(self, name: str) -> list[str]:
+        """Return the queues `name` reaches; see `Store.queues_for`."""
+        return list(self.routes.queues_for(name))
+
+    async def subscriptions(self) -> list[tuple[str, str]]:
+        """Return every (queue, pattern); see `Store.subscriptions`."""
+        return self.routes.pairs()
+
+    async def put(self, messages: Sequence[Message], *, connection: Any = None) -> list[str]:
+        """Store a batch, all or nothing; see `Store.put`."""
+        return self.enqueue(messages)
+
+    async def claim(self, claim: Claim) -> list[Delivery[MemoryReceipt]]:
+        """Claim due items; see `Store.claim`."""
+        return self.claim_nowait(claim)
+
+    def claim_nowait(self, claim: Claim) -> list[Delivery[MemoryReceipt]]:
+        """Claim due items, without awaiting; see `Store.claim`."""
+        now = to_micros(claim.now)
+        return self.claim_now(claim.queue, claim.worker, to_micros(claim.until), claim.limit,
+                              now)
+
+    async def renew(self, deliveries: Sequence[Delivery[MemoryReceipt]],
+                    until: datetime) -> list[bool]:
+        """Extend leases; see `Store.renew`."""
+        until_us = to_micros(until)
+        return [self.extend(delivery.receipt, until_us) for delivery in deliveries]
+
+    async def settle(self, settlements: Sequence[Settlement[MemoryReceipt]]) -> list[bool]:
+        """Carry out settlements; see `Store.settle`."""
+        return self.settle_nowait(settlements)
+
+    def settle_nowait(self, settlements: Sequence[Settlement[MemoryReceipt]]) -> list[bool]:
+        """Carry out settlements, without awaiting; see `Store.settle`."""
+        return [self._settle_one(settlement) for settlement in settlements]
+
+    async def next_due(self, queue: str, now: datetime) -> datetime | None:
+        """Return the next due time or lease end; see `Store.next_due`."""
+        at = self.queue(queue).next_change()
+        return None if at is None else from_micros(at)
+
+    async def items(self, where: ItemFilter) -> list[Item]:
+        """Return the matching items; see `Store.items`."""
+        return self.find(where, self._now())
+
+    async def get(self, item_id: str) -> Item:
+        """Return one item; see `Store.get`."""
+        now = self._now()
+        self._refresh(now)
+        return self._find(item_id).snapshot(now)
+
+    async def cancel(self, where: ItemFilter) -> int:
+        """Delete pending matches; see `Store.cancel`."""
+        now = self._now()
+        self._refresh(now)
+        return sum(len(queue.take_pending(lambda entry: entry.matches(where, now)))
+                   for queue in self._queues_for(where))
+
+    async def retry(self, item_id: str) -> str:
+        """Move a failed item back to ready; see `Store.retry`."""
+        now = self._now()
+        entry = self._find(item_id)
+        if entry.state is not State.FAILED:
+            raise ItemNotFound(f"item {item_id!r} is {entry.state_at(now)}, not failed")
+        del self._held[entry.id]
+        entry.claimed().attempts = 0
+        entry.move_to(now, next(self._seq))
+        self._requeue(entry)
+        return entry.queue
+
+    async def counts(self) -> dict[str, dict[State, int]]:
+        """Return counts per queue and state; see `Store.counts`."""
+        return self.count(self._now())
+
+    async def purge(self, queue: str | None, state: State, older_than: datetime | None) -> int:
+        """Delete finished items; see `Store.purge`."""
+        before = None if older_than is None else to_micros(older_than)
+        doomed = [entry for entry in self._held.values()
+                  if entry.state is state and (queue is None or entry.queue == queue)
+                  and (before is None or (entry.claimed().finished or 0) < before)]
+        for entry in doomed:
+            del self._held[entry.id]
+        return len(doomed)
+
+    def _settle_one(self, settlement: Settlement[MemoryReceipt]) -> bool:
+        receipt = settlement.delivery.receipt
+        if not self.holds(receipt):
+            return False
+        how = settlement.how
+        if how is Settle.ACK:
+            self._ack(receipt, settlement.keep, settlement.expires)
+        elif how is Settle.NACK:
+            assert settlement.due is not None
+            assert settlement.error is not None
+            self._nack(receipt, to_micros(settlement.due), settlement.error)
+        elif how is Settle.FAIL:
+            assert settlement.error is not None
+            self._fail(receipt, settlement.error)
+        else:
+            self._give_back(receipt, counted=how is Settle.ABANDON)
+        return True
+
+    def _now(self) -> int:
+        if type(self.clock) is SystemClock:  # the same reading, without a datetime
+            return time.time_ns() // 1000
+        return to_micros(self.clock.now())
 
     # -- publishing ------------------------------------------------------------------
 
@@ -93,106 +237,76 @@ class MemoryStore:
 
     # -- consuming -------------------------------------------------------------------
 
-    def claim(self, name: str, worker: str, until: int, limit: int, now: int) -> list[Delivery]:
+    def claim_now(self, name: str, worker: str, until: int, limit: int,
+                  now: int) -> list[Delivery[MemoryReceipt]]:
         """Claim up to `limit` due items of queue `name` for `worker`, leased `until`."""
         queue = self.queue(name)
         if queue.processing:
             self._reclaim(queue, now)
         if self._archive:
             self._purge(now)
-        claimed: list[Delivery] = []
+        claimed: list[Delivery[MemoryReceipt]] = []
         while len(claimed) < limit and (entry := queue.pop_due(now)) is not None:
             claimed.append(self._lease(queue, entry, worker, until, now))
-        if claimed and queue.waiters:
-            queue.wake()  # other waiters must learn of the new lease ends
         return claimed
 
-    def holds(self, receipt: Receipt) -> bool:
+    def holds(self, receipt: MemoryReceipt) -> bool:
         """Tell whether the delivery behind `receipt` still holds its item."""
         entry, token = receipt
         claim = entry.claim
         return claim is not None and claim.state is State.PROCESSING and claim.token == token
 
-    def renew(self, receipt: Receipt, until: int) -> bool:
+    def extend(self, receipt: MemoryReceipt, until: int) -> bool:
         """Extend a lease to `until` if the receipt still holds it; tell whether it did."""
         if not self.holds(receipt):
             return False
         receipt[0].claimed().lease_until = until
         return True
 
-    def ack(self, receipt: Receipt, *, keep: bool, expires: int | None, now: int) -> None:
-        """Delete the item, or keep it as done until `expires` (None: for good)."""
+    def _ack(self, receipt: MemoryReceipt, keep: bool, expires: datetime | None) -> None:
         entry = self._release_hold(receipt)
         entry.claimed().state = State.DONE
         if not keep:
             del self._held[entry.id]
             return
-        entry.claimed().finished = now
+        entry.claimed().finished = self._now()
         if expires is not None:
-            heapq.heappush(self._archive, (expires, entry.key, entry))
+            heapq.heappush(self._archive, (to_micros(expires), entry.key, entry))
 
-    def nack(self, receipt: Receipt, *, due: int, error: ErrorRecord) -> None:
-        """Put the item back in its queue, due at `due`, with `error` recorded."""
+    def _nack(self, receipt: MemoryReceipt, due: int, error: ErrorRecord) -> None:
         entry = self._release_hold(receipt)
         entry.claimed().errors += (error,)
         entry.move_to(due, next(self._seq))
         self._requeue(entry)
 
-    def fail(self, receipt: Receipt, *, error: ErrorRecord) -> None:
-        """Park the item as failed, with `error` recorded."""
+    def _fail(self, receipt: MemoryReceipt, error: ErrorRecord) -> None:
         entry = self._release_hold(receipt)
         entry.claimed().errors += (error,)
         entry.claimed().state = State.FAILED
+        entry.claimed().finished = self._now()
 
-    def release(self, receipt: Receipt) -> None:
-        """Give the item back at its old place in line, the attempt not counted."""
+    def _give_back(self, receipt: MemoryReceipt, *, counted: bool) -> None:
+        """Requeue at the item's old place in line; a release uncounts the attempt."""
         entry = self._release_hold(receipt)
-        entry.claimed().attempts -= 1
+        if not counted:
+            entry.claimed().attempts -= 1
         self._requeue(entry)
-
-    def abandon(self, receipts: Sequence[Receipt]) -> None:
-        """Return still-held items to their queues as if their leases had expired."""
-        for receipt in receipts:
-            if self.holds(receipt):
-                self._requeue(self._release_hold(receipt))
 
     def next_change(self, name: str) -> int | None:
         """Return when something in queue `name` may next become claimable."""
         return self.queue(name).next_change()
 
-    # -- inspection and control ----------------------------------------------------------
+    # -- inspection --------------------------------------------------------------------
 
-    def items(self, where: ItemFilter, now: int) -> list[Item]:
+    def find(self, where: ItemFilter, now: int) -> list[Item]:
         """Return the matching items, by due time then publishing order."""
         self._refresh(now)
         chosen = [entry for entry in self._candidates(where) if entry.matches(where, now)]
         chosen.sort(key=attrgetter("key"))
-        return [entry.snapshot(now) for entry in chosen[:where.limit]]
+        end = None if where.limit is None else where.offset + where.limit
+        return [entry.snapshot(now) for entry in chosen[where.offset:end]]
 
-    def get(self, item_id: str, now: int) -> Item:
-        """Return the item with id `item_id` (O(n) when it is pending)."""
-        self._refresh(now)
-        return self._find(item_id).snapshot(now)
-
-    def cancel(self, where: ItemFilter, now: int) -> int:
-        """Delete the matching pending items; return how many."""
-        self._refresh(now)
-        if where.state not in _PENDING:
-            return 0
-        return sum(len(queue.take_pending(lambda entry: entry.matches(where, now)))
-                   for queue in self._queues_for(where))
-
-    def retry(self, item_id: str, now: int) -> None:
-        """Move a failed item back to ready now, attempts reset, errors kept."""
-        entry = self._find(item_id)
-        if entry.state is not State.FAILED:
-            raise ItemNotFound(f"item {item_id!r} is {entry.state_at(now)}, not failed")
-        del self._held[entry.id]
-        entry.claimed().attempts = 0
-        entry.move_to(now, next(self._seq))
-        self._requeue(entry)
-
-    def counts(self, now: int) -> dict[str, dict[State, int]]:
+    def count(self, now: int) -> dict[str, dict[State, int]]:
         """Return, per queue with items, how many are in each state."""
         self._refresh(now)
         counts: dict[str, dict[State, int]] = {}
@@ -206,7 +320,7 @@ class MemoryStore:
 
     def _lease(
         self, queue: MemoryQueue, entry: MemoryEntry, worker: str, until: int, now: int
-    ) -> Delivery:
+    ) -> Delivery[MemoryReceipt]:
         """Hand a just-popped entry to `worker` until `until`, under a new token."""
         claim = entry.claimed()
         claim.attempts += 1
@@ -216,11 +330,8 @@ class MemoryStore:
         self._held[entry.id] = entry
         return Delivery(entry.snapshot(now), (entry, claim.token))
 
-    def _release_hold(self, receipt: Receipt) -> MemoryEntry:
+    def _release_hold(self, receipt: MemoryReceipt) -> MemoryEntry:
         entry = receipt[0]
-        if not self.holds(receipt):
-            raise LeaseLost(f"item {entry.id:032x} is no longer held by this delivery: its "
-                            "lease expired and it went back to its queue, or it was settled")
         self._queues[entry.queue].processing.discard(entry)
         return entry
 

@@ -14,15 +14,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from wrkr._errors import UnknownBackend
 from wrkr.backend import (
     Delivery,
     ErrorRecord,
+    InvalidConfig,
     ItemFilter,
     LeaseLost,
     Message,
     NotStarted,
     State,
+    UnknownBackend,
 )
 from wrkr_memory import ManualClock, MemoryBackend, MemoryStore
 
@@ -229,7 +230,7 @@ async def test_memory_urls_share_a_named_store_and_nothing_else() -> None:
     assert MemoryBackend.from_url("memory://", clock=clock).now() == START
     with pytest.raises(UnknownBackend, match="amqp://x"):
         MemoryBackend.from_url("amqp://x")
-    with pytest.raises(TypeError, match="colour"):
+    with pytest.raises(InvalidConfig, match="colour"):
         MemoryBackend.from_url("memory://", colour="blue")
 
 

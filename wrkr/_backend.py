@@ -1,0 +1,262 @@
+"""The `Backend` contract: what a `Wrkr` app talks to.
+
+Two assemblies implement it: `StoreBackend` (a `Store` and the core's delivery loop)
+and `BrokerBackend` (a `Broker`). Every promise in a method docstring below is checked
+by a named test in `backend_conformance_tests`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Self
+
+from wrkr._errors import NotSupported
+from wrkr._types import (
+    Capability,
+    Clock,
+    Delivery,
+    ErrorRecord,
+    Item,
+    ItemFilter,
+    Message,
+    State,
+    SystemClock,
+)
+
+__all__ = ["Backend"]
+
+
+class Backend(abc.ABC):
+    """Stores subscriptions and items, and hands items to workers under leases.
+
+    A backend instance may be shared by several `Wrkr` apps in one process:
+    `open()` and `close()` count their users and call `connect()` on the first
+    open and `disconnect()` on the last close.
+
+    Methods for optional capabilities raise `NotSupported` unless overridden; the
+    core checks `capabilities` before calling them. Every method that reaches the
+    server raises `BackendUnavailable` (never the driver's own exceptions) when it
+    cannot, and then nothing was changed.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    clock: Clock = SystemClock()
+    _users: int = 0
+    _opening: asyncio.Lock | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build a backend from a URL such as ``memory://`` or ``amqp://host/``.
+
+        Raises:
+            NotSupported: the backend cannot be configured by URL.
+        """
+        raise NotSupported(f"{cls.__name__} cannot be built from a URL")
+
+    def now(self) -> datetime:
+        """Return the time the backend schedules by (the core uses it too)."""
+        return self.clock.now()
+
+    @property
+    def is_open(self) -> bool:
+        """Tell whether some app holds the backend open."""
+        return self._users > 0
+
+    async def open(self) -> None:
+        """Connect on the first call; later calls only count another user.
+
+        Safe under concurrency: two apps opening at once connect once.
+        """
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._users == 0:
+                await self.connect()
+            self._users += 1
+
+    async def close(self) -> None:
+        """Disconnect on the last user's call; extra calls do nothing."""
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._users == 0:
+                return
+            self._users -= 1
+            if self._users == 0:
+                await self.disconnect()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Reach the server and create what is missing (exchanges, tables, indexes).
+
+        Idempotent with respect to storage: connecting to storage that a previous
+        run created keeps its subscriptions and items.
+        """
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Release connections. Unsettled deliveries become claimable again, as if
+        their leases had expired (their attempts count)."""
+
+    # -- subscriptions -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def subscribe(self, queue: str, pattern: str) -> None:
+        """Make events whose name matches `pattern` reach `queue` from now on.
+
+        Durable: it outlives this process. Idempotent: subscribing twice is one
+        subscription. Publishers in this process see it at once; a backend that
+        caches subscriptions says in its docstring how soon other processes do.
+        """
+
+    @abc.abstractmethod
+    async def unsubscribe(self, queue: str, pattern: str) -> None:
+        """Stop routing `pattern` to `queue`; items already queued stay. Idempotent."""
+
+    @abc.abstractmethod
+    async def queues_for(self, name: str) -> list[str]:
+        """Return the sorted, distinct queues an event called `name` would reach now."""
+
+    @abc.abstractmethod
+    async def subscriptions(self) -> list[tuple[str, str]]:
+        """Return every subscription as (queue, pattern) pairs, sorted."""
+
+    # -- publishing ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def enqueue(
+        self, messages: Sequence[Message], *, connection: Any = None
+    ) -> list[str]:
+        """Store one item per (message, matching queue), all or nothing.
+
+        Returns the new item ids in message order. A message that reaches no
+        queue creates nothing. A `dedupe` message creates nothing for a queue that
+        already holds a pending item with its name and tid, atomically: concurrent
+        `dedupe` publishers never create two. Backends whose fan-out happens in a broker
+        may return one id per message, shared by its copies, and may route a
+        delayed message when it falls due, to the queues subscribed then.
+
+        Args:
+            messages: the batch, validated and encoded by the core.
+            connection: the caller's open transaction (TRANSACTIONAL backends only).
+
+        Raises:
+            BackendUnavailable: the batch was not stored (no part of it was) --
+                unless the message says the outcome is unknown: the connection was
+                lost while the server was committing, so the batch may be stored
+                whole, not at all, or (per RabbitMQ's own documentation, if the
+                broker itself failed) in part. Publishing again may then duplicate.
+        """
+
+    # -- consuming ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def deliveries(
+        self, queue: str, *, worker: str, lease: timedelta, prefetch: int
+    ) -> AsyncGenerator[Delivery[Any], None]:
+        """Yield the items of `queue` as they become due, each claimed for `worker`.
+
+        Order: by due time, then publishing order (FIFO among items due together).
+        A claimed item is `processing`, records `worker`, counts one more attempt and
+        is held for `lease`; if it is neither acked, nacked, failed nor released by
+        then, it becomes claimable again (a backend whose claims live on a broker
+        channel holds them as long as that channel instead). Never yields an item before it is due,
+        nor one another worker holds. At most `prefetch` items are claimed and not
+        yet yielded. Waits (without busy polling) while nothing is due. Closing the
+        iterator releases what it claimed but did not yield. When the server is
+        lost, it may ride the outage out itself or raise `BackendUnavailable`; the
+        core then opens a new iterator after a pause (0.5 s, doubling up to 5 s).
+        """
+
+    @abc.abstractmethod
+    async def renew(self, deliveries: Sequence[Delivery[Any]], lease: timedelta) -> list[bool]:
+        """Hold `deliveries` for `lease` more from now; tell, per delivery, if it still held.
+
+        A delivery whose lease ended (and whose item another worker may have claimed)
+        gets False and must not be settled. Where the lease is a broker channel, this
+        changes nothing and answers True while the channel is open.
+        """
+
+    @abc.abstractmethod
+    async def ack(
+        self, delivery: Delivery[Any], *, keep: bool = False, expires: datetime | None = None
+    ) -> None:
+        """Finish the item: delete it, or with `keep` mark it `done` until `expires`.
+
+        Raises:
+            LeaseLost: this delivery no longer holds the item (its lease expired, or it
+                was settled already).
+        """
+
+    @abc.abstractmethod
+    async def nack(self, delivery: Delivery[Any], *, due: datetime, error: ErrorRecord) -> None:
+        """Return the item to its own queue (no other), ready at `due`, `error` recorded.
+
+        Raises:
+            LeaseLost: this delivery no longer holds the item (its lease expired, or it
+                was settled already).
+        """
+
+    @abc.abstractmethod
+    async def fail(self, delivery: Delivery[Any], *, error: ErrorRecord) -> None:
+        """Park the item as `failed`, `error` appended to its history.
+
+        Raises:
+            LeaseLost: this delivery no longer holds the item (its lease expired, or it
+                was settled already).
+        """
+
+    @abc.abstractmethod
+    async def release(self, delivery: Delivery[Any]) -> None:
+        """Give the item back, ready at once, its attempt not counted (a graceful stop).
+
+        The item keeps its due time, hence its place in line, where the backend can
+        (a broker requeues it at the back).
+
+        Raises:
+            LeaseLost: this delivery no longer holds the item (its lease expired, or it
+                was settled already).
+        """
+
+    # -- inspection and control (optional capabilities) ----------------------------
+
+    async def items(self, where: ItemFilter) -> list[Item]:
+        """Return the items that match, oldest due first (QUERY; FAILED for failed ones)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.QUERY}'")
+
+    async def get(self, item_id: str) -> Item:
+        """Return one item by id (QUERY).
+
+        Raises:
+            ItemNotFound: no item has that id (acked and deleted, or never existed).
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.QUERY}'")
+
+    async def cancel(self, where: ItemFilter) -> int:
+        """Delete the pending (scheduled or ready) items that match; return how many (CANCEL).
+
+        `where.limit` and `where.state` do not apply: every pending match goes.
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.CANCEL}'")
+
+    async def retry(self, item_id: str) -> None:
+        """Move a failed item back to ready now, attempts reset, errors kept (FAILED).
+
+        Raises:
+            ItemNotFound: no failed item has that id.
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.FAILED}'")
+
+    async def counts(self) -> dict[str, dict[State, int]]:
+        """Return, per queue holding items, how many are in each state (zeros left out)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.QUERY}'")
+
+    async def purge(self, queue: str | None, state: State, older_than: datetime | None) -> int:
+        """Delete `state` items (DONE or FAILED) of `queue` (any if None) finished before
+        `older_than` (any time if None); return how many."""
+        raise NotSupported(f"{type(self).__name__} does not support purge")

@@ -1,0 +1,77 @@
+"""Settlements grouped into one `Store.settle` call: a round trip per batch, not per item.
+
+A batch leaves once the event loop has gone round without adding a settlement:
+handlers that finish one after another (the core hands out prefetched items one per
+loop turn) share a call, while a lone settlement waits one turn. While one batch is on
+its way to the server, the settlements that arrive wait and go together in the next.
+Measured on PostgreSQL (stop 6): a commit per batch instead of one per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from wrkr._store import Settlement
+
+__all__ = ["SettlementBatcher"]
+
+MAX_BATCH = 500
+MAX_WAIT = 0.005  # seconds a settlement may wait for others
+
+Flush = Callable[[Sequence[Settlement[Any]]], Awaitable[list[bool]]]
+
+
+class SettlementBatcher:
+    """Sends settlements through `flush` in batches; each caller learns if its lease held.
+
+    Args:
+        flush: carries out a batch (`Store.settle`); one bool per settlement.
+    """
+
+    def __init__(self, flush: Flush) -> None:
+        self._flush = flush
+        self._waiting: list[tuple[Settlement[Any], asyncio.Future[bool]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def settle(self, settlement: Settlement[Any]) -> bool:
+        """Queue `settlement`, wait for its batch, and tell whether the item was still held."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((settlement, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="wrkr-settlements")
+        return await future
+
+    async def drain(self) -> None:
+        """Wait until the settlements already queued have been sent (at close)."""
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+    async def _send(self) -> None:
+        while self._waiting:
+            await self._gather()
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            try:
+                held = await self._flush([settlement for settlement, _ in batch])
+            except Exception as exc:  # each caller raises it, its own
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            except BaseException:  # cancelled: so are the callers still waiting
+                for _, future in batch:
+                    future.cancel()
+                raise
+            for (_, future), result in zip(batch, held, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _gather(self) -> None:
+        """Let the loop go round while each turn adds settlements, up to a batch or MAX_WAIT."""
+        deadline = time.monotonic() + MAX_WAIT
+        count = 0
+        while count < len(self._waiting) < MAX_BATCH and time.monotonic() < deadline:
+            count = len(self._waiting)
+            await asyncio.sleep(0)

@@ -1,0 +1,201 @@
+"""The data that crosses the boundary between the core and a backend.
+
+Frozen, slotted dataclasses: a `Message` going in, an `Item` as stored, a `Delivery`
+coming out with an opaque receipt the core hands back and never inspects.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Generic, Protocol, TypeVar
+
+__all__ = [
+    "PENDING_STATES",
+    "Capability",
+    "Clock",
+    "Delivery",
+    "ErrorRecord",
+    "Item",
+    "ItemFilter",
+    "Message",
+    "State",
+    "SystemClock",
+    "new_item_id",
+]
+
+R = TypeVar("R")
+
+class Capability(StrEnum):
+    """What a backend can do beyond publish / subscribe / consume / ack."""
+
+    DELAY = "delay"  # messages due in the future are held until then
+    WILDCARDS = "wildcards"  # `*` and `#` in subscription patterns
+    QUERY = "query"  # items() and get() by id, queue, name, tid, state
+    CANCEL = "cancel"  # cancel() pending items
+    ONCE_EVERY = "once_every"  # atomic dedupe of pending items by (queue, name, tid)
+    ARCHIVE = "archive"  # keep acked items as `done` until they expire
+    FAILED = "failed"  # list failed items (items(state=FAILED, queue=...)) and retry() them
+    TRANSACTIONAL = "transactional"  # enqueue inside the caller's own open transaction
+
+
+class State(StrEnum):
+    """Where an item is in its life."""
+
+    SCHEDULED = "scheduled"  # waiting, due in the future
+    READY = "ready"  # due, waiting for a worker
+    PROCESSING = "processing"  # claimed by a worker under a lease
+    DONE = "done"  # acked and archived (only with archive "keep")
+    FAILED = "failed"  # parked after `Fail` or the last attempt
+
+
+PENDING_STATES = frozenset({State.SCHEDULED, State.READY})
+"""States `cancel` and `once_every` act on: not yet handed to a worker."""
+
+
+class _ItemIds:
+    """Item ids: 64 random bits drawn per process, then a 64-bit counter.
+
+    As unique across processes as a uuid4 for any realistic number of processes,
+    at a fraction of the cost (no `os.urandom` per id). A forked child draws its
+    own prefix, so parent and child never hand out the same id.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        """Draw a new random prefix and restart the counter."""
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        """Return the next id: the prefix, then the counter in 16 hex digits."""
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_ITEM_IDS = _ItemIds()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ITEM_IDS.reseed)
+
+
+def new_item_id() -> str:
+    """Return a fresh, unique item id (32 hex characters)."""
+    return _ITEM_IDS.next()
+
+
+class Clock(Protocol):
+    """A source of the current time; the memory backend accepts a controllable one."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    """The real wall clock."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware UTC."""
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """One failed attempt: when, which attempt, and what was raised."""
+
+    at: datetime
+    attempt: int
+    type: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (the time as ISO-8601)."""
+        return {"at": self.at.isoformat(), "attempt": self.attempt,
+                "type": self.type, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ErrorRecord:
+        """Rebuild a record written by `to_dict`."""
+        return cls(datetime.fromisoformat(data["at"]), int(data["attempt"]),
+                   str(data["type"]), str(data["message"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An event on its way into the backend, already validated and encoded by the core.
+
+    Attributes:
+        name: the event name, routing key of the fan-out.
+        tid: the target id, or None.
+        payload: the JSON-encoded payload (bytes; backends store it as they get it).
+        due: when the items become ready (aware UTC; may be in the past).
+        created: when the event was published (aware UTC).
+        dedupe: `once_every`: skip any queue that already holds a pending
+            (scheduled or ready) item with the same name and tid.
+    """
+
+    name: str
+    tid: str | None
+    payload: bytes
+    due: datetime
+    created: datetime
+    dedupe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One queue's copy of an event, as stored.
+
+    `attempts` counts deliveries so far, the one under way included; `errors`
+    holds one record per failed attempt, oldest first.
+    """
+
+    id: str
+    queue: str
+    name: str
+    tid: str | None
+    payload: bytes
+    due: datetime
+    created: datetime
+    state: State
+    attempts: int = 0
+    errors: tuple[ErrorRecord, ...] = ()
+    worker: str | None = None
+    finished: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(Generic[R]):
+    """An item claimed by one worker; `receipt` is the backend's own, opaque to the core.
+
+    A backend types its deliveries by its receipt: `Delivery[PostgresReceipt]`.
+    """
+
+    item: Item
+    receipt: R = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFilter:
+    """Which items `items()` and `cancel()` act on; None matches anything.
+
+    `items()` skips the first `offset` matches, then returns at most `limit`.
+    """
+
+    queue: str | None = None
+    name: str | None = None
+    tid: str | None = None
+    state: State | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    def matches(self, item: Item) -> bool:
+        """Tell whether `item` passes every field that is set (limit aside)."""
+        return ((self.queue is None or item.queue == self.queue)
+                and (self.name is None or item.name == self.name)
+                and (self.tid is None or item.tid == self.tid)
+                and (self.state is None or item.state == self.state))
