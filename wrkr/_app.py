@@ -18,8 +18,16 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from wrkr._connect import backend_from_url
-from wrkr._consumer import ErrorHook, ErrorHookObserver, Handler, QueueConsumer, Route, Settings
-from wrkr._errors import AlreadyStarted, InvalidEvent, NotStarted, NotSupported
+from wrkr._consumer import (
+    DEFAULT_LEASE,
+    ErrorHook,
+    ErrorHookObserver,
+    Handler,
+    QueueConsumer,
+    Route,
+    Settings,
+)
+from wrkr._errors import AlreadyStarted, InvalidConfig, InvalidEvent, NotStarted, NotSupported
 from wrkr._event import Event, from_item, to_event, to_message
 from wrkr._hooks import Observer, Observers
 from wrkr._names import check_name, check_pattern, check_queue, is_wildcard
@@ -30,7 +38,8 @@ from wrkr.backend import Backend, Capability, ItemFilter, Message, State
 logger = logging.getLogger("wrkr")
 
 Duration = timedelta | float | str
-_APP_OPTIONS = frozenset({"name", "archive", "retention", "retry", "on_error"})
+MIN_LEASE = timedelta(milliseconds=500)
+_APP_OPTIONS = frozenset({"name", "archive", "retention", "retry", "on_error", "lease"})
 
 
 class Wrkr:
@@ -43,30 +52,39 @@ class Wrkr:
         retention: with `"keep"`, how long done items are kept (forever if None).
         retry: the default retry policy of subscriptions that name none.
         on_error: called as `on_error(exception, event)` when a handler raises.
+        lease: how long a claim holds its item unless renewed (30 s). The app renews it
+            every third of that while the handler runs, so a handler may run as long as
+            its `timeout`, while a killed worker's items are claimable again within
+            about one lease.
     """
 
     def __init__(
         self, backend: Backend | None = None, *, name: str | None = None,
         archive: Literal["delete", "keep"] = "delete", retention: Duration | None = None,
         retry: Retry | None = None, on_error: ErrorHook | None = None,
+        lease: Duration = DEFAULT_LEASE,
     ) -> None:
         if backend is None:
             from wrkr_memory import MemoryBackend
 
             backend = MemoryBackend()
         if archive not in ("delete", "keep"):
-            raise InvalidEvent(f"invalid archive {archive!r}: expected 'delete' or 'keep'")
+            raise InvalidConfig(f"invalid archive {archive!r}: expected 'delete' or 'keep'")
         self.backend = backend
         self.name = name
         self.worker_id = f"{name}:{uuid.uuid4()}" if name else str(uuid.uuid4())
         if archive == "keep":
             self._require(Capability.ARCHIVE, "archive='keep'")
         keep_for = None if retention is None else parse_duration(retention, what="retention")
+        hold_for = parse_duration(lease, what="lease")
+        if hold_for < MIN_LEASE:
+            raise InvalidConfig(f"invalid lease {lease!r}: must be at least {MIN_LEASE}, so "
+                                "that renewals every third of it can reach the backend")
         self.observers = Observers()
         if on_error is not None:
             self.observers.add(ErrorHookObserver(on_error))
         self._settings = Settings(backend, self.worker_id, retry or Retry(), archive == "keep",
-                                  keep_for, self.observers)
+                                  keep_for, self.observers, hold_for)
         self._routes: dict[str, list[Route]] = {}
         self._consumers: dict[str, QueueConsumer] = {}
         self._started = False
@@ -228,11 +246,11 @@ class Wrkr:
         if is_wildcard(pattern):
             self._require(Capability.WILDCARDS, f"pattern {pattern!r}")
         if not callable(handler):
-            raise InvalidEvent(f"handler {handler!r} for {pattern!r} is not callable")
+            raise InvalidConfig(f"handler {handler!r} for {pattern!r} is not callable")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise InvalidEvent(f"invalid concurrency {concurrency!r}: expected an int >= 1")
+            raise InvalidConfig(f"invalid concurrency {concurrency!r}: expected an int >= 1")
         if retry is not None and not isinstance(retry, Retry):
-            raise InvalidEvent(f"invalid retry {retry!r}: expected a wrkr.Retry")
+            raise InvalidConfig(f"invalid retry {retry!r}: expected a wrkr.Retry")
         limit = parse_duration(timeout, what="timeout")
         return Route.build(pattern, handler, concurrency, limit, retry)
 
