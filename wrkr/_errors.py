@@ -68,3 +68,17 @@ class Fail(Exception):
     def __init__(self, reason: str = "failed by handler") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+_QUOTE_LIMIT = 200
+
+
+def quote(value: object) -> str:
+    """Return `repr(value)` cut to a few hundred characters, for error messages.
+
+    A typo beside a 5 MB payload must not make a 5-million-character message.
+    """
+    text = repr(value)
+    if len(text) <= _QUOTE_LIMIT:
+        return text
+    return f"{text[:_QUOTE_LIMIT]}... ({len(text):,} characters)"
