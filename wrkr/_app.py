@@ -184,6 +184,10 @@ class Wrkr:
         if not messages:
             return []
         ids = await self.backend.enqueue(messages, connection=connection)
+        if not ids and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("published %s: no item created (no queue is subscribed, or each "
+                         "queue already holds it pending under once_every)",
+                         ", ".join(sorted({message.name for message in messages})))
         if self.observers:
             self.observers.published(messages, ids)
         return ids

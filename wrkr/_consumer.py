@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 import time
+import traceback
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -473,17 +474,24 @@ class QueueConsumer:
         attempt = delivery.item.attempts
         record = _record(self._now(), attempt, error)
         if retry.exhausted(attempt):
-            await self._fail(delivery, record)
+            await self._fail(delivery, record, error)
             return Outcome.FAILED
         due = self._now() + retry.delay(attempt)
-        logger.info("item %s on %s: attempt %d failed (%s); retrying at %s",
-                    delivery.item.id, self.queue, attempt, record.message, due.isoformat())
+        # The first attempt's traceback shows the cause; later ones would repeat it.
+        logger.warning("item %s (%s) on %s: attempt %d failed with %s: %s; retrying at %s",
+                       delivery.item.id, delivery.item.name, self.queue, attempt, record.type,
+                       record.message, due.isoformat(),
+                       exc_info=error if attempt == 1 else None)
         await self._settings.backend.nack(delivery, due=due, error=record)
         return Outcome.RETRIED
 
-    async def _fail(self, delivery: Delivery[Any], record: ErrorRecord) -> None:
-        logger.error("item %s on %s failed for good: %s: %s",
-                     delivery.item.id, self.queue, record.type, record.message)
+    async def _fail(self, delivery: Delivery[Any], record: ErrorRecord,
+                    error: BaseException | None = None) -> None:
+        logger.error("item %s (%s) on %s failed for good after attempt %d: %s: %s",
+                     delivery.item.id, delivery.item.name, self.queue, record.attempt,
+                     record.type, record.message,
+                     exc_info=error if isinstance(error, Exception) and not isinstance(
+                         error, Fail) else None)
         await self._settings.backend.fail(delivery, error=record)
 
     def _route_for(self, name: str) -> Route | None:
@@ -501,8 +509,16 @@ class QueueConsumer:
         return self._settings.backend.now()
 
 
+TRACEBACK_FRAMES = 20
+"""Frames of a handler's traceback kept in its `ErrorRecord` (the last ones)."""
+
+
 def _record(at: datetime, attempt: int, error: BaseException, prefix: str = "") -> ErrorRecord:
     message = str(error) or repr(error)
     if prefix:
         message = f"{prefix}: {message}"
-    return ErrorRecord(at=at, attempt=attempt, type=type(error).__name__, message=message)
+    trace = None
+    if error.__traceback__ is not None:
+        trace = "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES))
+    return ErrorRecord(at=at, attempt=attempt, type=type(error).__name__, message=message,
+                       traceback=trace)
