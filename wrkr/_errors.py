@@ -62,6 +62,10 @@ class UnknownBackend(WrkrError, ValueError):
     """No installed backend handles the URL's scheme."""
 
 
+class CallTimedOut(WrkrError, TimeoutError):
+    """A blocking call got no answer in time (it may still have taken effect)."""
+
+
 class Fail(Exception):
     """Raise from a handler to park the item as failed at once, without retries."""
 
