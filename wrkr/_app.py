@@ -22,6 +22,7 @@ from wrkr._consumer import (
     DEFAULT_LEASE,
     ErrorHook,
     ErrorHookObserver,
+    H,
     Handler,
     QueueConsumer,
     Route,
@@ -30,6 +31,7 @@ from wrkr._consumer import (
 from wrkr._errors import AlreadyStarted, InvalidConfig, InvalidEvent, NotStarted, NotSupported
 from wrkr._event import Event, from_item, to_event, to_message
 from wrkr._hooks import Observer, Observers
+from wrkr._models import check_model
 from wrkr._names import check_name, check_pattern, check_queue, is_wildcard
 from wrkr._retry import Retry
 from wrkr._when import parse_duration
@@ -205,25 +207,32 @@ class Wrkr:
     async def subscribe(
         self, queue: str, event_pattern: str, handler: Handler, *, concurrency: int = 1,
         timeout: Duration = "5 minutes", retry: Retry | None = None,
+        payload: type | None = None,
     ) -> None:
         """Route events matching `event_pattern` to `queue` (durably) and handle them here.
 
         `handler(event)` or `handler(event, ack)`, a coroutine function or a plain
-        function (run in a thread). Consuming starts with `listen()`.
+        function (run in a thread). Consuming starts with `listen()`. With `payload`
+        (a dataclass, pydantic model or msgspec Struct class), the handler's
+        `event.payload` is that model; a payload that does not validate is parked as
+        failed with the validation error, since retrying cannot fix it.
         """
         self._require_started("subscribe")
-        route = self._route(queue, event_pattern, handler, concurrency, timeout, retry)
+        route = self._route(queue, event_pattern, handler, concurrency, timeout, retry,
+                            payload)
         await self.backend.subscribe(queue, event_pattern)
         self._add_route(queue, route)
 
     def on(
         self, event_pattern: str, *, queue: str, concurrency: int = 1,
         timeout: Duration = "5 minutes", retry: Retry | None = None,
-    ) -> Callable[[Handler], Handler]:
+        payload: type | None = None,
+    ) -> Callable[[H], H]:
         """Decorate a handler in a worker module; it is subscribed when the app starts."""
 
-        def register(handler: Handler) -> Handler:
-            route = self._route(queue, event_pattern, handler, concurrency, timeout, retry)
+        def register(handler: H) -> H:
+            route = self._route(queue, event_pattern, handler, concurrency, timeout, retry,
+                                payload)
             self._routes.setdefault(queue, []).append(route)
             return handler
 
@@ -243,7 +252,7 @@ class Wrkr:
 
     def _route(
         self, queue: str, pattern: str, handler: Handler, concurrency: int,
-        timeout: Duration, retry: Retry | None,
+        timeout: Duration, retry: Retry | None, model: type | None = None,
     ) -> Route:
         check_queue(queue)
         check_pattern(pattern)
@@ -256,7 +265,8 @@ class Wrkr:
         if retry is not None and not isinstance(retry, Retry):
             raise InvalidConfig(f"invalid retry {retry!r}: expected a wrkr.Retry")
         limit = parse_duration(timeout, what="timeout")
-        return Route.build(pattern, handler, concurrency, limit, retry)
+        return Route.build(pattern, handler, concurrency, limit, retry,
+                           None if model is None else check_model(model))
 
     def _add_route(self, queue: str, route: Route) -> None:
         self._routes.setdefault(queue, []).append(route)

@@ -15,15 +15,16 @@ import logging
 import time
 import traceback
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from wrkr._deadline import HandlerDeadline
 from wrkr._errors import BackendUnavailable, Fail, LeaseLost
 from wrkr._event import Event, from_item
 from wrkr._hooks import Handled, Observer, Observers, Outcome
 from wrkr._leases import LeaseKeeper
+from wrkr._models import to_model
 from wrkr._names import matches
 from wrkr._retry import Retry
 from wrkr.backend import Backend, Delivery, ErrorRecord
@@ -44,8 +45,11 @@ MAX_PAUSE = 5.0
 _MAX_CACHED_NAMES = 10_000
 """Event names whose route a consumer remembers; names are few, but nothing enforces it."""
 
-Handler = Callable[..., Any]
-"""`handler(event)` or `handler(event, ack)`; a coroutine function or a plain one."""
+Handler = Callable[[Event], object] | Callable[[Event, Callable[[], Any]], object]
+"""`handler(event)` or `handler(event, ack)`; a coroutine function or a plain one.
+
+Typed so that `mypy --strict` rejects a handler taking anything else."""
+H = TypeVar("H", bound=Handler)
 
 ErrorHook = Callable[[BaseException, Event], Any]
 
@@ -90,17 +94,18 @@ class Route:
     retry: Retry | None
     takes_ack: bool  # the handler's signature asks for `ack` as second argument
     is_async: bool
+    model: type | None = None  # the payload model the handler gets, if any
 
     @classmethod
     def build(
         cls, pattern: str, handler: Handler, concurrency: int, timeout: timedelta,
-        retry: Retry | None,
+        retry: Retry | None, model: type | None = None,
     ) -> Route:
         """Inspect the handler once, not on every delivery."""
         takes_ack = len(inspect.signature(handler).parameters) >= 2
         is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None))  # noqa: B004 - async callable objects
-        return cls(pattern, handler, concurrency, timeout, retry, takes_ack, is_async)
+        return cls(pattern, handler, concurrency, timeout, retry, takes_ack, is_async, model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +350,14 @@ class QueueConsumer:
             await self._fail(delivery, _record(self._now(), item.attempts, error))
             self._tell(event, Outcome.FAILED, None, 0.0, error)
         else:
+            if route.model is not None:
+                try:
+                    event = replace(event, payload=to_model(route.model, event.payload))
+                except ValueError as exc:  # retrying cannot fix it: park it, saying why
+                    what = f"payload does not validate as {route.model.__name__}"
+                    await self._fail(delivery, _record(self._now(), item.attempts, exc, what))
+                    self._tell(event, Outcome.FAILED, None, 0.0, exc)
+                    return
             await self._run_and_settle(route, retry, event, delivery, deadline)
 
     async def _run_and_settle(
@@ -425,7 +438,7 @@ class QueueConsumer:
             raise TimeoutError(f"handler exceeded its timeout of {seconds:g}s") from exc
 
     async def _call(self, route: Route, event: Event, ack: Ack, seconds: float) -> None:
-        handler = route.handler
+        handler: Any = route.handler
         if route.is_async:
             await (handler(event, ack) if route.takes_ack else handler(event))
             return

@@ -18,6 +18,7 @@ import orjson
 
 from wrkr._errors import InvalidEvent, quote
 from wrkr._frozen import fast_builder
+from wrkr._models import as_payload_dict
 from wrkr._names import check_name
 from wrkr._when import parse_duration, parse_when
 from wrkr.backend import ErrorRecord, Item, Message, State
@@ -46,7 +47,7 @@ class Event:
 
     name: str
     tid: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: Any = field(default_factory=dict)  # a dict; the model, with subscribe(payload=)
     when: When = None
     once_every: timedelta | float | str | None = None
     id: str | None = None
@@ -84,7 +85,11 @@ def encode_payload(payload: object) -> bytes:
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise InvalidEvent(f"invalid payload {quote(payload)}: expected a dict")
+        as_dict = as_payload_dict(payload)
+        if as_dict is None:
+            raise InvalidEvent(f"invalid payload {quote(payload)}: expected a dict, or a "
+                               "dataclass, pydantic or msgspec model instance")
+        payload = as_dict
     try:
         data = orjson.dumps(payload, option=_ENCODE_OPTIONS)
     except (orjson.JSONEncodeError, TypeError) as exc:
