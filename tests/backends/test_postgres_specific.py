@@ -22,7 +22,7 @@ import pytest_asyncio
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT
 from tests.conftest import PG_URL, new_schema
-from wrkr import BackendUnavailable, Event, Wrkr
+from wrkr import BackendUnavailable, Event, InvalidConfig, NotStarted, Wrkr
 from wrkr._names import matches
 from wrkr.backend import redact
 from wrkr_postgres import PostgresBackend
@@ -133,9 +133,28 @@ def test_url_options_are_split_from_libpq_options_and_passwords_masked() -> None
     assert redact(settings.conninfo) == "postgresql://u:***@127.0.0.1:5432/db?sslmode=disable"
 
 
-def test_schema_must_be_a_plain_identifier() -> None:
-    with pytest.raises(ValueError, match="invalid PostgreSQL schema name 'Bad-Name'"):
-        PostgresBackend(PG_URL, schema="Bad-Name")
+SECRET_URL = "postgresql://u:s3cret@127.0.0.1:5432/test"
+
+
+@pytest.mark.parametrize(("url", "options", "named"), [
+    (SECRET_URL + "?schema=bad-schema", {}, ["schema", "'bad-schema'", "lower-case"]),
+    (SECRET_URL, {"schema": "Bad-Name"}, ["schema", "'Bad-Name'", "lower-case"]),
+    (SECRET_URL + "?pool_size=abc", {}, ["pool_size", "'abc'", "whole number"]),
+    (SECRET_URL, {"pool_size": 0}, ["pool_size", "0", "whole number"]),
+    (SECRET_URL + "?fast_settle=maybe", {}, ["fast_settle", "'maybe'", "true or false"]),
+    (SECRET_URL, {"pool_sise": 3}, ["'pool_sise'", "pool_size", "schema", "fast_settle"]),
+    (SECRET_URL + "?pool_sise=3", {}, ["pool_sise", "pool_size", "schema", "libpq"]),
+])
+def test_configuration_mistakes_raise_invalid_config_naming_option_and_valid_ones(
+        url: str, options: dict[str, object], named: list[str]) -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        Wrkr.from_url(url, **options)
+    message = str(caught.value)
+    assert isinstance(caught.value, ValueError)
+    for part in named:
+        assert part in message, f"{part!r} missing from {message!r}"
+    assert "s3cret" not in message
+    assert "u:***@127.0.0.1" in message
 
 
 async def test_unreachable_server_raises_backend_unavailable_without_the_password() -> None:
@@ -156,6 +175,31 @@ async def test_migrations_are_applied_once_and_recorded(pg_schema: str) -> None:
     async with await psycopg.AsyncConnection.connect(PG_URL) as conn:
         cur = await conn.execute(f'SELECT version FROM "{pg_schema}".migrations')
         assert [row[0] for row in await cur.fetchall()] == [v for v, _ in migrations()]
+
+
+async def test_an_app_starts_again_after_stop_and_delivers(
+        pg_schema: str, names: Names) -> None:
+    app = Wrkr(PostgresBackend(PG_URL, schema=pg_schema, poll_interval=1.0))
+    queue, name, recorder = names.queue("again"), names.event("job"), Recorder()
+    app.on(name, queue=queue)(recorder.handle)
+    for run in ("first", "second", "third"):  # as a FastAPI lifespan run by each TestClient
+        await app.start()
+        try:
+            await app.listen()
+            await app.publish({"name": name, "tid": run})
+            assert (await recorder.next(f"the {run} run's event")).tid == run
+        finally:
+            await app.stop(timeout=1.0)
+
+
+async def test_a_closed_backend_says_not_started_not_unavailable(pg_schema: str) -> None:
+    backend = PostgresBackend(PG_URL, schema=pg_schema)
+    await backend.open()
+    await backend.close()
+    with pytest.raises(NotStarted, match="start the app"):
+        await backend.queues_for("x")
+    with pytest.raises(NotStarted):
+        await backend.store.queues_for("x")  # the store itself, past the backend's check
 
 
 async def test_rolled_back_transactional_publish_delivers_nothing_committed_delivers(
