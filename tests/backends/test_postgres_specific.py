@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -24,11 +25,23 @@ from backend_conformance_tests._helpers import WAIT
 from tests.conftest import PG_URL, new_schema
 from wrkr import BackendUnavailable, Event, InvalidConfig, NotStarted, Wrkr
 from wrkr._names import matches
-from wrkr.backend import redact
+from wrkr.backend import (
+    Claim,
+    Delivery,
+    ErrorRecord,
+    ItemFilter,
+    Message,
+    Settle,
+    Settlement,
+    State,
+    redact,
+)
 from wrkr_postgres import PostgresBackend
 from wrkr_postgres._config import settings_from_url
 from wrkr_postgres._names import pattern_regex
+from wrkr_postgres._rows import PostgresReceipt
 from wrkr_postgres._sql import migrations
+from wrkr_postgres._store import PostgresStore
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,6 +213,94 @@ async def test_a_closed_backend_says_not_started_not_unavailable(pg_schema: str)
         await backend.queues_for("x")
     with pytest.raises(NotStarted):
         await backend.store.queues_for("x")  # the store itself, past the backend's check
+
+
+@pytest_asyncio.fixture
+async def store(pg_schema: str) -> AsyncIterator[PostgresStore]:
+    """Provide an open backend's store, on the test's schema."""
+    backend = PostgresBackend(PG_URL, schema=pg_schema)
+    await backend.open()
+    yield backend.store
+    await backend.close()
+
+
+async def put(store: PostgresStore, queue: str, name: str, count: int) -> list[str]:
+    """Subscribe `queue` to `name` and store `count` items due now."""
+    await store.subscribe(queue, name)
+    now = store.clock.now()
+    return await store.put([Message(name, str(n), b"{}", now, now) for n in range(count)])
+
+
+async def claim(store: PostgresStore, queue: str, worker: str, lease: float,
+                limit: int = 10) -> list[Delivery[PostgresReceipt]]:
+    """Claim up to `limit` due items of `queue` for `worker`, leased `lease` seconds."""
+    now = store.clock.now()
+    return await store.claim(Claim(queue, worker, now, now + timedelta(seconds=lease), limit))
+
+
+async def test_a_renewal_or_settlement_under_a_reclaimed_lease_is_fenced(
+        store: PostgresStore, names: Names) -> None:
+    queue = names.queue("fence")
+    await put(store, queue, names.event("job"), 1)
+    [stale] = await claim(store, queue, "dead", lease=-1)  # its lease has already ended
+    [fresh] = await claim(store, queue, "alive", lease=60)
+    assert await store.renew([stale, fresh], store.clock.now() + timedelta(minutes=1)) == [
+        False, True]
+    ack = Settlement(fresh, Settle.ACK)
+    assert await store.settle([Settlement(stale, Settle.ACK), ack, ack]) == [False, True, False]
+    assert await store.items(ItemFilter(queue=queue)) == []
+
+
+async def test_one_settle_call_carries_every_kind_of_settlement(
+        store: PostgresStore, names: Names) -> None:
+    queue = names.queue("mixed")
+    await put(store, queue, names.event("job"), 5)
+    got = await claim(store, queue, "w", lease=60)
+    now = store.clock.now()
+    error = ErrorRecord(now, 1, "ValueError", "bad")
+    hows = [Settlement(got[0], Settle.ACK), Settlement(got[1], Settle.ACK, keep=True),
+            Settlement(got[2], Settle.NACK, due=now + timedelta(hours=1), error=error),
+            Settlement(got[3], Settle.FAIL, error=error), Settlement(got[4], Settle.RELEASE)]
+    assert await store.settle(hows) == [True] * 5
+    items = {item.id: item for item in await store.items(ItemFilter(queue=queue))}
+    assert got[0].item.id not in items
+    assert items[got[1].item.id].state is State.DONE
+    nacked, failed, released = (items[d.item.id] for d in got[2:])
+    assert (nacked.state, nacked.attempts, nacked.errors) == (State.SCHEDULED, 1, (error,))
+    assert (failed.state, failed.errors, failed.finished is not None) == (
+        State.FAILED, (error,), True)
+    assert (released.state, released.attempts) == (State.READY, 0)
+
+
+async def test_purge_deletes_finished_items_of_the_state_finished_before_a_time(
+        store: PostgresStore, names: Names) -> None:
+    queue, other = names.queue("purge"), names.queue("other")
+    await put(store, queue, names.event("job"), 3)
+    await put(store, other, names.event("other"), 1)
+    first, second, third = await claim(store, queue, "w", lease=60)
+    [elsewhere] = await claim(store, other, "w", lease=60)
+    error = ErrorRecord(store.clock.now(), 1, "ValueError", "bad")
+    await store.settle([Settlement(first, Settle.FAIL, error=error),
+                        Settlement(second, Settle.FAIL, error=error),
+                        Settlement(third, Settle.ACK, keep=True),
+                        Settlement(elsewhere, Settle.FAIL, error=error)])
+    an_hour_ago = store.clock.now() - timedelta(hours=1)
+    assert await store.purge(queue, State.FAILED, an_hour_ago) == 0
+    assert await store.purge(queue, State.FAILED, None) == 2
+    assert [item.state for item in await store.items(ItemFilter(queue=queue))] == [State.DONE]
+    assert await store.purge(None, State.DONE, store.clock.now() + timedelta(seconds=1)) == 1
+    assert len(await store.items(ItemFilter(queue=other))) == 1
+    with pytest.raises(InvalidConfig, match="'done' or 'failed'"):
+        await store.purge(None, State.READY, None)
+
+
+async def test_items_skip_offset_then_return_limit_and_subscriptions_are_listed(
+        store: PostgresStore, names: Names) -> None:
+    queue, name = names.queue("page"), names.event("job")
+    await put(store, queue, name, 5)
+    page = await store.items(ItemFilter(queue=queue, offset=1, limit=2))
+    assert [item.tid for item in page] == ["1", "2"]
+    assert (queue, name) in await store.subscriptions()
 
 
 async def test_rolled_back_transactional_publish_delivers_nothing_committed_delivers(
