@@ -36,6 +36,7 @@ from wrkr.backend import (
     State,
     redact,
 )
+from wrkr.cli import main
 from wrkr_postgres import PostgresBackend
 from wrkr_postgres._config import settings_from_url
 from wrkr_postgres._names import pattern_regex
@@ -168,6 +169,18 @@ def test_configuration_mistakes_raise_invalid_config_naming_option_and_valid_one
         assert part in message, f"{part!r} missing from {message!r}"
     assert "s3cret" not in message
     assert "u:***@127.0.0.1" in message
+
+
+@pytest.mark.parametrize("query", ["schema=bad-schema", "pool_size=abc", "prefx=x"])
+def test_the_cli_reports_a_bad_url_option_in_one_line_exit_1(
+        capsys: pytest.CaptureFixture[str], query: str) -> None:
+    assert main(["items", "--url", f"{SECRET_URL}?{query}"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert query.partition("=")[0] in err
+    assert "Traceback" not in err
+    assert "s3cret" not in err
 
 
 async def test_unreachable_server_raises_backend_unavailable_without_the_password() -> None:
