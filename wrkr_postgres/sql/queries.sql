@@ -82,6 +82,13 @@ FROM unnest(%(seqs)b::bigint[], %(leases)b::uuid[]) AS r(seq, lease)
 WHERE i.seq = r.seq AND i.lease = r.lease AND i.state = 'processing'
 RETURNING i.seq, i.lease
 
+-- name: ack
+-- The hot path of `settle`: a batch of plain acks (items deleted), fenced by the token.
+DELETE FROM {schema}.items i
+USING unnest(%(seqs)b::bigint[], %(leases)b::uuid[]) AS a(seq, lease)
+WHERE i.seq = a.seq AND i.lease = a.lease AND i.state = 'processing'
+RETURNING i.seq, i.lease
+
 -- name: settle
 -- A batch of settlements (Settle: ack, nack, fail, release, abandon), fenced by the lease
 -- token: the rows returned still held their item. An ack without `keep` deletes the row;
