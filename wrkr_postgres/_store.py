@@ -185,7 +185,8 @@ class PostgresStore(Store[PostgresReceipt]):
                     until: datetime) -> list[bool]:
         """Extend the leases in one statement, fenced by their tokens; see `Store.renew`."""
         params = {"seqs": [d.receipt.seq for d in deliveries],
-                  "leases": [d.receipt.lease for d in deliveries], "until": until}
+                  "leases": [d.receipt.lease for d in deliveries], "until": until,
+                  "now": self.clock.now()}
         held = {PostgresReceipt(*row) for row in await self._fetch("renew", params, settle=True)}
         return [delivery.receipt in held for delivery in deliveries]
 

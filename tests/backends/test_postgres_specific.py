@@ -51,12 +51,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = r"""
 import asyncio, sys
 from datetime import timedelta
-import wrkr._consumer
 from wrkr import Wrkr
 from wrkr_postgres import PostgresBackend
 
-# The core leases for handler timeout + 30 s; a shorter margin keeps the test short.
-wrkr._consumer.LEASE_MARGIN = timedelta(seconds=1)
 mode, schema, queue, name = sys.argv[1:5]
 
 async def hang(event):
@@ -64,7 +61,8 @@ async def hang(event):
     await asyncio.Event().wait()
 
 async def main():
-    app = Wrkr(PostgresBackend("postgresql://postgres@127.0.0.1:5432/test", schema=schema))
+    app = Wrkr(PostgresBackend("postgresql://postgres@127.0.0.1:5432/test", schema=schema),
+               lease="1 second")
     async with app:
         if mode == "worker":
             await app.subscribe(queue, name, hang, timeout="1 second")
@@ -337,22 +335,6 @@ async def test_transactional_publish_takes_only_a_psycopg_async_connection(
     await app.subscribe(names.queue("q"), names.event("x"), Recorder().handle)
     with pytest.raises(TypeError, match=r"psycopg\.AsyncConnection"):
         await app.publish({"name": names.event("x")}, connection=object())
-
-
-async def test_item_of_a_sigkilled_worker_is_handled_by_another_after_its_lease(
-        app: Wrkr, pg_schema: str, names: Names) -> None:
-    queue, name, recorder = names.queue("jobs"), names.event("job"), Recorder()
-    await app.subscribe(queue, name, recorder.handle)  # durable; this app listens later
-    worker = await spawn("worker", pg_schema, queue, name)
-    try:
-        await app.publish({"name": name, "tid": "doomed"})
-        started = await read_line(worker, "started")
-    finally:
-        worker.kill()  # SIGKILL: no cleanup, the lease must run out
-        await worker.wait()
-    await app.listen()
-    got = await recorder.next("the dead worker's item")
-    assert (got.id, got.attempts) == (started.split()[1], 2)
 
 
 async def test_twenty_concurrent_once_every_publishers_create_one_item(

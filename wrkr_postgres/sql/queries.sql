@@ -76,10 +76,12 @@ SELECT least(
      WHERE queue = %(queue)s AND state = 'processing'))
 
 -- name: renew
--- A batch of renewals, fenced by the lease token: rows returned still held their item.
+-- A batch of renewals, fenced by the lease token and by time: rows returned still held
+-- their item (a lease that ended is not renewed, even if nobody claimed the item since).
 UPDATE {schema}.items i SET lease_until = %(until)s
 FROM unnest(%(seqs)b::bigint[], %(leases)b::uuid[]) AS r(seq, lease)
 WHERE i.seq = r.seq AND i.lease = r.lease AND i.state = 'processing'
+  AND i.lease_until > %(now)s
 RETURNING i.seq, i.lease
 
 -- name: ack
