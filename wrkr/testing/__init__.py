@@ -11,7 +11,7 @@
 `wrkr.testing.pytest_plugin` provides the `wrkr_harness` fixture.
 """
 
-from wrkr.testing._blocking import BlockingHarness, blocking_harness
+from wrkr.testing._blocking import BlockingHarness, Portal, blocking_harness
 from wrkr.testing._errors import DrainError, DrainLimitReached, DrainTimeout
 from wrkr.testing._harness import Harness, harness
 
@@ -21,6 +21,7 @@ __all__ = [
     "DrainLimitReached",
     "DrainTimeout",
     "Harness",
+    "Portal",
     "blocking_harness",
     "harness",
 ]

@@ -1,41 +1,63 @@
-"""`blocking_harness(events)`: the harness for code that is not async (Flask, Django).
+"""`blocking_harness(...)`: the harness for tests that are not async (Flask, Django, TestClient).
 
-A `BlockingWrkr` runs its app on an event loop in a thread of its own; the harness must
-run on that same loop, so every call here is handed to it and waited for.
+The app runs on an event loop in another thread (a `BlockingWrkr`'s, or the portal of
+Starlette's `TestClient`); the harness must run on that same loop, so every call here is
+handed to it and waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
-from wrkr import BlockingWrkr, Event, Handled, NotStarted
+from wrkr import BlockingWrkr, Event, Handled, InvalidConfig, NotStarted, Wrkr
 from wrkr.testing._harness import DRAIN_TIMEOUT, MAX_ITEMS, Harness, Until
 from wrkr_memory import ManualClock
 
-__all__ = ["BlockingHarness", "blocking_harness"]
+__all__ = ["BlockingHarness", "Portal", "blocking_harness"]
 
 T = TypeVar("T")
 
 
-def blocking_harness(events: BlockingWrkr, *, start: datetime | None = None) -> BlockingHarness:
-    """Return a harness for the app of a started `BlockingWrkr`: `with blocking_harness(e):`."""
-    return BlockingHarness(events, start=start)
+class Portal(Protocol):
+    """Runs an async function on another thread's loop: anyio's `BlockingPortal`."""
+
+    def call(self, func: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """Run `func(*args)` on the portal's loop and return its result."""
+        ...
+
+
+def blocking_harness(
+    target: BlockingWrkr | Wrkr, *, portal: Portal | None = None, start: datetime | None = None,
+) -> BlockingHarness:
+    """Return a harness to enter with `with`: for a started `BlockingWrkr`, or for a
+    `Wrkr` running on `portal`'s loop (`TestClient(api).portal`, inside `with TestClient`).
+    """
+    return BlockingHarness(target, portal=portal, start=start)
 
 
 class BlockingHarness:
-    """`Harness`, with blocking methods, for the app a `BlockingWrkr` runs.
+    """`Harness`, with blocking methods, for an app whose loop runs in another thread.
 
-    Views keep calling `events.publish(...)`; they reach the harness's fresh backend,
-    and `drain()` runs the app's handlers on the facade's loop.
+    Views keep publishing as they do; they reach the harness's fresh backend, and
+    `drain()` runs the app's handlers on that loop.
+
+    Raises:
+        InvalidConfig: a `Wrkr` without a portal, or a portal with a `BlockingWrkr`.
     """
 
-    def __init__(self, events: BlockingWrkr, *, start: datetime | None = None) -> None:
-        self.events = events
-        self.harness = Harness(events.app, start=start)
+    def __init__(self, target: BlockingWrkr | Wrkr, *, portal: Portal | None = None,
+                 start: datetime | None = None) -> None:
+        if isinstance(target, BlockingWrkr) == (portal is not None):
+            raise InvalidConfig(f"blocking_harness({target!r}, portal={portal!r}): expected "
+                                "a BlockingWrkr alone, or a Wrkr and the portal its loop runs on")
+        self._events = target if isinstance(target, BlockingWrkr) else None
+        self._portal = portal
+        app = target.app if isinstance(target, BlockingWrkr) else target
+        self.harness = Harness(app, start=start)
 
     @property
     def clock(self) -> ManualClock:
@@ -75,9 +97,17 @@ class BlockingHarness:
         return self._run(self.harness.drain(until, max_items=max_items, timeout=timeout))
 
     def _run(self, call: Coroutine[Any, Any, T]) -> T:
-        loop = self.events._loop
+        if self._portal is not None:
+            result: T = self._portal.call(_await, call)  # (mypy cannot bind T through it)
+            return result
+        assert self._events is not None
+        loop = self._events._loop
         if loop is None or loop.is_closed():
             call.close()
             raise NotStarted("blocking_harness() needs a started BlockingWrkr "
                              "(call events.start() first)")
         return asyncio.run_coroutine_threadsafe(call, loop).result()
+
+
+async def _await(call: Coroutine[Any, Any, T]) -> T:
+    return await call
