@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
-from wrkr import Event, Handled, Wrkr
+from wrkr import AlreadyStarted, Event, Handled, Wrkr
 from wrkr._when import parse_when
 from wrkr.backend import ItemFilter, State
 from wrkr.testing._errors import DrainLimitReached, DrainTimeout
@@ -79,7 +79,7 @@ class Harness:
 
     async def __aenter__(self) -> Self:
         if self._saved is not None:
-            raise RuntimeError("this harness is already in use; make a new one per test")
+            raise AlreadyStarted("this harness is already in use; make a new one per test")
         self._saved = await take_over(self.app, self.backend)
         self.app.observe(self._recorder)
         try:
