@@ -6,8 +6,17 @@ import threading
 
 import pytest
 
-from wrkr import AlreadyStarted, BlockingWrkr, Event, InvalidConfig, NotStarted, Wrkr
+from wrkr import (
+    AlreadyStarted,
+    BackendUnavailable,
+    BlockingWrkr,
+    Event,
+    InvalidConfig,
+    NotStarted,
+    Wrkr,
+)
 from wrkr.testing import blocking_harness, harness
+from wrkr_memory import MemoryBackend
 
 
 # Port 9 (discard) on localhost: nothing listens, so any connection attempt would fail.
@@ -86,3 +95,24 @@ def test_blocking_harness_restores_the_facade_it_borrowed() -> None:
         [pending] = events.items()
         assert pending.tid == "2"
     assert seen == ["1"]
+
+
+class UnreachableBackend(MemoryBackend):
+    """A backend whose server is down: opening it fails."""
+
+    async def connect(self) -> None:
+        raise BackendUnavailable("could not connect to memory-server://down: connection refused")
+
+
+async def test_an_app_whose_server_is_down_is_tested_without_opening_its_backend() -> None:
+    app = Wrkr(UnreachableBackend(), name="shop")
+
+    @app.on("shop.order.placed", queue="orders")
+    async def placed(event: Event) -> None:
+        pass
+
+    async with harness(app) as h:
+        await app.publish({"name": "shop.order.placed", "tid": "1"})
+        assert [e.tid for e in await h.drain()] == ["1"]
+    assert isinstance(app.backend, UnreachableBackend)
+    assert not app.backend.is_open
