@@ -141,10 +141,16 @@ class BlockingWrkr:
     # -- forwarded calls -------------------------------------------------------------
 
     def publish(
-        self, events: Event | dict[str, Any] | Sequence[Event | dict[str, Any]]
+        self, events: Event | dict[str, Any] | Sequence[Event | dict[str, Any]],
+        *, connection: Any = None,
     ) -> list[str]:
-        """Publish one event or a batch; return the ids of the items created (`Wrkr.publish`)."""
-        return self._call(self.app.publish, events)
+        """Publish one event or a batch; return the ids of the items created (`Wrkr.publish`).
+
+        `connection`: the caller's open transaction, on a TRANSACTIONAL backend; on
+        PostgreSQL a sync ``psycopg.Connection`` (Django's ``connection.connection``
+        inside ``transaction.atomic()``), so the events commit or roll back with it.
+        """
+        return self._call(self.app.publish, events, connection=connection)
 
     def items(
         self, *, queue: str | None = None, name: str | None = None, tid: str | None = None,

@@ -163,13 +163,25 @@ class PostgresStore(Store[PostgresReceipt]):
         return [row[0].hex for row in rows]
 
     async def _fetch_on(self, connection: Any, params: dict[str, Any]) -> list[Row]:
-        if not isinstance(connection, psycopg.AsyncConnection):
-            raise TypeError("PostgresBackend joins a psycopg.AsyncConnection's transaction; "
-                            f"got {type(connection).__name__}")
+        """Insert on the caller's connection, inside its open transaction.
+
+        A sync ``psycopg.Connection`` (Flask, Django through `BlockingWrkr`) is used from
+        a worker thread: its own thread is blocked waiting for this publish meanwhile.
+        """
+        query = self.queries["enqueue"]
         self._open_pools()
-        with wrapped(self.settings.conninfo):
-            cur = await connection.execute(self.queries["enqueue"], params)
-            return await cur.fetchall()
+        if isinstance(connection, psycopg.AsyncConnection):
+            with wrapped(self.settings.conninfo):
+                cur = await connection.execute(query, params)
+                return await cur.fetchall()
+        if isinstance(connection, psycopg.Connection):
+            def insert() -> list[Row]:
+                with wrapped(self.settings.conninfo):
+                    return connection.execute(query, params).fetchall()
+
+            return await asyncio.to_thread(insert)
+        raise InvalidConfig("PostgresBackend joins the transaction of a psycopg Connection "
+                            f"or AsyncConnection; got {type(connection).__name__}")
 
     async def claim(self, claim: Claim) -> list[Delivery[PostgresReceipt]]:
         """Claim a batch in one ``FOR UPDATE SKIP LOCKED`` statement; see `Store.claim`.

@@ -23,7 +23,7 @@ import pytest_asyncio
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT
 from tests.conftest import PG_URL, new_schema
-from wrkr import BackendUnavailable, Event, InvalidConfig, NotStarted, Wrkr
+from wrkr import BackendUnavailable, BlockingWrkr, Event, InvalidConfig, NotStarted, Wrkr
 from wrkr._names import matches
 from wrkr.backend import (
     Claim,
@@ -330,11 +330,32 @@ async def test_rolled_back_transactional_publish_delivers_nothing_committed_deli
     assert [item.tid for item in await app.items(queue=queue)] in ([], ["committed"])
 
 
-async def test_transactional_publish_takes_only_a_psycopg_async_connection(
+async def test_transactional_publish_takes_only_a_psycopg_connection(
         app: Wrkr, names: Names) -> None:
     await app.subscribe(names.queue("q"), names.event("x"), Recorder().handle)
-    with pytest.raises(TypeError, match=r"psycopg\.AsyncConnection"):
+    with pytest.raises(InvalidConfig, match=r"psycopg Connection or AsyncConnection; got object"):
         await app.publish({"name": names.event("x")}, connection=object())
+
+
+def test_a_blocking_publish_joins_a_sync_psycopg_transaction(pg_schema: str) -> None:
+    url = f"{PG_URL}?schema={pg_schema}"
+
+    async def subscribe() -> None:
+        async with Wrkr.from_url(url) as setup:
+            await setup.subscribe("orders", "shop.order.placed", lambda event: None)
+
+    asyncio.run(subscribe())
+    with BlockingWrkr(url) as events, psycopg.connect(PG_URL) as conn:  # Flask/Django's
+        with contextlib.suppress(ZeroDivisionError), conn.transaction():
+            events.publish({"name": "shop.order.placed", "tid": "rolled-back"},
+                           connection=conn)
+            raise ZeroDivisionError  # the view's own change fails
+        with conn.transaction():
+            events.publish({"name": "shop.order.placed", "tid": "committed"},
+                           connection=conn)
+            assert events.items(queue="orders") == []  # not visible before the commit
+        assert [item.tid for item in events.items(queue="orders")] == ["committed"]
+
 
 
 async def test_twenty_concurrent_once_every_publishers_create_one_item(
