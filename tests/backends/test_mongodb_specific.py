@@ -331,7 +331,7 @@ async def test_an_item_not_leased_stores_a_past_date_not_null() -> None:
         await backend.subscribe("q", "x")
         now = datetime.now(UTC)
         [item_id] = await backend.enqueue([Message("x", None, b"{}", now, now)])
-        document = await backend._collection().find_one({"_id": item_id})
+        document = await backend.store._connection().items.find_one({"_id": item_id})
         assert document["lease"] == NOT_LEASED
         assert [item.id for item in await backend.items(ItemFilter(queue="q"))] == [item_id]
     finally:
