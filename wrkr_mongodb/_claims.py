@@ -4,7 +4,9 @@ A claim of one item is one `find_one_and_update`. A batch is two round trips: a 
 up to `limit` claimable documents, then one `update_many` that takes each of them only
 if it is still claimable with the attempt count just read (any competing claim counts
 an attempt), so that the documents read are exactly what was won. Only when a
-competitor won some does a third query read back which ones this claim's token holds.
+competitor won some does a third query read back which ones this claim's token holds;
+the claim then tries again for the rest (a few rounds), so that a worker losing a race
+does not go to sleep while items are due.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from wrkr_mongodb._documents import (
 )
 
 FIFO = [("due", ASCENDING), ("seq", ASCENDING)]
+CONTENDED_ROUNDS = 3  # finds a batch claim makes at most while competitors win its picks
 # Hinted, as not every server's planner picks it for a range plus a sort (secantusdb
 # scans the collection without the hint); on MongoDB it is the planner's choice anyway.
 
@@ -83,12 +86,15 @@ class MongoDBClaimer:
                 claimable(claim.queue, now), taken, sort=FIFO, hint=CLAIM_INDEX,
                 return_document=ReturnDocument.AFTER)
             return [] if document is None else [_delivery(document, token, claim.now)]
-        cursor = (self.items.find(claimable(claim.queue, now))
-                  .sort(FIFO).limit(claim.limit).hint(CLAIM_INDEX))
-        documents = [document async for document in cursor]
-        if not documents:
-            return []
-        won = await self._take(claim.queue, now, documents, taken, token)
+        won: list[dict[str, Any]] = []
+        for _ in range(CONTENDED_ROUNDS):  # items a competitor took: claim others instead
+            cursor = (self.items.find(claimable(claim.queue, now))
+                      .sort(FIFO).limit(claim.limit - len(won)).hint(CLAIM_INDEX))
+            documents = [document async for document in cursor]
+            taken_now = await self._take(claim.queue, now, documents, taken, token)
+            won.extend(taken_now)
+            if len(taken_now) == len(documents) or len(won) == claim.limit:
+                break
         for document in won:  # as the update left them
             document.update(held, attempts=document["attempts"] + 1)
             document.pop("once", None)
@@ -97,6 +103,8 @@ class MongoDBClaimer:
     async def _take(self, queue: str, now: datetime, documents: list[dict[str, Any]],
                     taken: dict[str, Any], token: str) -> list[dict[str, Any]]:
         """Take the documents unchanged since they were read; return those taken."""
+        if not documents:
+            return []
         ids = [document["_id"] for document in documents]
         unchanged = [{"_id": d["_id"], "attempts": d["attempts"]} for d in documents]
         result = await self.items.update_many(

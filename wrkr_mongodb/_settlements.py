@@ -44,12 +44,13 @@ class MongoDBSettler:
         ids = [settlement.delivery.receipt.item_id for settlement in settlements]
         found = self.items.find({"_id": {"$in": ids}}, {"settled": 1})
         documents = {row["_id"]: row async for row in found}
-        # A missing document was deleted by its ack, or (rarely) by another worker's ack
-        # after this lease ran out: either way the item is gone, as the ack asked.
+        # A delete was done if its document is gone and the batch deleted any -- another
+        # worker's ack (after this lease ran out) may have deleted one of them instead,
+        # and then which is unknown; the item is gone either way, as the ack asked.
+        deleted = result.deleted_count > 0
         return [documents.get(item_id, {}).get("settled") == mark
-                if isinstance(write, UpdateOne) else item_id not in documents
+                if isinstance(write, UpdateOne) else deleted and item_id not in documents
                 for item_id, mark, write in zip(ids, marks, writes, strict=True)]
-
 
 def _write(settlement: Settlement[MongoDBReceipt], mark: str, now: datetime) -> Write:
     """Return the fenced write that carries out `settlement`."""
