@@ -115,17 +115,26 @@ class MongoDBClaimer:
         won = {row["_id"] async for row in mine}
         return [document for document in documents if document["_id"] in won]
 
-    async def renew(self, receipts: Sequence[MongoDBReceipt], until: datetime) -> list[bool]:
-        """Extend the leases `receipts` still hold to `until`; tell which held."""
+    async def renew(self, receipts: Sequence[MongoDBReceipt], until: datetime,
+                    now: datetime) -> list[bool]:
+        """Extend to `until` the leases `receipts` still hold and that have not ended by
+        `now`; tell which were extended (an ended lease is not, even if unclaimed)."""
+        alive = {"$gt": floor_ms(now)}
         result = await self.items.update_many(
-            {"$or": [receipt.fence() for receipt in receipts]},
+            {"$or": [receipt.fence() for receipt in receipts], "lease": alive},
             {"$set": {"lease": ceil_ms(until)}})
         if result.matched_count == len(receipts):
             return [True] * len(receipts)
         found = self.items.find({"_id": {"$in": [r.item_id for r in receipts]}},
                                 {"claim": 1, "state": 1, "lease": 1})
         documents = {row["_id"]: row async for row in found}
-        return [receipt.holds(documents.get(receipt.item_id)) for receipt in receipts]
+        extended = ceil_ms(until)
+        renewed = []
+        for receipt in receipts:  # held and now leased until `until`: this renewal's work
+            document = documents.get(receipt.item_id)
+            renewed.append(document is not None and receipt.holds(document)
+                           and as_utc(document["lease"]) == extended)
+        return renewed
 
     async def next_due(self, queue: str, now: datetime) -> datetime | None:
         """Return the earliest future due time or lease end of `queue`'s queued items."""

@@ -119,8 +119,11 @@ def new_item_document(message: Message, queue: str, seq: int,
 
 def error_document(error: ErrorRecord) -> dict[str, Any]:
     """Return `error` as stored: its time as a BSON date, not a string."""
-    return {"at": error.at, "attempt": error.attempt, "type": error.type,
-            "message": error.message}
+    stored: dict[str, Any] = {"at": error.at, "attempt": error.attempt, "type": error.type,
+                              "message": error.message}
+    if error.traceback is not None:
+        stored["traceback"] = error.traceback
+    return stored
 
 
 def item_from_document(document: dict[str, Any], now: datetime) -> Item:
@@ -132,7 +135,8 @@ def item_from_document(document: dict[str, Any], now: datetime) -> Item:
         due=as_utc(document["due"]), created=as_utc(document["created"]),
         state=state_of(document, now), attempts=int(document.get("attempts", 0)),
         errors=tuple(ErrorRecord(as_utc(e["at"]), int(e["attempt"]), str(e["type"]),
-                                 str(e["message"])) for e in document.get("errors", [])),
+                                 str(e["message"]), e.get("traceback"))
+                     for e in document.get("errors", [])),
         worker=document.get("worker"),
         finished=as_utc(finished) if finished is not None else None,
     )

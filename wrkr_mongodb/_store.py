@@ -199,7 +199,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
         """Extend leases in one `update_many`; see `Store.renew`."""
         with self.errors.unavailable(f"renewing {len(deliveries)} lease(s)"):
             return await self._connection().claimer.renew(
-                [delivery.receipt for delivery in deliveries], until)
+                [delivery.receipt for delivery in deliveries], until, self.clock.now())
 
     async def settle(self, settlements: Sequence[Settlement[MongoDBReceipt]]) -> list[bool]:
         """Carry out settlements in one `bulk_write`; see `Store.settle`."""

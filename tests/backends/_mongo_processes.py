@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import timedelta
 
 import orjson
 
-import wrkr._consumer
 from wrkr import Event, Wrkr
 from wrkr_mongodb import MongoDBBackend
 
@@ -25,14 +23,12 @@ HANG = 3600.0
 
 async def hanging_worker(url: str, queue: str, event_name: str) -> None:
     """Handle QUEUE's items by announcing them and hanging until killed."""
-    wrkr._consumer.LEASE_MARGIN = timedelta(0)  # the lease is the handler timeout alone
-
     async def hang(event: Event) -> None:
         print(f"HANDLING {event.id}", flush=True)
         await asyncio.sleep(HANG)
 
-    async with Wrkr(MongoDBBackend(url)) as app:
-        await app.subscribe(queue, event_name, hang, timeout="2 seconds")
+    async with Wrkr(MongoDBBackend(url), lease="2 seconds") as app:
+        await app.subscribe(queue, event_name, hang, timeout="1 hour")
         await app.listen()
         await asyncio.sleep(HANG)
 
