@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import PG_URL
-from tests.core._cli_helpers import WAIT, assert_one_error_line, env, run, script
+from tests.core._cli_helpers import (
+    WAIT,
+    assert_one_error_line,
+    env,
+    lines_of,
+    run,
+    script,
+    wait_for,
+    wrkr_script,
+)
+from tests.core.test_cli_worker import write_module
 from wrkr import Fail, State, Wrkr
 
 pytestmark = pytest.mark.postgres
@@ -401,3 +412,25 @@ def test_python_dash_m_wrkr_runs_the_command(url: str, tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (0, "")
     assert [line.split()[0] for line in done.stdout.splitlines()] == ["queue", *sorted(QUEUES)]
 
+
+
+def test_a_worker_handles_what_another_process_publishes(url: str, tmp_path: Path) -> None:
+    module = write_module(tmp_path)
+    with subprocess.Popen([wrkr_script(), "worker", f"{module}:app", "--url", url],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=tmp_path, env=env()) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        try:
+            out, _ = lines_of(proc.stdout)
+            err, _ = lines_of(proc.stderr)
+            banner = "".join(wait_for(err, "started"))
+            assert f"PostgresBackend  {url}" in banner
+            published = script("publish", "test.cli.ping", "--tid", "7", "--url", url,
+                               cwd=tmp_path)
+            assert published.returncode == 0
+            assert wait_for(out, "ping")[-1] == "ping 7\n"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=WAIT) == 0
+        finally:
+            proc.kill()

@@ -55,6 +55,11 @@ async def slow(event):
     await asyncio.sleep(60)
 
 
+@app.on("test.cli.ping", queue="test.cli.pings")
+async def ping(event):
+    print("ping", event.tid, flush=True)
+
+
 async def seed(count):
     async with Wrkr.from_url(app.url) as seeder:
         await seeder.backend.subscribe("test.cli.slow", "test.cli.slow")
