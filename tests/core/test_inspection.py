@@ -8,7 +8,18 @@ from datetime import timedelta
 
 import pytest
 
-from wrkr import Event, Fail, Handled, InvalidEvent, InvalidWhen, Observer, Outcome, State, Wrkr
+from wrkr import (
+    Event,
+    Fail,
+    Handled,
+    InvalidEvent,
+    InvalidWhen,
+    NotSupported,
+    Observer,
+    Outcome,
+    State,
+    Wrkr,
+)
 from wrkr_memory import ManualClock, MemoryBackend
 
 WAIT = 10.0
@@ -121,3 +132,14 @@ async def test_items_page_with_limit_and_offset(app: Wrkr) -> None:
 async def test_items_offset_must_be_a_whole_number(app: Wrkr, offset: object) -> None:
     with pytest.raises(InvalidEvent, match="invalid offset"):
         await app.items(offset=offset)  # type: ignore[arg-type]
+
+
+class _NoQueryBackend(MemoryBackend):
+    capabilities = frozenset()
+
+
+async def test_counts_need_a_backend_that_can_query() -> None:
+    async with Wrkr(_NoQueryBackend()) as app:
+        with pytest.raises(NotSupported, match=r"_NoQueryBackend does not support 'query', "
+                                               r"needed for counts\(\)"):
+            await app.counts()
