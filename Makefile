@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 BASE   := $(VENV)/.installed-base
 FULL   := $(VENV)/.installed-full
 
-.PHONY: demo test lint typecheck services unit alone bench clean
+.PHONY: demo test lint typecheck services packages unit alone bench faults clean
 
 $(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,10 @@ lint: $(FULL)
 typecheck: $(FULL)
 	$(PY) -m mypy
 
-services:
+packages:
+	bash scripts/debian-packages.sh
+
+services: packages
 	bash scripts/services/postgres.sh
 	bash scripts/services/rabbitmq.sh
 
@@ -46,6 +49,12 @@ alone: $(FULL)
 bench: $(FULL)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m bench
+
+## Kill -9 workers, cut connections and overload the CPU while events are handled;
+## print what was lost (0) and how fast a killed worker's items came back.
+faults: $(FULL) services
+	$(PY) -m bench.faults --url "postgresql://postgres@127.0.0.1:5432/test?schema=wrkr_faults"
+	$(PY) -m bench.faults --url "amqp://guest:guest@127.0.0.1:5672/?prefix=wrkr_faults"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

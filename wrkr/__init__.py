@@ -8,6 +8,7 @@ from wrkr._blocking import BlockingWrkr
 from wrkr._errors import (
     AlreadyStarted,
     BackendUnavailable,
+    CallTimedOut,
     Fail,
     InvalidConfig,
     InvalidEvent,
@@ -29,6 +30,7 @@ __all__ = [
     "AlreadyStarted",
     "BackendUnavailable",
     "BlockingWrkr",
+    "CallTimedOut",
     "Capability",
     "ErrorRecord",
     "Event",

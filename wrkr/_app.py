@@ -16,10 +16,20 @@ from types import TracebackType
 from typing import Any, Literal, Self, overload
 
 from wrkr._connect import backend_from_url
-from wrkr._consumer import ErrorHook, ErrorHookObserver, Handler, QueueConsumer, Route, Settings
-from wrkr._errors import AlreadyStarted, InvalidEvent, NotStarted, NotSupported
+from wrkr._consumer import (
+    DEFAULT_LEASE,
+    ErrorHook,
+    ErrorHookObserver,
+    H,
+    Handler,
+    QueueConsumer,
+    Route,
+    Settings,
+)
+from wrkr._errors import AlreadyStarted, InvalidConfig, InvalidEvent, NotStarted, NotSupported
 from wrkr._event import Event, from_item, to_event, to_message
 from wrkr._hooks import Observer, Observers
+from wrkr._models import check_model
 from wrkr._names import check_name, check_pattern, check_queue, is_wildcard
 from wrkr._retry import Retry
 from wrkr._signals import signals_routed
@@ -29,7 +39,8 @@ from wrkr.backend import Backend, Capability, ItemFilter, Message, State
 logger = logging.getLogger("wrkr")
 
 Duration = timedelta | float | str
-_APP_OPTIONS = frozenset({"name", "archive", "retention", "retry", "on_error"})
+MIN_LEASE = timedelta(milliseconds=500)
+_APP_OPTIONS = frozenset({"name", "archive", "retention", "retry", "on_error", "lease"})
 
 
 class Wrkr:
@@ -42,19 +53,24 @@ class Wrkr:
         retention: with `"keep"`, how long done items are kept (forever if None).
         retry: the default retry policy of subscriptions that name none.
         on_error: called as `on_error(exception, event)` when a handler raises.
+        lease: how long a claim holds its item unless renewed (30 s). The app renews it
+            every third of that while the handler runs, so a handler may run as long as
+            its `timeout`, while a killed worker's items are claimable again within
+            about one lease.
     """
 
     def __init__(
         self, backend: Backend | None = None, *, name: str | None = None,
         archive: Literal["delete", "keep"] = "delete", retention: Duration | None = None,
         retry: Retry | None = None, on_error: ErrorHook | None = None,
+        lease: Duration = DEFAULT_LEASE,
     ) -> None:
         if backend is None:
             from wrkr_memory import MemoryBackend
 
             backend = MemoryBackend()
         if archive not in ("delete", "keep"):
-            raise InvalidEvent(f"invalid archive {archive!r}: expected 'delete' or 'keep'")
+            raise InvalidConfig(f"invalid archive {archive!r}: expected 'delete' or 'keep'")
         self.backend = backend
         self.url: str | None = None  # what `from_url` was given: `wrkr worker` checks it
         self.name = name
@@ -62,11 +78,15 @@ class Wrkr:
         if archive == "keep":
             self._require(Capability.ARCHIVE, "archive='keep'")
         keep_for = None if retention is None else parse_duration(retention, what="retention")
+        hold_for = parse_duration(lease, what="lease")
+        if hold_for < MIN_LEASE:
+            raise InvalidConfig(f"invalid lease {lease!r}: must be at least {MIN_LEASE}, so "
+                                "that renewals every third of it can reach the backend")
         self.observers = Observers()
         if on_error is not None:
             self.observers.add(ErrorHookObserver(on_error))
         self._settings = Settings(backend, self.worker_id, retry or Retry(), archive == "keep",
-                                  keep_for, self.observers)
+                                  keep_for, self.observers, hold_for)
         self._routes: dict[str, list[Route]] = {}
         self._consumers: dict[str, QueueConsumer] = {}
         self._started = False
@@ -168,6 +188,10 @@ class Wrkr:
         if not messages:
             return []
         ids = await self.backend.enqueue(messages, connection=connection)
+        if not ids and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("published %s: no item created (no queue is subscribed, or each "
+                         "queue already holds it pending under once_every)",
+                         ", ".join(sorted({message.name for message in messages})))
         if self.observers:
             self.observers.published(messages, ids)
         return ids
@@ -185,25 +209,32 @@ class Wrkr:
     async def subscribe(
         self, queue: str, event_pattern: str, handler: Handler, *, concurrency: int = 1,
         timeout: Duration = "5 minutes", retry: Retry | None = None,
+        payload: type | None = None,
     ) -> None:
         """Route events matching `event_pattern` to `queue` (durably) and handle them here.
 
         `handler(event)` or `handler(event, ack)`, a coroutine function or a plain
-        function (run in a thread). Consuming starts with `listen()`.
+        function (run in a thread). Consuming starts with `listen()`. With `payload`
+        (a dataclass, pydantic model or msgspec Struct class), the handler's
+        `event.payload` is that model; a payload that does not validate is parked as
+        failed with the validation error, since retrying cannot fix it.
         """
         self._require_started("subscribe")
-        route = self._route(queue, event_pattern, handler, concurrency, timeout, retry)
+        route = self._route(queue, event_pattern, handler, concurrency, timeout, retry,
+                            payload)
         await self.backend.subscribe(queue, event_pattern)
         self._add_route(queue, route)
 
     def on(
         self, event_pattern: str, *, queue: str, concurrency: int = 1,
         timeout: Duration = "5 minutes", retry: Retry | None = None,
-    ) -> Callable[[Handler], Handler]:
+        payload: type | None = None,
+    ) -> Callable[[H], H]:
         """Decorate a handler in a worker module; it is subscribed when the app starts."""
 
-        def register(handler: Handler) -> Handler:
-            route = self._route(queue, event_pattern, handler, concurrency, timeout, retry)
+        def register(handler: H) -> H:
+            route = self._route(queue, event_pattern, handler, concurrency, timeout, retry,
+                                payload)
             self._routes.setdefault(queue, []).append(route)
             return handler
 
@@ -238,20 +269,21 @@ class Wrkr:
 
     def _route(
         self, queue: str, pattern: str, handler: Handler, concurrency: int,
-        timeout: Duration, retry: Retry | None,
+        timeout: Duration, retry: Retry | None, model: type | None = None,
     ) -> Route:
         check_queue(queue)
         check_pattern(pattern)
         if is_wildcard(pattern):
             self._require(Capability.WILDCARDS, f"pattern {pattern!r}")
         if not callable(handler):
-            raise InvalidEvent(f"handler {handler!r} for {pattern!r} is not callable")
+            raise InvalidConfig(f"handler {handler!r} for {pattern!r} is not callable")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise InvalidEvent(f"invalid concurrency {concurrency!r}: expected an int >= 1")
+            raise InvalidConfig(f"invalid concurrency {concurrency!r}: expected an int >= 1")
         if retry is not None and not isinstance(retry, Retry):
-            raise InvalidEvent(f"invalid retry {retry!r}: expected a wrkr.Retry")
+            raise InvalidConfig(f"invalid retry {retry!r}: expected a wrkr.Retry")
         limit = parse_duration(timeout, what="timeout")
-        return Route.build(pattern, handler, concurrency, limit, retry)
+        return Route.build(pattern, handler, concurrency, limit, retry,
+                           None if model is None else check_model(model))
 
     def _add_route(self, queue: str, route: Route) -> None:
         self._routes.setdefault(queue, []).append(route)

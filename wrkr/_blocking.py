@@ -10,20 +10,22 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import os
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from wrkr._app import Wrkr
-from wrkr._errors import AlreadyStarted, NotStarted
+from wrkr._errors import AlreadyStarted, CallTimedOut, InvalidConfig, NotStarted, WrkrError
 from wrkr._event import Event
 from wrkr.backend import State
 
 __all__ = ["BlockingWrkr"]
 
 T = TypeVar("T")
-_NEW, _OPEN, _CLOSED = "new", "open", "closed"
+_NEW, _OPEN, _CLOSED, _FORKED = "new", "open", "closed", "forked"
 _JOIN_TIMEOUT = 10.0  # seconds; the thread is a daemon, so a stuck loop cannot hold the exit
 
 
@@ -53,8 +55,13 @@ class BlockingWrkr:
 
     Args:
         app_or_url: a backend URL such as ``postgresql://...``, or an unstarted `Wrkr`.
-        call_timeout: seconds a call waits for its answer before raising `TimeoutError`
+        call_timeout: seconds a call waits for its answer before raising `CallTimedOut`
             (None: no limit). A publish that timed out may still have been stored.
+
+    In a process forked after `start()` (gunicorn `--preload`, uwsgi), the parent's
+    loop thread does not exist and its connections are the parent's: a facade built
+    from a URL starts afresh in the child, with its own thread and connections, on
+    its first call there.
         options: `Wrkr.from_url` options (app and backend ones), with a URL only.
 
     Raises:
@@ -66,12 +73,16 @@ class BlockingWrkr:
         **options: Any,
     ) -> None:
         self.app = _app(app_or_url, options)
+        self._url = app_or_url if isinstance(app_or_url, str) else None
+        self._options = dict(options)
         self.call_timeout = call_timeout
         self._lock = threading.Lock()
         self._state = _NEW
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._calls: set[concurrent.futures.Future[Any]] = set()
+        this = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forked(this))
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -105,7 +116,7 @@ class BlockingWrkr:
         """
         with self._lock:
             if self._state != _OPEN:
-                self._state = _CLOSED
+                self._state = _CLOSED  # (forked: the parent closes its own connections)
                 return
             self._state, calls = _CLOSED, set(self._calls)
         atexit.unregister(self.close)
@@ -130,10 +141,16 @@ class BlockingWrkr:
     # -- forwarded calls -------------------------------------------------------------
 
     def publish(
-        self, events: Event | dict[str, Any] | Sequence[Event | dict[str, Any]]
+        self, events: Event | dict[str, Any] | Sequence[Event | dict[str, Any]],
+        *, connection: Any = None,
     ) -> list[str]:
-        """Publish one event or a batch; return the ids of the items created (`Wrkr.publish`)."""
-        return self._call(self.app.publish, events)
+        """Publish one event or a batch; return the ids of the items created (`Wrkr.publish`).
+
+        `connection`: the caller's open transaction, on a TRANSACTIONAL backend; on
+        PostgreSQL a sync ``psycopg.Connection`` (Django's ``connection.connection``
+        inside ``transaction.atomic()``), so the events commit or roll back with it.
+        """
+        return self._call(self.app.publish, events, connection=connection)
 
     def items(
         self, *, queue: str | None = None, name: str | None = None, tid: str | None = None,
@@ -164,8 +181,11 @@ class BlockingWrkr:
     def _call(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
               **kwargs: Any) -> T:
         if threading.current_thread() is self._thread:
-            raise RuntimeError("BlockingWrkr called from its own event loop: await the Wrkr "
-                               "(BlockingWrkr.app) instead")
+            raise WrkrError("BlockingWrkr called from its own event loop: await the Wrkr "
+                            "(BlockingWrkr.app) instead")
+        if self._state == _FORKED:
+            self._start_in_child()
+            method = getattr(self.app, method.__name__)
         future = self._submit(method, args, kwargs)
         try:
             return future.result(self.call_timeout)
@@ -173,7 +193,7 @@ class BlockingWrkr:
             if future.done():  # the call itself raised TimeoutError
                 raise
             future.cancel()
-            raise TimeoutError(f"no answer from {method.__name__}() within "
+            raise CallTimedOut(f"no answer from {method.__name__}() within "
                                f"{self.call_timeout} s") from None
         finally:
             with self._lock:
@@ -190,6 +210,28 @@ class BlockingWrkr:
             self._calls.add(future)
             return future
 
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's thread, loop and calls (not its app's
+        connections: closing them here would close the parent's)."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._calls = set()
+        if self._state == _OPEN:
+            self._state, self._loop, self._thread = _FORKED, None, None
+
+    def _start_in_child(self) -> None:
+        with self._lock:
+            if self._state != _FORKED:
+                return
+            if self._url is None:
+                raise NotStarted(
+                    "this BlockingWrkr was started before the process forked, from a Wrkr "
+                    "object whose connections belong to the parent: build it from a URL "
+                    "(BlockingWrkr(url)) to have the child start its own, or start it "
+                    "after the fork (gunicorn's post_fork hook)")
+            self.app = _app(self._url, dict(self._options))
+            self._state = _NEW
+        self.start()
+
     def _check_new(self) -> None:
         if self._state == _OPEN:
             raise AlreadyStarted("the BlockingWrkr is already started")
@@ -201,10 +243,17 @@ def _app(app_or_url: Wrkr | str, options: dict[str, Any]) -> Wrkr:
     if isinstance(app_or_url, str):
         return Wrkr.from_url(app_or_url, **options)
     if not isinstance(app_or_url, Wrkr):
-        raise TypeError(f"expected a backend URL or a wrkr.Wrkr, got {app_or_url!r}")
+        raise InvalidConfig(f"expected a backend URL or a wrkr.Wrkr, got {app_or_url!r}")
     if options:
-        raise TypeError(f"options {sorted(options)} apply to a URL, not to an existing Wrkr")
+        raise InvalidConfig(f"options {sorted(options)} apply to a URL, not to an existing "
+                            "Wrkr")
     return app_or_url
+
+
+def _forked(facade: weakref.ref[BlockingWrkr]) -> None:
+    live = facade()
+    if live is not None:
+        live._after_fork()
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:

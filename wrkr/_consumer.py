@@ -13,24 +13,28 @@ import asyncio
 import inspect
 import logging
 import time
+import traceback
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from wrkr._deadline import HandlerDeadline
 from wrkr._errors import BackendUnavailable, Fail, LeaseLost
 from wrkr._event import Event, from_item
 from wrkr._hooks import Handled, Observer, Observers, Outcome
+from wrkr._leases import LeaseKeeper
+from wrkr._models import to_model
 from wrkr._names import matches
 from wrkr._retry import Retry
 from wrkr.backend import Backend, Delivery, ErrorRecord
 
 logger = logging.getLogger("wrkr")
 
-LEASE_MARGIN = timedelta(seconds=30)
-"""The most a claim outlives its handler's timeout (see `lease_for`)."""
-MIN_LEASE_MARGIN = timedelta(seconds=1)
+DEFAULT_LEASE = timedelta(seconds=30)
+"""How long a claim holds its item unless renewed (`Wrkr(lease=...)`); see `_leases`."""
+STOP_GRACE = 5.0
+"""Seconds a stop waits, after cutting handlers short, for their settlements to end."""
 YIELD_EVERY = 16
 """Items a worker handles before it lets the rest of the process run: when the backend
 has items at hand and the handler never waits, nothing else would suspend it."""
@@ -38,21 +42,14 @@ MAX_PAUSE = 5.0
 """Longest wait before reopening a delivery stream after `BackendUnavailable` (seconds)."""
 
 
-def lease_for(timeout: timedelta) -> timedelta:
-    """Hold a claim for the handler's timeout plus as much again, within 1 to 30 s.
-
-    A live worker never loses its claim (the handler is cut off at `timeout`, leaving
-    time to settle), while a dead worker's item comes back soon after: a 1 s handler
-    timeout means a 2 s lease, the default 5 minutes means 5.5 minutes.
-    """
-    return timeout + min(LEASE_MARGIN, max(timeout, MIN_LEASE_MARGIN))
-
-
 _MAX_CACHED_NAMES = 10_000
 """Event names whose route a consumer remembers; names are few, but nothing enforces it."""
 
-Handler = Callable[..., Any]
-"""`handler(event)` or `handler(event, ack)`; a coroutine function or a plain one."""
+Handler = Callable[[Event], object] | Callable[[Event, Callable[[], Any]], object]
+"""`handler(event)` or `handler(event, ack)`; a coroutine function or a plain one.
+
+Typed so that `mypy --strict` rejects a handler taking anything else."""
+H = TypeVar("H", bound=Handler)
 
 ErrorHook = Callable[[BaseException, Event], Any]
 
@@ -97,17 +94,18 @@ class Route:
     retry: Retry | None
     takes_ack: bool  # the handler's signature asks for `ack` as second argument
     is_async: bool
+    model: type | None = None  # the payload model the handler gets, if any
 
     @classmethod
     def build(
         cls, pattern: str, handler: Handler, concurrency: int, timeout: timedelta,
-        retry: Retry | None,
+        retry: Retry | None, model: type | None = None,
     ) -> Route:
         """Inspect the handler once, not on every delivery."""
         takes_ack = len(inspect.signature(handler).parameters) >= 2
         is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None))  # noqa: B004 - async callable objects
-        return cls(pattern, handler, concurrency, timeout, retry, takes_ack, is_async)
+        return cls(pattern, handler, concurrency, timeout, retry, takes_ack, is_async, model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,21 +118,30 @@ class Settings:
     keep: bool
     retention: timedelta | None
     observers: Observers
+    lease: timedelta = DEFAULT_LEASE
 
 
 class Ack:
     """The `ack` a handler may await early (at-most-once); acks at most once."""
 
-    def __init__(self, settings: Settings, delivery: Delivery[Any]) -> None:
+    def __init__(self, settings: Settings, delivery: Delivery[Any],
+                 settling: Callable[[Delivery[Any]], None]) -> None:
         self._settings = settings
         self._delivery = delivery
+        self._settling = settling  # stops the lease renewals first
         self.done = False
+
+    @property
+    def delivery_id(self) -> int:
+        """The key the consumer knows this delivery by."""
+        return id(self._delivery)
 
     async def __call__(self) -> None:
         """Acknowledge the item now; later calls do nothing."""
         if self.done:
             return
         self.done = True
+        self._settling(self._delivery)
         settings = self._settings
         expires = None
         if settings.keep and settings.retention is not None:
@@ -148,6 +155,10 @@ class Ack:
 
 class Interrupted(Exception):
     """The handler was cut short by a forced stop: its item goes back untouched."""
+
+
+class LeaseGone(Exception):
+    """The handler was cut short because a renewal found its lease lost."""
 
 
 class QueueConsumer:
@@ -173,18 +184,31 @@ class QueueConsumer:
         self._stopping = False
         self._forced = False
         self._unavailable = False  # the last claim failed: say so when one succeeds again
+        self._leases = LeaseKeeper(settings.backend.renew, settings.lease, self._lease_lost,
+                                   queue)
+        self._running: dict[int, HandlerDeadline] = {}  # id(delivery) -> its worker's deadline
+        self._gone: set[int] = set()  # id(delivery) of handlers cut short by a lost lease
+        self._threads = 0  # sync handlers running on after they were cut short
 
     def add(self, route: Route) -> None:
-        """Handle events matching `route.pattern` (the first matching route wins)."""
+        """Handle events matching `route.pattern` (the first matching route wins).
+
+        Added while running, a route asking for more concurrency gets more workers.
+        """
         self._routes.append(route)
         self._route_cache.clear()
+        if self._workers and not self._stopping:
+            self._add_workers()
 
     def start(self) -> None:
         """Begin claiming items in the background, with as many workers as routes allow."""
         if self._workers:
             return
         self._stream = self._open_stream()
-        for number in range(max(route.concurrency for route in self._routes)):
+        self._add_workers()
+
+    def _add_workers(self) -> None:
+        for number in range(len(self._workers), max(r.concurrency for r in self._routes)):
             worker = asyncio.create_task(self._work(), name=f"wrkr:{self.queue}:{number}")
             self._workers.add(worker)
 
@@ -198,17 +222,47 @@ class QueueConsumer:
         self._forced = True
         for deadline in self._deadlines.values():
             deadline.expire_now()
+        if self._busy:
+            logger.warning("queue %s: stopping; %d handler(s) still running after %gs were "
+                           "cut short, their items go back", self.queue, len(self._busy), timeout)
+            await asyncio.wait(set(self._busy), timeout=STOP_GRACE)
+        while self._threads:  # a thread cannot be interrupted: its item stays leased
+            logger.warning("queue %s: waiting for %d sync handler(s) to end: a thread cannot "
+                           "be interrupted, and its item stays ours until then",
+                           self.queue, self._threads)
+            await asyncio.wait(set(self._busy), timeout=STOP_GRACE)
+        for worker in self._workers:
+            worker.cancel()  # a settlement stuck on a dead backend: its lease brings it back
         await asyncio.gather(*self._workers, return_exceptions=True)
+        await self._leases.close()
         if self._stream is not None:
-            await self._stream.aclose()  # gives back what it claimed but did not yield
+            try:  # gives back what it claimed but did not yield
+                async with asyncio.timeout(STOP_GRACE):
+                    await self._stream.aclose()
+            except TimeoutError:
+                logger.warning("queue %s: could not give back its prefetched items in %gs; "
+                               "they come back when their leases end", self.queue, STOP_GRACE)
 
     # -- claiming ------------------------------------------------------------------
 
     def _open_stream(self) -> AsyncGenerator[Delivery[Any], None]:
         concurrency = max(route.concurrency for route in self._routes)
-        lease = lease_for(max(route.timeout for route in self._routes))
         return self._settings.backend.deliveries(
-            self.queue, worker=self._settings.worker, lease=lease, prefetch=concurrency)
+            self.queue, worker=self._settings.worker, lease=self._settings.lease,
+            prefetch=concurrency)
+
+    def _lease_lost(self, delivery: Delivery[Any]) -> None:
+        """A renewal found `delivery`'s lease lost: cut its handler short."""
+        item = delivery.item
+        logger.warning("item %s on %s: LeaseLost, its lease ended while its handler ran (the "
+                       "worker was paused or cut off); the handler is cancelled, since another "
+                       "worker may hold the item now", item.id, self.queue)
+        if self._observers:
+            self._observers.lease_lost(self.queue, item.id)
+        deadline = self._running.get(id(delivery))
+        if deadline is not None:
+            self._gone.add(id(delivery))
+            deadline.expire_now()
 
     async def _work(self) -> None:
         worker = asyncio.current_task()
@@ -221,10 +275,15 @@ class QueueConsumer:
                 if delivery is None:
                     return
                 self._busy.add(worker)  # no await since the item arrived: stop() sees it
+                self._leases.hold(delivery)
+                self._running[id(delivery)] = deadline
                 try:
                     await self._settle(delivery, deadline)
                 finally:
                     self._busy.discard(worker)
+                    self._leases.release(delivery)
+                    del self._running[id(delivery)]
+                    self._gone.discard(id(delivery))
                 handled += 1
                 if handled % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
@@ -291,13 +350,21 @@ class QueueConsumer:
             await self._fail(delivery, _record(self._now(), item.attempts, error))
             self._tell(event, Outcome.FAILED, None, 0.0, error)
         else:
+            if route.model is not None:
+                try:
+                    event = replace(event, payload=to_model(route.model, event.payload))
+                except ValueError as exc:  # retrying cannot fix it: park it, saying why
+                    what = f"payload does not validate as {route.model.__name__}"
+                    await self._fail(delivery, _record(self._now(), item.attempts, exc, what))
+                    self._tell(event, Outcome.FAILED, None, 0.0, exc)
+                    return
             await self._run_and_settle(route, retry, event, delivery, deadline)
 
     async def _run_and_settle(
         self, route: Route, retry: Retry, event: Event, delivery: Delivery[Any],
         deadline: HandlerDeadline,
     ) -> None:
-        ack = Ack(self._settings, delivery)
+        ack = Ack(self._settings, delivery, self._leases.release)
         error: Exception | None = None
         observers = self._observers
         started = self._now() if observers else None
@@ -306,6 +373,9 @@ class QueueConsumer:
         clock = time.perf_counter()
         try:
             await self._run(route, event, ack, deadline)
+        except LeaseGone:
+            self._tell(event, Outcome.LEASE_LOST, started, time.perf_counter() - clock, None)
+            return
         except Interrupted:
             if not ack.done:
                 await self._settings.backend.release(delivery)
@@ -314,6 +384,7 @@ class QueueConsumer:
         except Exception as exc:
             error = exc
         duration = time.perf_counter() - clock
+        self._leases.release(delivery)  # settling now: a renewal would race the settlement
         try:
             outcome = await self._conclude(error, ack, retry, event, delivery)
         except LeaseLost:
@@ -352,7 +423,7 @@ class QueueConsumer:
         deadline.begin(seconds)
         try:
             try:
-                await self._call(route, event, ack)
+                await self._call(route, event, ack, seconds)
             except BaseException as exc:
                 deadline.end(exc)
                 raise
@@ -360,21 +431,53 @@ class QueueConsumer:
         except TimeoutError as exc:
             if not deadline.expired:
                 raise  # the handler's own TimeoutError
+            if ack.delivery_id in self._gone:
+                raise LeaseGone from exc
             if self._forced:
                 raise Interrupted from exc
             raise TimeoutError(f"handler exceeded its timeout of {seconds:g}s") from exc
 
-    async def _call(self, route: Route, event: Event, ack: Ack) -> None:
-        handler = route.handler
+    async def _call(self, route: Route, event: Event, ack: Ack, seconds: float) -> None:
+        handler: Any = route.handler
         if route.is_async:
             await (handler(event, ack) if route.takes_ack else handler(event))
             return
         args: tuple[Any, ...] = (event,)
         if route.takes_ack:
             args = (event, ack.blocking(asyncio.get_running_loop()))
-        result = await asyncio.to_thread(handler, *args)
+        result = await self._outlast(asyncio.ensure_future(asyncio.to_thread(handler, *args)),
+                                     event, seconds)
         if inspect.isawaitable(result):
             await result
+
+    async def _outlast(self, thread: asyncio.Future[Any], event: Event, seconds: float) -> Any:
+        """Wait for a sync handler's thread to end, even past a cut (its timeout, a stop).
+
+        A thread cannot be interrupted. Giving its item back while it runs would have it
+        handled twice, so the item stays leased (renewed) until the thread ends, and is
+        settled by what the handler did.
+        """
+        try:
+            return await asyncio.shield(thread)
+        except asyncio.CancelledError:
+            if thread.done():
+                raise
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()
+        logger.warning("item %s on %s: its sync handler ran past its timeout of %gs or a stop; "
+                       "a thread cannot be interrupted, so its item stays leased until it ends",
+                       event.id, self.queue, seconds)
+        self._threads += 1
+        try:
+            while not thread.done():
+                try:
+                    await asyncio.shield(thread)
+                except asyncio.CancelledError:
+                    task.uncancel()
+        finally:
+            self._threads -= 1
+        return thread.result()
 
     # -- outcomes --------------------------------------------------------------------
 
@@ -384,17 +487,24 @@ class QueueConsumer:
         attempt = delivery.item.attempts
         record = _record(self._now(), attempt, error)
         if retry.exhausted(attempt):
-            await self._fail(delivery, record)
+            await self._fail(delivery, record, error)
             return Outcome.FAILED
         due = self._now() + retry.delay(attempt)
-        logger.info("item %s on %s: attempt %d failed (%s); retrying at %s",
-                    delivery.item.id, self.queue, attempt, record.message, due.isoformat())
+        # The first attempt's traceback shows the cause; later ones would repeat it.
+        logger.warning("item %s (%s) on %s: attempt %d failed with %s: %s; retrying at %s",
+                       delivery.item.id, delivery.item.name, self.queue, attempt, record.type,
+                       record.message, due.isoformat(),
+                       exc_info=error if attempt == 1 else None)
         await self._settings.backend.nack(delivery, due=due, error=record)
         return Outcome.RETRIED
 
-    async def _fail(self, delivery: Delivery[Any], record: ErrorRecord) -> None:
-        logger.error("item %s on %s failed for good: %s: %s",
-                     delivery.item.id, self.queue, record.type, record.message)
+    async def _fail(self, delivery: Delivery[Any], record: ErrorRecord,
+                    error: BaseException | None = None) -> None:
+        logger.error("item %s (%s) on %s failed for good after attempt %d: %s: %s",
+                     delivery.item.id, delivery.item.name, self.queue, record.attempt,
+                     record.type, record.message,
+                     exc_info=error if isinstance(error, Exception) and not isinstance(
+                         error, Fail) else None)
         await self._settings.backend.fail(delivery, error=record)
 
     def _route_for(self, name: str) -> Route | None:
@@ -412,8 +522,16 @@ class QueueConsumer:
         return self._settings.backend.now()
 
 
+TRACEBACK_FRAMES = 20
+"""Frames of a handler's traceback kept in its `ErrorRecord` (the last ones)."""
+
+
 def _record(at: datetime, attempt: int, error: BaseException, prefix: str = "") -> ErrorRecord:
     message = str(error) or repr(error)
     if prefix:
         message = f"{prefix}: {message}"
-    return ErrorRecord(at=at, attempt=attempt, type=type(error).__name__, message=message)
+    trace = None
+    if error.__traceback__ is not None:
+        trace = "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES))
+    return ErrorRecord(at=at, attempt=attempt, type=type(error).__name__, message=message,
+                       traceback=trace)

@@ -62,9 +62,27 @@ class UnknownBackend(WrkrError, ValueError):
     """No installed backend handles the URL's scheme."""
 
 
+class CallTimedOut(WrkrError, TimeoutError):
+    """A blocking call got no answer in time (it may still have taken effect)."""
+
+
 class Fail(Exception):
     """Raise from a handler to park the item as failed at once, without retries."""
 
     def __init__(self, reason: str = "failed by handler") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+_QUOTE_LIMIT = 200
+
+
+def quote(value: object) -> str:
+    """Return `repr(value)` cut to a few hundred characters, for error messages.
+
+    A typo beside a 5 MB payload must not make a 5-million-character message.
+    """
+    text = repr(value)
+    if len(text) <= _QUOTE_LIMIT:
+        return text
+    return f"{text[:_QUOTE_LIMIT]}... ({len(text):,} characters)"

@@ -8,6 +8,7 @@ was published.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,9 @@ from typing import Any
 
 import orjson
 
-from wrkr._errors import InvalidEvent
+from wrkr._errors import InvalidEvent, quote
 from wrkr._frozen import fast_builder
+from wrkr._models import as_payload_dict
 from wrkr._names import check_name
 from wrkr._when import parse_duration, parse_when
 from wrkr.backend import ErrorRecord, Item, Message, State
@@ -45,7 +47,7 @@ class Event:
 
     name: str
     tid: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: Any = field(default_factory=dict)  # a dict; the model, with subscribe(payload=)
     when: When = None
     once_every: timedelta | float | str | None = None
     id: str | None = None
@@ -69,12 +71,12 @@ def to_event(value: object) -> Event:
     if type(value) is dict and "name" in value and value.keys() <= _FIELDS:
         return _new_event(**value)  # the usual dict: nothing to report, nothing to copy
     if not isinstance(value, Mapping):
-        raise InvalidEvent(f"cannot publish {value!r}: expected an Event or a dict")
+        raise InvalidEvent(f"cannot publish {quote(value)}: expected an Event or a dict")
     unknown = sorted(set(value) - _FIELDS, key=str)
     if unknown:
-        raise InvalidEvent(f"unknown event field(s) {unknown!r} in {dict(value)!r}")
+        raise InvalidEvent(f"unknown event field(s) {quote(unknown)} in {quote(dict(value))}")
     if "name" not in value:
-        raise InvalidEvent(f"event {dict(value)!r} has no 'name'")
+        raise InvalidEvent(f"event {quote(dict(value))} has no 'name'")
     return Event(**{key: value[key] for key in _FIELDS if key in value})
 
 
@@ -83,11 +85,31 @@ def encode_payload(payload: object) -> bytes:
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise InvalidEvent(f"invalid payload {payload!r}: expected a dict")
+        as_dict = as_payload_dict(payload)
+        if as_dict is None:
+            raise InvalidEvent(f"invalid payload {quote(payload)}: expected a dict, or a "
+                               "dataclass, pydantic or msgspec model instance")
+        payload = as_dict
     try:
-        return orjson.dumps(payload, option=_ENCODE_OPTIONS)
+        data = orjson.dumps(payload, option=_ENCODE_OPTIONS)
     except (orjson.JSONEncodeError, TypeError) as exc:
-        raise InvalidEvent(f"payload is not JSON-serializable ({exc}): {payload!r:.200}") from exc
+        raise InvalidEvent(f"payload is not JSON-serializable ({exc}): {quote(payload)}") from exc
+    if b"null" in data:  # orjson writes NaN and infinities as null: find any before it does
+        _refuse_non_finite(payload, "payload")
+    return data
+
+
+def _refuse_non_finite(value: object, path: str) -> None:
+    """Raise `InvalidEvent` naming the first NaN or infinity in `value` (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidEvent(f"invalid {path}: {value!r} is not a JSON number, and would come "
+                           "back as null; send None or a string instead")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, f"{path}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, f"{path}[{index}]")
 
 
 def decode_payload(data: bytes) -> dict[str, Any]:
@@ -102,7 +124,7 @@ def to_message(event: Event, now: datetime) -> Message:
     """Validate `event` and turn it into the `Message` a backend stores."""
     check_name(event.name)
     if event.tid is not None and not isinstance(event.tid, str):
-        raise InvalidEvent(f"invalid tid {event.tid!r}: expected a str or None")
+        raise InvalidEvent(f"invalid tid {quote(event.tid)}: expected a str or None")
     payload = encode_payload(event.payload)
     # `when` omitted means now: skip the parser when `now` is already UTC, as it would.
     due = now if event.when is None and now.tzinfo is UTC else parse_when(event.when, now=now)

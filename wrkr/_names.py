@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 
-from wrkr._errors import InvalidEvent
+from wrkr._errors import InvalidEvent, quote
 
 MAX_NAME_LENGTH = 200
 _SEGMENT = r"[A-Za-z0-9_-]+"
@@ -27,7 +27,7 @@ def check_name(name: object) -> str:
         return name
     if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
         raise InvalidEvent(
-            f"invalid event name {name!r}: expected dot-separated segments of letters, "
+            f"invalid event name {quote(name)}: expected dot-separated segments of letters, "
             f"digits, '_' or '-' (at most {MAX_NAME_LENGTH} characters)"
         )
     if type(name) is str:
@@ -41,7 +41,7 @@ def check_queue(queue: object) -> str:
     """Return `queue` if it is a valid queue name, else raise `InvalidEvent` naming it."""
     if not isinstance(queue, str) or not _QUEUE.fullmatch(queue) or len(queue) > MAX_NAME_LENGTH:
         raise InvalidEvent(
-            f"invalid queue name {queue!r}: expected dot-separated segments of letters, "
+            f"invalid queue name {quote(queue)}: expected dot-separated segments of letters, "
             f"digits, '_', '-' or ':' (at most {MAX_NAME_LENGTH} characters)"
         )
     return queue
@@ -54,7 +54,7 @@ def check_pattern(pattern: object) -> str:
     )
     if not ok:
         raise InvalidEvent(
-            f"invalid event pattern {pattern!r}: expected dot-separated segments of letters, "
+            f"invalid event pattern {quote(pattern)}: expected dot-separated segments of letters, "
             "digits, '_' or '-', or the wildcards '*' (one segment) and '#' (zero or more)"
         )
     return str(pattern)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from wrkr._errors import InvalidWhen
+from wrkr._errors import InvalidConfig, InvalidWhen
 from wrkr._when import parse_duration
 
 __all__ = ["Retry"]
@@ -98,9 +98,9 @@ class Retry:
 
 
 def _check_attempts(value: object, *, what: str = "retry attempts") -> int:
-    """Return `value` if it is an int >= 1 (not a bool), else raise `ValueError` naming it."""
+    """Return `value` if it is an int >= 1 (not a bool), else raise `InvalidConfig` naming it."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"invalid {what} {value!r}: expected an int >= 1")
+        raise InvalidConfig(f"invalid {what} {value!r}: expected an int >= 1")
     return value
 
 

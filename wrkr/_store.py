@@ -202,8 +202,9 @@ class Store(abc.ABC, Generic[R]):
     async def renew(self, deliveries: Sequence[Delivery[R]], until: datetime) -> list[bool]:
         """Extend the leases of `deliveries` to `until`, in one call where possible.
 
-        Returns, per delivery, whether it still held its item (False: its lease ended
-        and another worker may have claimed it, or it was settled).
+        Returns, per delivery, whether it still held its item: False when it was
+        settled, claimed again, or its lease had ended by the store's clock (even if
+        nobody claimed it since: the worker must not go on as if it had held it).
         """
 
     @abc.abstractmethod

@@ -111,17 +111,23 @@ class ErrorRecord:
     attempt: int
     type: str
     message: str
+    traceback: str | None = None  # the last frames, as `traceback.format_exception` writes
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (the time as ISO-8601)."""
-        return {"at": self.at.isoformat(), "attempt": self.attempt,
-                "type": self.type, "message": self.message}
+        """Return a JSON-ready dict (the time as ISO-8601; no traceback key if none)."""
+        data: dict[str, Any] = {"at": self.at.isoformat(), "attempt": self.attempt,
+                                "type": self.type, "message": self.message}
+        if self.traceback is not None:
+            data["traceback"] = self.traceback
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ErrorRecord:
-        """Rebuild a record written by `to_dict`."""
+        """Rebuild a record written by `to_dict` (or by a version without tracebacks)."""
+        trace = data.get("traceback")
         return cls(datetime.fromisoformat(data["at"]), int(data["attempt"]),
-                   str(data["type"]), str(data["message"]))
+                   str(data["type"]), str(data["message"]),
+                   None if trace is None else str(trace))
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,8 +127,8 @@ class MemoryStore(Store[MemoryReceipt]):
     async def renew(self, deliveries: Sequence[Delivery[MemoryReceipt]],
                     until: datetime) -> list[bool]:
         """Extend leases; see `Store.renew`."""
-        until_us = to_micros(until)
-        return [self.extend(delivery.receipt, until_us) for delivery in deliveries]
+        until_us, now = to_micros(until), self._now()
+        return [self.extend(delivery.receipt, until_us, now) for delivery in deliveries]
 
     async def settle(self, settlements: Sequence[Settlement[MemoryReceipt]]) -> list[bool]:
         """Carry out settlements; see `Store.settle`."""
@@ -256,9 +256,9 @@ class MemoryStore(Store[MemoryReceipt]):
         claim = entry.claim
         return claim is not None and claim.state is State.PROCESSING and claim.token == token
 
-    def extend(self, receipt: MemoryReceipt, until: int) -> bool:
-        """Extend a lease to `until` if the receipt still holds it; tell whether it did."""
-        if not self.holds(receipt):
+    def extend(self, receipt: MemoryReceipt, until: int, now: int) -> bool:
+        """Extend a lease to `until` if it holds and has not ended; tell whether it did."""
+        if not self.holds(receipt) or receipt[0].claimed().lease_until <= now:
             return False
         receipt[0].claimed().lease_until = until
         return True

@@ -14,5 +14,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from wrkr_mongodb._backend import MongoDBBackend
+from wrkr_mongodb._claims import MongoDBReceipt
+from wrkr_mongodb._store import MongoDBStore
 
-__all__ = ["MongoDBBackend"]
+__all__ = ["MongoDBBackend", "MongoDBReceipt", "MongoDBStore"]

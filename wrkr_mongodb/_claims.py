@@ -1,104 +1,160 @@
-"""Claiming items under leases: one `find_one_and_update`, or a batch in three round trips."""
+"""Claiming items under leases, renewing them, and when a queue next has work.
+
+A claim of one item is one `find_one_and_update`. A batch is two round trips: a find of
+up to `limit` claimable documents, then one `update_many` that takes each of them only
+if it is still claimable with the attempt count just read (any competing claim counts
+an attempt), so that the documents read are exactly what was won. Only when a
+competitor won some does a third query read back which ones this claim's token holds;
+the claim then tries again for the rest (a few rounds), so that a worker losing a race
+does not go to sleep while items are due.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import OperationFailure
 
-from wrkr_mongodb._documents import CLAIM_INDEX, QUEUED, ceil_lease, claimable, floor_ms
+from wrkr.backend import Claim, Delivery
+from wrkr_mongodb._documents import (
+    CLAIM_INDEX,
+    NOT_LEASED,
+    QUEUED,
+    as_utc,
+    ceil_ms,
+    claimable,
+    floor_ms,
+    item_from_document,
+    lease_end,
+)
 
 FIFO = [("due", ASCENDING), ("seq", ASCENDING)]
-ID_INDEX = "_id_"
+CONTENDED_ROUNDS = 3  # finds a batch claim makes at most while competitors win its picks
 # Hinted, as not every server's planner picks it for a range plus a sort (secantusdb
 # scans the collection without the hint); on MongoDB it is the planner's choice anyway.
 
 
 @dataclass(frozen=True, slots=True)
-class Receipt:
-    """What fences a delivery: the item and the end of the lease it was claimed under.
+class MongoDBReceipt:
+    """What fences a delivery: the item and the token of the claim that took it.
 
-    The lease end is a fencing token: an item is claimed again only once its lease
-    ran out, and the new lease ends later than the old one, so a worker whose lease
-    expired and whose item was claimed again holds a receipt that no longer matches:
-    its ack / nack / fail / release changes nothing.
+    Every claim draws a new token, and a settlement ends the hold (the item leaves the
+    queue, or its lease is reset), so a worker whose item went back or was claimed
+    again holds a receipt that no longer matches: its renew or settlement changes nothing.
     """
 
     item_id: str
-    lease: datetime
+    token: str
 
     def fence(self) -> dict[str, Any]:
         """Return the filter matching the item only while this claim still holds it."""
-        return {"_id": self.item_id, "lease": self.lease}
+        return {"_id": self.item_id, "claim": self.token, "state": QUEUED,
+                "lease": {"$gt": NOT_LEASED}}
+
+    def holds(self, document: dict[str, Any] | None) -> bool:
+        """Tell whether `document` (read back) is still held by this claim."""
+        return (document is not None and document.get("claim") == self.token
+                and document["state"] == QUEUED and as_utc(document["lease"]) > NOT_LEASED)
 
 
-class Claimer:
-    """Claims one queue's items for one worker.
+class MongoDBClaimer:
+    """Claims, renews and schedules the items of one collection.
 
     Args:
         items: the items collection.
-        queue: the queue to claim from.
-        worker: the worker id recorded on claimed items.
-        lease: how long a claim holds an item.
     """
 
-    def __init__(self, items: Any, queue: str, worker: str, lease: timedelta) -> None:
+    def __init__(self, items: Any) -> None:
         self.items = items
-        self.queue = queue
-        self.worker = worker
-        self.lease = lease
+        self._union = True  # the server runs $unionWith (the in-process mock does not)
 
-    def _update(self, now: datetime, token: str | None = None) -> dict[str, Any]:
-        claim = {"lease": ceil_lease(now, self.lease), "worker": self.worker}
-        if token is not None:  # a batch reads back the items it won by this token
-            claim["claim"] = token
-        return {"$set": claim,
-                "$inc": {"attempts": 1},
-                "$unset": {"once": ""}}  # a claimed item no longer blocks `once_every`
+    async def claim(self, claim: Claim) -> list[Delivery[MongoDBReceipt]]:
+        """Claim up to `claim.limit` due items, oldest due first; see `Store.claim`."""
+        now, token = floor_ms(claim.now), uuid.uuid4().hex
+        held: dict[str, Any] = {"lease": lease_end(now, claim.until), "worker": claim.worker,
+                                "claim": token}
+        taken = {"$set": held, "$inc": {"attempts": 1},
+                 "$unset": {"once": ""}}  # a claimed item no longer blocks `once_every`
+        if claim.limit <= 1:
+            document = await self.items.find_one_and_update(
+                claimable(claim.queue, now), taken, sort=FIFO, hint=CLAIM_INDEX,
+                return_document=ReturnDocument.AFTER)
+            return [] if document is None else [_delivery(document, token, claim.now)]
+        won: list[dict[str, Any]] = []
+        for _ in range(CONTENDED_ROUNDS):  # items a competitor took: claim others instead
+            cursor = (self.items.find(claimable(claim.queue, now))
+                      .sort(FIFO).limit(claim.limit - len(won)).hint(CLAIM_INDEX))
+            documents = [document async for document in cursor]
+            taken_now = await self._take(claim.queue, now, documents, taken, token)
+            won.extend(taken_now)
+            if len(taken_now) == len(documents) or len(won) == claim.limit:
+                break
+        for document in won:  # as the update left them
+            document.update(held, attempts=document["attempts"] + 1)
+            document.pop("once", None)
+        return [_delivery(document, token, claim.now) for document in won]
 
-    async def claim(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        """Claim up to `limit` due items, oldest due first; return their documents."""
+    async def _take(self, queue: str, now: datetime, documents: list[dict[str, Any]],
+                    taken: dict[str, Any], token: str) -> list[dict[str, Any]]:
+        """Take the documents unchanged since they were read; return those taken."""
+        if not documents:
+            return []
+        ids = [document["_id"] for document in documents]
+        unchanged = [{"_id": d["_id"], "attempts": d["attempts"]} for d in documents]
+        result = await self.items.update_many(
+            {**claimable(queue, now), "_id": {"$in": ids}, "$or": unchanged}, taken)
+        if result.matched_count == len(documents):
+            return documents
+        mine = self.items.find({"_id": {"$in": ids}, "claim": token}, {"_id": 1})
+        won = {row["_id"] async for row in mine}
+        return [document for document in documents if document["_id"] in won]
+
+    async def renew(self, receipts: Sequence[MongoDBReceipt], until: datetime) -> list[bool]:
+        """Extend the leases `receipts` still hold to `until`; tell which held."""
+        result = await self.items.update_many(
+            {"$or": [receipt.fence() for receipt in receipts]},
+            {"$set": {"lease": ceil_ms(until)}})
+        if result.matched_count == len(receipts):
+            return [True] * len(receipts)
+        found = self.items.find({"_id": {"$in": [r.item_id for r in receipts]}},
+                                {"claim": 1, "state": 1, "lease": 1})
+        documents = {row["_id"]: row async for row in found}
+        return [receipt.holds(documents.get(receipt.item_id)) for receipt in receipts]
+
+    async def next_due(self, queue: str, now: datetime) -> datetime | None:
+        """Return the earliest future due time or lease end of `queue`'s queued items."""
         now = floor_ms(now)
-        if limit <= 1:
-            return await self._claim_one(now)
-        return await self._claim_batch(now, limit)
+        due: list[dict[str, Any]] = [
+            {"$match": {"queue": queue, "state": QUEUED, "due": {"$gt": now},
+                        "lease": {"$lte": now}}},
+            {"$sort": dict(FIFO)}, {"$limit": 1}, {"$project": {"_id": 0, "at": "$due"}}]
+        held: list[dict[str, Any]] = [
+            {"$match": {"queue": queue, "state": QUEUED, "lease": {"$gt": now}}},
+            {"$sort": {"lease": ASCENDING}}, {"$limit": 1},
+            {"$project": {"_id": 0, "at": "$lease"}}]
+        if self._union:
+            try:
+                return _earliest(await self._aggregate(
+                    [*due, {"$unionWith": {"coll": self.items.name, "pipeline": held}}]))
+            except (NotImplementedError, OperationFailure):
+                self._union = False  # the mock, or a server older than 4.4: two queries
+        rows = await asyncio.gather(self._aggregate(due), self._aggregate(held))
+        return _earliest([row for part in rows for row in part])
 
-    async def _claim_one(self, now: datetime) -> list[dict[str, Any]]:
-        document = await self.items.find_one_and_update(
-            claimable(self.queue, now), self._update(now),
-            sort=FIFO, hint=CLAIM_INDEX, return_document=ReturnDocument.AFTER)
-        return [] if document is None else [document]
+    async def _aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        cursor = await self.items.aggregate(pipeline, hint=CLAIM_INDEX)
+        return [row async for row in cursor]
 
-    async def _claim_batch(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        # Pick candidates, claim those still claimable (each document atomically; a
-        # competitor may win some), then read back the ones this claim token won.
-        query = claimable(self.queue, now)
-        cursor = self.items.find(query, {"_id": 1}).sort(FIFO).limit(limit).hint(CLAIM_INDEX)
-        ids = [row["_id"] async for row in cursor]
-        if len(ids) <= 1:
-            return await self._claim_one(now) if ids else []
-        token = uuid.uuid4().hex
-        await self.items.update_many({**query, "_id": {"$in": ids}}, self._update(now, token))
-        won = self.items.find({"_id": {"$in": ids}, "claim": token}).sort(FIFO).hint(ID_INDEX)
-        return [document async for document in won]
 
-    async def next_wake(self, now: datetime) -> datetime | None:
-        """Return when something may next become claimable: a due time or a lease's end."""
-        now = floor_ms(now)
-        due = await self._first(
-            {"queue": self.queue, "state": QUEUED, "due": {"$gt": now}, "lease": {"$lte": now}},
-            "due", FIFO)
-        held = await self._first(
-            {"queue": self.queue, "state": QUEUED, "lease": {"$gt": now}},
-            "lease", [("lease", ASCENDING)])
-        times = [moment for moment in (due, held) if moment is not None]
-        return min(times) if times else None
+def _delivery(document: dict[str, Any], token: str, now: datetime) -> Delivery[MongoDBReceipt]:
+    return Delivery(item_from_document(document, now), MongoDBReceipt(document["_id"], token))
 
-    async def _first(self, query: dict[str, Any], field: str,
-                     order: list[tuple[str, int]]) -> datetime | None:
-        cursor = self.items.find(query, {field: 1}).sort(order).limit(1).hint(CLAIM_INDEX)
-        rows = [row async for row in cursor]
-        return rows[0][field] if rows else None
+
+def _earliest(rows: list[dict[str, Any]]) -> datetime | None:
+    return min((row["at"] for row in rows), default=None)

@@ -9,7 +9,9 @@ Items live in one collection, one document per (event, queue):
     seq       the publisher's microsecond sequence: FIFO among items due together
     state     "queued" (scheduled, ready or processing), "done" or "failed"
     lease     until when a worker holds the item; `NOT_LEASED` (a past date) when none
-    claim     the token of the last batch claim, by which it reads back what it won
+    claim     the token of the claim that last took the item: with `_id`, what fences a
+              delivery's renew and settlement (`MongoDBReceipt`)
+    settled   which settlement last changed the item (a batch reads back what it did)
     worker, attempts, errors (one record per failed attempt), created, finished
     expires   only on archived items: the TTL index purges them after this time
     once      only on pending `once_every` items: the unique partial index makes the
@@ -21,7 +23,6 @@ Whether a queued item is scheduled, ready or processing follows from `due` and
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,7 @@ ITEM_INDEXES: list[IndexSpec] = [
 ]
 """(keys, options) of each index; created one by one, as `create_indexes` of the
 in-process mock drops `partialFilterExpression`."""
+
 
 def subscription_id(queue: str, pattern: str) -> str:
     """Return the `_id` of a subscription: one document per (queue, pattern), by design."""
@@ -87,7 +89,7 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-class SequenceCounter:
+class MongoDBSequence:
     """Strictly increasing microsecond stamps: FIFO without a counter document to update."""
 
     def __init__(self) -> None:
@@ -178,11 +180,6 @@ def item_filter(where: ItemFilter, now: datetime) -> dict[str, Any]:
     return query
 
 
-def ceil_lease(now: datetime, lease: timedelta) -> datetime:
+def lease_end(now: datetime, until: datetime) -> datetime:
     """Return the lease's end, rounded up to the millisecond, at least 1 ms after `now`."""
-    return ceil_ms(now + max(lease, timedelta(milliseconds=1)))
-
-
-def seconds_until(moment: datetime, now: datetime) -> float:
-    """Return the seconds from `now` to `moment` (0 if past), rounded up to the ms."""
-    return max(0.0, math.ceil((moment - now).total_seconds() * 1000) / 1000)
+    return max(ceil_ms(until), floor_ms(now) + timedelta(milliseconds=1))

@@ -3,41 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 
 from pymongo.errors import PyMongoError
 
-from wrkr.backend import BackendUnavailable
+from wrkr.backend import BackendUnavailable, redact, scrub
 
 UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
 
-_USERINFO = re.compile(r"(mongodb(?:\+srv)?://)[^@/\s]*@")
 
-
-def redact_url(url: str) -> str:
-    """Return `url` with any user name and password replaced by `***`."""
-    return _USERINFO.sub(r"\1***@", url)
-
-
-class ErrorTranslator:
+class MongoDBErrors:
     """Wraps driver errors as `BackendUnavailable` naming the server but no secret.
 
     Args:
-        where: the redacted server address to name in messages.
-        secrets: strings (a password) scrubbed from any driver message quoted.
+        where: the server and database to name in messages (its password is masked).
+        url: the URL as given, whose password is scrubbed from any driver message.
     """
 
-    def __init__(self, where: str, secrets: tuple[str, ...] = ()) -> None:
-        self.where = where
-        self._secrets = tuple(secret for secret in secrets if secret)
+    def __init__(self, where: str, url: str) -> None:
+        self.where = redact(where)
+        self.url = url
 
     def scrub(self, text: str) -> str:
-        """Return `text` with credentials removed."""
-        text = redact_url(text)
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """Return `text` with the URL's password removed."""
+        return scrub(text, self.url)
 
     @contextlib.contextmanager
     def unavailable(self, doing: str) -> Iterator[None]:

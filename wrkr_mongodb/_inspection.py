@@ -1,4 +1,4 @@
-"""Inspection and control of stored items: items, get, cancel, retry, counts."""
+"""Inspection and control of stored items: items, get, cancel, retry, counts, purge."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 
-from wrkr.backend import PENDING_STATES, Item, ItemFilter, ItemNotFound, State
+from wrkr.backend import Item, ItemFilter, ItemNotFound, State
 from wrkr_mongodb._documents import (
     NOT_LEASED,
     QUEUED,
@@ -21,7 +21,7 @@ from wrkr_mongodb._documents import (
 FIFO = [("due", ASCENDING), ("seq", ASCENDING)]
 
 
-class Inspector:
+class MongoDBInspector:
     """Reads and edits items outside the claim path (QUERY, CANCEL, FAILED).
 
     Args:
@@ -32,8 +32,10 @@ class Inspector:
         self.items = items
 
     async def find(self, where: ItemFilter, now: datetime) -> list[Item]:
-        """Return the items matching `where`, oldest due first."""
+        """Return the items matching `where`, oldest due first, `where.offset` skipped."""
         cursor = self.items.find(item_filter(where, floor_ms(now))).sort(FIFO)
+        if where.offset:
+            cursor = cursor.skip(where.offset)
         if where.limit is not None:
             cursor = cursor.limit(where.limit)
         return [item_from_document(document, now) async for document in cursor]
@@ -47,13 +49,9 @@ class Inspector:
         return item_from_document(document, now)
 
     async def cancel(self, where: ItemFilter, now: datetime) -> int:
-        """Delete the pending items matching `where`; return how many."""
-        if where.state is not None and where.state not in PENDING_STATES:
-            return 0
-        query = item_filter(ItemFilter(where.queue, where.name, where.tid, where.state),
-                            floor_ms(now))
-        if where.state is None:
-            query.update(pending_filter(floor_ms(now)))
+        """Delete the pending items matching `where`'s queue, name and tid; return how many."""
+        query = item_filter(ItemFilter(where.queue, where.name, where.tid), floor_ms(now))
+        query.update(pending_filter(floor_ms(now)))
         result = await self.items.delete_many(query)
         return int(result.deleted_count)
 
@@ -80,3 +78,12 @@ class Inspector:
             per_queue[state] = per_queue.get(state, 0) + 1
         return result
 
+    async def purge(self, queue: str | None, state: State, older_than: datetime | None) -> int:
+        """Delete `state` items (done or failed) finished before `older_than`; how many."""
+        query: dict[str, Any] = {"state": state.value}
+        if queue is not None:
+            query["queue"] = queue
+        if older_than is not None:
+            query["finished"] = {"$lt": older_than}
+        result = await self.items.delete_many(query)
+        return int(result.deleted_count)

@@ -18,8 +18,8 @@ from typing import Any
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from wrkr.backend import Message
-from wrkr_mongodb._documents import SequenceCounter, new_item_document, pending_filter
-from wrkr_mongodb._routing import SubscriptionCache
+from wrkr_mongodb._documents import MongoDBSequence, new_item_document, pending_filter
+from wrkr_mongodb._routes import MongoDBRoutes
 from wrkr_mongodb._transactions import in_transaction
 
 DUPLICATE_KEY = 11000
@@ -42,7 +42,7 @@ def _turned_away(exc: BulkWriteError, documents: list[dict[str, Any]]) -> set[st
     return turned_away if len(turned_away) == len(errors) else None
 
 
-class DedupeConflict(Exception):
+class MongoDBDedupeConflict(Exception):
     """A `once_every` document lost the race on the unique index inside a transaction.
 
     The server aborts the transaction on any write error, so the batch is tried again
@@ -54,7 +54,7 @@ class DedupeConflict(Exception):
         self.ids = ids
 
 
-class Publisher:
+class MongoDBPublisher:
     """Turns messages into item documents and stores them, all or nothing.
 
     Args:
@@ -63,11 +63,11 @@ class Publisher:
         client: the client to start transactions on; None where the server has none.
     """
 
-    def __init__(self, items: Any, routes: SubscriptionCache, client: Any = None) -> None:
+    def __init__(self, items: Any, routes: MongoDBRoutes, client: Any = None) -> None:
         self.items = items
         self.routes = routes
         self.client = client
-        self._sequence = SequenceCounter()
+        self._sequence = MongoDBSequence()
 
     async def enqueue(self, messages: Sequence[Message], now: datetime) -> list[dict[str, Any]]:
         """Store one document per (message, matching queue); return those stored, in order."""
@@ -90,7 +90,7 @@ class Publisher:
             try:
                 return await in_transaction(
                     self.client, functools.partial(self._insert_in, documents=documents, now=now))
-            except DedupeConflict as conflict:
+            except MongoDBDedupeConflict as conflict:
                 documents = [d for d in documents if d["_id"] not in conflict.ids]
 
     async def _insert_in(
@@ -105,7 +105,7 @@ class Publisher:
                 turned_away = _turned_away(exc, documents)
                 if turned_away is None:
                     raise
-                raise DedupeConflict(turned_away) from exc
+                raise MongoDBDedupeConflict(turned_away) from exc
         return documents
 
     async def _without_pending_duplicates(

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pymongo.errors import PyMongoError
 
+from wrkr.backend import Backoff
 from wrkr_mongodb._errors import UNKNOWN_COMMIT
 
 TRANSIENT = "TransientTransactionError"
@@ -22,6 +23,7 @@ COMMIT_ATTEMPTS = 3
 """Commits tried while the result is unknown (the driver retries each once itself)."""
 BACKOFF = 0.02
 """Seconds, doubled per attempt and jittered: concurrent publishers spread out."""
+BACKOFF_MAX = BACKOFF * 2 ** (ATTEMPTS - 2)
 
 T = TypeVar("T")
 
@@ -54,6 +56,7 @@ async def in_transaction(client: Any, work: Callable[[Any], Awaitable[T]]) -> T:
             `UNKNOWN_COMMIT` label, the commit's outcome is unknown.
         Exception: whatever `work` raised; the transaction was aborted first.
     """
+    backoff = Backoff(BACKOFF, BACKOFF_MAX)
     async with client.start_session() as session:
         for attempt in range(1, ATTEMPTS + 1):
             await session.start_transaction()
@@ -63,14 +66,14 @@ async def in_transaction(client: Any, work: Callable[[Any], Awaitable[T]]) -> T:
                 if session.in_transaction:
                     await session.abort_transaction()  # the driver ignores its errors
                 if attempt < ATTEMPTS and _transient(exc):
-                    await _back_off(attempt)
+                    await _back_off(backoff)
                     continue
                 raise
             try:
                 await _commit(session)
             except PyMongoError as exc:
                 if attempt < ATTEMPTS and exc.has_error_label(TRANSIENT):
-                    await _back_off(attempt)
+                    await _back_off(backoff)
                     continue
                 raise
             return result
@@ -91,5 +94,5 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, PyMongoError) and exc.has_error_label(TRANSIENT)
 
 
-async def _back_off(attempt: int) -> None:
-    await asyncio.sleep(BACKOFF * 2 ** (attempt - 1) * random.random())
+async def _back_off(backoff: Backoff) -> None:
+    await asyncio.sleep(backoff.next() * random.random())

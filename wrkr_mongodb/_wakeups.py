@@ -1,15 +1,16 @@
-"""Waking idle consumers: change streams when the server has them, polling otherwise."""
+"""Waking idle consumers from other processes' changes: a change stream, on demand."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from pymongo.errors import OperationFailure, PyMongoError
 
+from wrkr.backend import Backoff
 from wrkr_mongodb._documents import NOT_LEASED
 
 logger = logging.getLogger("wrkr.mongodb")
@@ -27,75 +28,37 @@ ITEM_CHANGES: list[dict[str, Any]] = [
 ]
 
 
-class Wakeups:
-    """The idle consumers of one backend, and what rouses them."""
-
-    def __init__(self) -> None:
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._idle = 0
-        self.streaming = False  # a change stream on the items collection is live
-        self.on_demand: Callable[[bool], None] = lambda wanted: None
-        """Told True when a consumer goes idle with none idle before, False when none is."""
-
-    @contextlib.contextmanager
-    def idle(self) -> Iterator[None]:
-        """Count a consumer as idle (waiting for work) for the duration of the block."""
-        self._idle += 1
-        if self._idle == 1:
-            self.on_demand(True)
-        try:
-            yield
-        finally:
-            self._idle -= 1
-            if self._idle == 0:
-                self.on_demand(False)
-
-    @contextlib.contextmanager
-    def listening(self, queue: str) -> Iterator[asyncio.Event]:
-        """Register an event set whenever `queue` may have something to claim."""
-        event = asyncio.Event()
-        self._waiters.setdefault(queue, set()).add(event)
-        try:
-            yield event
-        finally:
-            self._waiters[queue].discard(event)
-
-    def notify(self, queue: str | None) -> None:
-        """Wake the consumers of `queue` (of every queue when None)."""
-        if queue is None:
-            for events in self._waiters.values():
-                for event in events:
-                    event.set()
-            return
-        for event in self._waiters.get(queue, ()):
-            event.set()
-
-    def on_item_change(self, change: dict[str, Any]) -> None:
-        """Wake whom an item change stream event concerns."""
-        document = change.get("fullDocument") or {}
-        self.notify(document.get("queue") if change.get("operationType") == "insert" else None)
+def woken_queue(change: dict[str, Any]) -> str | None:
+    """Return the queue an item change concerns (None: any, as updates carry no queue)."""
+    document = change.get("fullDocument") or {}
+    queue = document.get("queue") if change.get("operationType") == "insert" else None
+    return None if queue is None else str(queue)
 
 
-class ChangeWatcher:
-    """Follows one collection's change stream in the background, feeding `on_change`.
+class MongoDBChangeStream:
+    """Follows the items' change stream in the background while some consumer is idle.
 
-    The stream runs on demand: `demand(True)` when some consumer is idle, and it stops
+    `demand(True)` when a consumer goes idle with none idle before; the stream stops
     `linger` seconds after `demand(False)`. A busy consumer claims without waiting and
     needs no wake-up, while an open stream costs the server a `getMore` per write.
     `on_state(True)` is called each time a stream opens, `on_state(False)` when it
-    closes or breaks; a broken one is retried after `retry` seconds, and a server
+    closes or breaks; a broken one is opened again after a backoff, and a server
     without change streams (standalone, or the in-process mock) is not asked again.
+
+    Args:
+        collection: the collection to follow.
+        on_change: called with each change.
+        on_state: told whether a stream is open.
+        linger: seconds the stream stays open once no consumer is idle.
     """
 
-    def __init__(self, collection: Any, pipeline: list[dict[str, Any]],
-                 on_change: Callable[[dict[str, Any]], None],
-                 on_state: Callable[[bool], None], retry: float = 5.0,
-                 linger: float = 5.0) -> None:
+    def __init__(self, collection: Any, on_change: Callable[[dict[str, Any]], None],
+                 on_state: Callable[[bool], None], linger: float = 5.0) -> None:
         self._collection = collection
-        self._pipeline = pipeline
         self._on_change = on_change
         self._on_state = on_state
-        self._retry, self._linger = retry, linger
+        self._linger = linger
+        self._backoff = Backoff(0.5, 5.0)
         self._task: asyncio.Task[None] | None = None
         self._opening: asyncio.Future[Any] | None = None
         self._pausing: asyncio.TimerHandle | None = None
@@ -150,7 +113,7 @@ class ChangeWatcher:
             except PyMongoError as exc:
                 logger.debug("change stream lost (%s); polling meanwhile", type(exc).__name__)
             self._on_state(False)
-            await asyncio.sleep(self._retry)
+            await self._backoff.wait()
 
     def _unsupported(self) -> None:
         self.unsupported = True
@@ -159,10 +122,11 @@ class ChangeWatcher:
     async def _follow(self) -> None:
         # Opening is shielded from `stop()`'s cancellation: the driver leaks the socket of
         # a connection cancelled mid-handshake; `stop()` waits for it and closes the stream.
-        self._opening = asyncio.ensure_future(self._collection.watch(self._pipeline))
+        self._opening = asyncio.ensure_future(self._collection.watch(ITEM_CHANGES))
         stream = await asyncio.shield(self._opening)
         self._opening = None
         async with stream:
+            self._backoff.reset()
             self._on_state(True)
             async for change in stream:
                 self._on_change(change)

@@ -20,8 +20,7 @@ import psycopg
 import psycopg_pool
 from psycopg.types.json import set_json_loads
 
-from wrkr._errors import BackendUnavailable
-from wrkr.backend import redact, scrub
+from wrkr.backend import BackendUnavailable, NotStarted, redact, scrub
 
 logger = logging.getLogger("wrkr.postgres")
 Row = tuple[Any, ...]
@@ -33,10 +32,14 @@ def unavailable(exc: BaseException, url: str) -> NoReturn:
 
     psycopg answers a cancelled task by cancelling its query, and raises the server's
     error instead of `CancelledError`; a cancelled task must still see its cancellation.
+    A closed pool is this process's doing, not the server's: `NotStarted`.
     """
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc
+    if isinstance(exc, psycopg_pool.PoolClosed):
+        raise NotStarted("PostgresBackend is closed: start the app (or `await "
+                         "backend.open()`) again first") from None
     detail = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                    url)
     raise BackendUnavailable(f"PostgreSQL at {redact(url)} failed: {detail}") from None
@@ -62,6 +65,8 @@ async def _configure_fast(conn: psycopg.AsyncConnection[Any]) -> None:
 
 class PostgresPool:
     """An autocommit connection pool whose statements raise only wrkr errors.
+
+    A pool opens once: a store builds a new one at each connect.
 
     Args:
         url: the libpq URL (wrkr's options already removed).

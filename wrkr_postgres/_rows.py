@@ -34,7 +34,7 @@ def to_item(row: tuple[Any, ...]) -> Item:
         finished=finished)
 
 
-def to_delivery(row: tuple[Any, ...]) -> Delivery:
+def to_delivery(row: tuple[Any, ...]) -> Delivery[PostgresReceipt]:
     """Build a `Delivery` from a claimed row (its last two columns: seq and lease)."""
     return Delivery(to_item(row), PostgresReceipt(row[12], row[13]))
 

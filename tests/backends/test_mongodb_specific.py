@@ -35,9 +35,17 @@ from tests.backends._mongo_servers import (  # noqa: F401 - fixtures
     wire_database_url,
     wire_server_url,
 )
-from wrkr import BackendUnavailable, Wrkr
-from wrkr.backend import ItemFilter, Message
-from wrkr_mongodb import MongoDBBackend
+from wrkr import BackendUnavailable, InvalidConfig, UnknownBackend, Wrkr
+from wrkr.backend import (
+    Claim,
+    ErrorRecord,
+    ItemFilter,
+    Message,
+    Settle,
+    Settlement,
+    State,
+)
+from wrkr_mongodb import MongoDBBackend, MongoDBStore
 from wrkr_mongodb._documents import NOT_LEASED, stored_due
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,11 +339,199 @@ async def test_an_item_not_leased_stores_a_past_date_not_null() -> None:
         await backend.subscribe("q", "x")
         now = datetime.now(UTC)
         [item_id] = await backend.enqueue([Message("x", None, b"{}", now, now)])
-        document = await backend._collection().find_one({"_id": item_id})
+        document = await backend.store._connection().items.find_one({"_id": item_id})
         assert document["lease"] == NOT_LEASED
         assert [item.id for item in await backend.items(ItemFilter(queue="q"))] == [item_id]
     finally:
         await backend.close()
+
+
+# -- configuration errors (issue 8, item 1) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "named"), [
+    ("mongodb://wrkr:s3cr3t-pw@h:1/db?replicaSett=rs0", "'replicaSett'"),
+    ("mongodb://wrkr:s3cr3t-pw@h:1/db?serverSelectionTimeoutMS=abc", "serverselectiontimeoutms"),
+    ("mongodb://wrkr:s3cr3t-pw@h:1/db?tls=maybe", "tls"),
+    ("mongodb://wrkr:s3cr3t-pw@h:x/db", "'h:x'"),
+    ("mongodb://wrkr:s3cr3t-pw@h:1/bad.name", "'bad.name'"),
+    ("mongodb+srv://wrkr:s3cr3t-pw@a.example.com,b.example.com/db", "one host"),
+])
+def test_a_bad_url_raises_invalid_config_naming_it_with_the_password_masked(
+        url: str, named: str) -> None:
+    with pytest.raises(InvalidConfig) as raised:
+        Wrkr.from_url(url)
+    assert named in str(raised.value)
+    assert "s3cr3t-pw" not in str(raised.value)
+    assert "wrkr:***@h" in str(raised.value) or "***@a.example.com" in str(raised.value)
+
+
+def test_an_unknown_url_option_lists_the_valid_ones() -> None:
+    with pytest.raises(InvalidConfig, match=r"valid options.*replicaset"):
+        MongoDBBackend("mongodb://h:1/db?replicaSett=rs0")
+
+
+def test_an_unknown_keyword_option_raises_invalid_config_listing_the_valid_ones() -> None:
+    with pytest.raises(InvalidConfig, match=r"\['pool_sise'\].*valid options: client, "
+                                            r"database, .*subscriptions_ttl") as raised:
+        Wrkr.from_url("mongodb://wrkr:s3cr3t-pw@h:1/db", pool_sise=3)
+    assert "s3cr3t-pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize("options", [{"poll_min": 0}, {"poll_max": "1s"},
+                                     {"poll_min": 2.0, "poll_max": 1.0},
+                                     {"subscriptions_ttl": -1}])
+def test_a_bad_keyword_value_raises_invalid_config_naming_it(options: dict[str, Any]) -> None:
+    with pytest.raises(InvalidConfig, match=next(iter(options))):
+        MongoDBBackend("mongodb://h:1/db", **options)
+
+
+def test_another_scheme_is_an_unknown_backend() -> None:
+    with pytest.raises(UnknownBackend, match="mongodb://"):
+        MongoDBBackend.from_url("mongo://h:1/db")
+
+
+def test_valid_url_options_are_accepted() -> None:
+    backend = MongoDBBackend("mongodb://h:1,h2:2/db?replicaSet=rs0&serverSelectionTimeoutMS=50")
+    assert backend.store.address.database == "db"
+
+
+# -- start, stop, start (issue 8, item 2) ---------------------------------------------------
+
+
+@pytest.fixture(params=["mock", *TIERS])
+def any_backend(request: pytest.FixtureRequest) -> MongoDBBackend:
+    """Provide a backend on the mock and on each server tier available."""
+    if request.param == "mock":
+        return MongoDBBackend(client=AsyncMongoMockClient(tz_aware=True),
+                              database=new_database_name())
+    request.applymarker(pytest.mark.mongodb)
+    fixture = "wire_database_url" if request.param == "wire" else "real_database_url"
+    return MongoDBBackend(str(request.getfixturevalue(fixture)))
+
+
+async def test_an_app_starts_again_after_stop_and_delivers(
+        any_backend: MongoDBBackend, names: Names) -> None:
+    queue, name = names.queue("a"), names.event("x")
+    recorder = Recorder()
+    app = Wrkr(any_backend)
+    app.on(name, queue=queue)(recorder.handle)
+    for round_ in ("first", "second", "third"):
+        await app.start()
+        try:
+            await app.listen()
+            [item_id] = await app.publish({"name": name, "tid": round_})
+            assert (await recorder.next(f"the {round_} run's item")).id == item_id
+        finally:
+            await app.stop()
+
+
+# -- the store's primitives ------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def store(any_backend: MongoDBBackend) -> AsyncIterator[MongoDBStore]:
+    """Provide a connected store with queue "q" subscribed to "x"."""
+    await any_backend.open()
+    try:
+        await any_backend.subscribe("q", "x")
+        yield any_backend.store
+    finally:
+        await any_backend.close()
+
+
+async def _put(store: MongoDBStore, count: int) -> list[str]:
+    now = datetime.now(UTC)
+    return await store.put([Message("x", str(n), b"{}", now, now) for n in range(count)])
+
+
+def _claim(worker: str, limit: int, lease: float = 60.0, later: float = 0.0) -> Claim:
+    """Return a claim made `later` seconds from now (past a short lease, say)."""
+    now = datetime.now(UTC) + timedelta(seconds=later)
+    return Claim("q", worker, now, now + timedelta(seconds=lease), limit)
+
+
+async def test_racing_batch_claims_never_take_one_item_twice(store: MongoDBStore) -> None:
+    ids = await _put(store, 30)
+    batches = await asyncio.gather(*(store.claim(_claim(f"w{n}", 10)) for n in range(4)))
+    claimed = [delivery.item.id for batch in batches for delivery in batch]
+    assert len(claimed) == len(set(claimed)) >= 10
+    assert {d.item.attempts for batch in batches for d in batch} == {1}
+    rest = await store.claim(_claim("last", 30))
+    assert sorted(claimed + [d.item.id for d in rest]) == sorted(ids)
+
+
+async def test_a_batch_claim_returns_items_in_due_order_with_the_worker_recorded(
+        store: MongoDBStore) -> None:
+    ids = await _put(store, 5)
+    claimed = await store.claim(_claim("w", 3))
+    assert [d.item.id for d in claimed] == ids[:3]
+    assert {(await store.get(d.item.id)).worker for d in claimed} == {"w"}
+
+
+async def test_renewing_a_batch_tells_which_leases_still_held(store: MongoDBStore) -> None:
+    await _put(store, 2)
+    stale, kept = await store.claim(_claim("old", 2, lease=0.001))
+    [again] = await store.claim(_claim("new", 1, later=1))  # after the first lease
+    assert again.item.id == stale.item.id
+    until = datetime.now(UTC) + timedelta(minutes=5)
+    assert await store.renew([stale, kept, again], until) == [False, True, True]
+    assert await store.claim(_claim("third", 2, later=2)) == []  # both were extended
+
+
+async def test_settling_a_batch_tells_which_deliveries_still_held(store: MongoDBStore) -> None:
+    await _put(store, 3)
+    stale, acked, nacked = await store.claim(_claim("old", 3, lease=0.001))
+    [again] = await store.claim(_claim("new", 1, later=1))
+    error = ErrorRecord(datetime.now(UTC), 1, "ValueError", "boom")
+    held = await store.settle([
+        Settlement(stale, Settle.ACK), Settlement(acked, Settle.ACK),
+        Settlement(nacked, Settle.NACK, due=datetime.now(UTC), error=error),
+        Settlement(again, Settle.FAIL, error=error)])
+    assert held == [False, True, True, True]
+    assert (await store.get(again.item.id)).state is State.FAILED
+    assert sorted(i.id for i in await store.items(ItemFilter(queue="q"))) == sorted(
+        [nacked.item.id, again.item.id])
+    assert await store.settle([Settlement(acked, Settle.ACK)]) == [False]  # settled already
+
+
+async def test_a_released_delivery_cannot_be_settled_again(store: MongoDBStore) -> None:
+    await _put(store, 2)
+    first, second = await store.claim(_claim("w", 2))
+    assert await store.settle([Settlement(first, Settle.RELEASE),
+                               Settlement(second, Settle.ABANDON)]) == [True, True]
+    assert await store.settle([Settlement(first, Settle.ACK),
+                               Settlement(second, Settle.RELEASE)]) == [False, False]
+    assert [(i.attempts, i.state) for i in await store.items(ItemFilter(queue="q"))] == [
+        (0, State.READY), (1, State.READY)]
+
+
+async def test_next_due_is_the_earliest_due_time_or_lease_end(store: MongoDBStore) -> None:
+    now = datetime.now(UTC)
+    assert await store.next_due("q", now) is None
+    later = now + timedelta(hours=1)
+    await store.put([Message("x", "late", b"{}", later, now)])
+    assert abs((await store.next_due("q", now) or now) - later) < timedelta(milliseconds=2)
+    await _put(store, 1)
+    assert len(await store.claim(_claim("w", 1, lease=60))) == 1
+    soon = await store.next_due("q", datetime.now(UTC))
+    assert soon is not None
+    assert soon < later
+
+
+async def test_items_skip_the_offset_and_purge_deletes_finished_items(
+        store: MongoDBStore) -> None:
+    ids = await _put(store, 4)
+    page = await store.items(ItemFilter(queue="q", limit=2, offset=1))
+    assert [item.id for item in page] == ids[1:3]
+    claimed = await store.claim(_claim("w", 2))
+    error = ErrorRecord(datetime.now(UTC), 1, "ValueError", "boom")
+    await store.settle([Settlement(claimed[0], Settle.ACK, keep=True),
+                        Settlement(claimed[1], Settle.FAIL, error=error)])
+    assert await store.purge("q", State.DONE, datetime.now(UTC) - timedelta(hours=1)) == 0
+    assert await store.purge("q", State.DONE, None) == 1
+    assert await store.purge(None, State.FAILED, datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert [item.id for item in await store.items(ItemFilter(queue="q"))] == ids[2:]
 
 
 @pytest.fixture

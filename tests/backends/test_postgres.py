@@ -22,7 +22,7 @@ class TestPostgresBackend(BackendSuite):
     async def simulate_crash(self, backend: Backend) -> None:
         """Expire every lease of the test's schema, as a dead worker's would."""
         assert isinstance(backend, PostgresBackend)
-        async with backend.pool.connection() as conn:
+        async with backend.store.pool.connection() as conn:
             await conn.execute(f'UPDATE "{backend.settings.schema}".items '
                                "SET lease_until = now() - interval '1 s' "
                                "WHERE state = 'processing'")

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -22,13 +23,26 @@ import pytest_asyncio
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT
 from tests.conftest import PG_URL, new_schema
-from wrkr import BackendUnavailable, Event, Wrkr
+from wrkr import BackendUnavailable, BlockingWrkr, Event, InvalidConfig, NotStarted, Wrkr
 from wrkr._names import matches
-from wrkr.backend import redact
+from wrkr.backend import (
+    Claim,
+    Delivery,
+    ErrorRecord,
+    ItemFilter,
+    Message,
+    Settle,
+    Settlement,
+    State,
+    redact,
+)
+from wrkr.cli import main
 from wrkr_postgres import PostgresBackend
 from wrkr_postgres._config import settings_from_url
 from wrkr_postgres._names import pattern_regex
+from wrkr_postgres._rows import PostgresReceipt
 from wrkr_postgres._sql import migrations
+from wrkr_postgres._store import PostgresStore
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +51,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = r"""
 import asyncio, sys
 from datetime import timedelta
-import wrkr._consumer
 from wrkr import Wrkr
 from wrkr_postgres import PostgresBackend
 
-# The core leases for handler timeout + 30 s; a shorter margin keeps the test short.
-wrkr._consumer.LEASE_MARGIN = timedelta(seconds=1)
 mode, schema, queue, name = sys.argv[1:5]
 
 async def hang(event):
@@ -50,7 +61,8 @@ async def hang(event):
     await asyncio.Event().wait()
 
 async def main():
-    app = Wrkr(PostgresBackend("postgresql://postgres@127.0.0.1:5432/test", schema=schema))
+    app = Wrkr(PostgresBackend("postgresql://postgres@127.0.0.1:5432/test", schema=schema),
+               lease="1 second")
     async with app:
         if mode == "worker":
             await app.subscribe(queue, name, hang, timeout="1 second")
@@ -133,9 +145,40 @@ def test_url_options_are_split_from_libpq_options_and_passwords_masked() -> None
     assert redact(settings.conninfo) == "postgresql://u:***@127.0.0.1:5432/db?sslmode=disable"
 
 
-def test_schema_must_be_a_plain_identifier() -> None:
-    with pytest.raises(ValueError, match="invalid PostgreSQL schema name 'Bad-Name'"):
-        PostgresBackend(PG_URL, schema="Bad-Name")
+SECRET_URL = "postgresql://u:s3cret@127.0.0.1:5432/test"
+
+
+@pytest.mark.parametrize(("url", "options", "named"), [
+    (SECRET_URL + "?schema=bad-schema", {}, ["schema", "'bad-schema'", "lower-case"]),
+    (SECRET_URL, {"schema": "Bad-Name"}, ["schema", "'Bad-Name'", "lower-case"]),
+    (SECRET_URL + "?pool_size=abc", {}, ["pool_size", "'abc'", "whole number"]),
+    (SECRET_URL, {"pool_size": 0}, ["pool_size", "0", "whole number"]),
+    (SECRET_URL + "?fast_settle=maybe", {}, ["fast_settle", "'maybe'", "true or false"]),
+    (SECRET_URL, {"pool_sise": 3}, ["'pool_sise'", "pool_size", "schema", "fast_settle"]),
+    (SECRET_URL + "?pool_sise=3", {}, ["pool_sise", "pool_size", "schema", "libpq"]),
+])
+def test_configuration_mistakes_raise_invalid_config_naming_option_and_valid_ones(
+        url: str, options: dict[str, object], named: list[str]) -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        Wrkr.from_url(url, **options)
+    message = str(caught.value)
+    assert isinstance(caught.value, ValueError)
+    for part in named:
+        assert part in message, f"{part!r} missing from {message!r}"
+    assert "s3cret" not in message
+    assert "u:***@127.0.0.1" in message
+
+
+@pytest.mark.parametrize("query", ["schema=bad-schema", "pool_size=abc", "prefx=x"])
+def test_the_cli_reports_a_bad_url_option_in_one_line_exit_1(
+        capsys: pytest.CaptureFixture[str], query: str) -> None:
+    assert main(["items", "--url", f"{SECRET_URL}?{query}"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert query.partition("=")[0] in err
+    assert "Traceback" not in err
+    assert "s3cret" not in err
 
 
 async def test_unreachable_server_raises_backend_unavailable_without_the_password() -> None:
@@ -158,6 +201,119 @@ async def test_migrations_are_applied_once_and_recorded(pg_schema: str) -> None:
         assert [row[0] for row in await cur.fetchall()] == [v for v, _ in migrations()]
 
 
+async def test_an_app_starts_again_after_stop_and_delivers(
+        pg_schema: str, names: Names) -> None:
+    app = Wrkr(PostgresBackend(PG_URL, schema=pg_schema, poll_interval=1.0))
+    queue, name, recorder = names.queue("again"), names.event("job"), Recorder()
+    app.on(name, queue=queue)(recorder.handle)
+    for run in ("first", "second", "third"):  # as a FastAPI lifespan run by each TestClient
+        await app.start()
+        try:
+            await app.listen()
+            await app.publish({"name": name, "tid": run})
+            assert (await recorder.next(f"the {run} run's event")).tid == run
+        finally:
+            await app.stop(timeout=1.0)
+
+
+async def test_a_closed_backend_says_not_started_not_unavailable(pg_schema: str) -> None:
+    backend = PostgresBackend(PG_URL, schema=pg_schema)
+    await backend.open()
+    await backend.close()
+    with pytest.raises(NotStarted, match="start the app"):
+        await backend.queues_for("x")
+    with pytest.raises(NotStarted):
+        await backend.store.queues_for("x")  # the store itself, past the backend's check
+
+
+@pytest_asyncio.fixture
+async def store(pg_schema: str) -> AsyncIterator[PostgresStore]:
+    """Provide an open backend's store, on the test's schema."""
+    backend = PostgresBackend(PG_URL, schema=pg_schema)
+    await backend.open()
+    yield backend.store
+    await backend.close()
+
+
+async def put(store: PostgresStore, queue: str, name: str, count: int) -> list[str]:
+    """Subscribe `queue` to `name` and store `count` items due now."""
+    await store.subscribe(queue, name)
+    now = store.clock.now()
+    return await store.put([Message(name, str(n), b"{}", now, now) for n in range(count)])
+
+
+async def claim(store: PostgresStore, queue: str, worker: str, lease: float,
+                limit: int = 10) -> list[Delivery[PostgresReceipt]]:
+    """Claim up to `limit` due items of `queue` for `worker`, leased `lease` seconds."""
+    now = store.clock.now()
+    return await store.claim(Claim(queue, worker, now, now + timedelta(seconds=lease), limit))
+
+
+async def test_a_renewal_or_settlement_under_a_reclaimed_lease_is_fenced(
+        store: PostgresStore, names: Names) -> None:
+    queue = names.queue("fence")
+    await put(store, queue, names.event("job"), 1)
+    [stale] = await claim(store, queue, "dead", lease=-1)  # its lease has already ended
+    [fresh] = await claim(store, queue, "alive", lease=60)
+    assert await store.renew([stale, fresh], store.clock.now() + timedelta(minutes=1)) == [
+        False, True]
+    ack = Settlement(fresh, Settle.ACK)
+    assert await store.settle([Settlement(stale, Settle.ACK), ack, ack]) == [False, True, False]
+    assert await store.items(ItemFilter(queue=queue)) == []
+
+
+async def test_one_settle_call_carries_every_kind_of_settlement(
+        store: PostgresStore, names: Names) -> None:
+    queue = names.queue("mixed")
+    await put(store, queue, names.event("job"), 5)
+    got = await claim(store, queue, "w", lease=60)
+    now = store.clock.now()
+    error = ErrorRecord(now, 1, "ValueError", "bad")
+    hows = [Settlement(got[0], Settle.ACK), Settlement(got[1], Settle.ACK, keep=True),
+            Settlement(got[2], Settle.NACK, due=now + timedelta(hours=1), error=error),
+            Settlement(got[3], Settle.FAIL, error=error), Settlement(got[4], Settle.RELEASE)]
+    assert await store.settle(hows) == [True] * 5
+    items = {item.id: item for item in await store.items(ItemFilter(queue=queue))}
+    assert got[0].item.id not in items
+    assert items[got[1].item.id].state is State.DONE
+    nacked, failed, released = (items[d.item.id] for d in got[2:])
+    assert (nacked.state, nacked.attempts, nacked.errors) == (State.SCHEDULED, 1, (error,))
+    assert (failed.state, failed.errors, failed.finished is not None) == (
+        State.FAILED, (error,), True)
+    assert (released.state, released.attempts) == (State.READY, 0)
+
+
+async def test_purge_deletes_finished_items_of_the_state_finished_before_a_time(
+        store: PostgresStore, names: Names) -> None:
+    queue, other = names.queue("purge"), names.queue("other")
+    await put(store, queue, names.event("job"), 3)
+    await put(store, other, names.event("other"), 1)
+    first, second, third = await claim(store, queue, "w", lease=60)
+    [elsewhere] = await claim(store, other, "w", lease=60)
+    error = ErrorRecord(store.clock.now(), 1, "ValueError", "bad")
+    await store.settle([Settlement(first, Settle.FAIL, error=error),
+                        Settlement(second, Settle.FAIL, error=error),
+                        Settlement(third, Settle.ACK, keep=True),
+                        Settlement(elsewhere, Settle.FAIL, error=error)])
+    an_hour_ago = store.clock.now() - timedelta(hours=1)
+    assert await store.purge(queue, State.FAILED, an_hour_ago) == 0
+    assert await store.purge(queue, State.FAILED, None) == 2
+    assert [item.state for item in await store.items(ItemFilter(queue=queue))] == [State.DONE]
+    assert await store.purge(None, State.DONE, store.clock.now() + timedelta(seconds=1)) == 1
+    assert len(await store.items(ItemFilter(queue=other))) == 1
+    with pytest.raises(InvalidConfig, match="'done' or 'failed'"):
+        await store.purge(None, State.READY, None)
+
+
+async def test_items_skip_offset_then_return_limit_and_subscriptions_are_listed(
+        store: PostgresStore, names: Names) -> None:
+    queue, name = names.queue("page"), names.event("job")
+    await put(store, queue, name, 5)
+    page = await store.items(ItemFilter(queue=queue, offset=1, limit=2))
+    assert [item.tid for item in page] == ["1", "2"]
+    assert (queue, name) in await store.subscriptions()
+
+
 async def test_rolled_back_transactional_publish_delivers_nothing_committed_delivers(
         app: Wrkr, names: Names) -> None:
     queue, name, recorder = names.queue("outbox"), names.event("order.placed"), Recorder()
@@ -174,27 +330,32 @@ async def test_rolled_back_transactional_publish_delivers_nothing_committed_deli
     assert [item.tid for item in await app.items(queue=queue)] in ([], ["committed"])
 
 
-async def test_transactional_publish_takes_only_a_psycopg_async_connection(
+async def test_transactional_publish_takes_only_a_psycopg_connection(
         app: Wrkr, names: Names) -> None:
     await app.subscribe(names.queue("q"), names.event("x"), Recorder().handle)
-    with pytest.raises(TypeError, match=r"psycopg\.AsyncConnection"):
+    with pytest.raises(InvalidConfig, match=r"psycopg Connection or AsyncConnection; got object"):
         await app.publish({"name": names.event("x")}, connection=object())
 
 
-async def test_item_of_a_sigkilled_worker_is_handled_by_another_after_its_lease(
-        app: Wrkr, pg_schema: str, names: Names) -> None:
-    queue, name, recorder = names.queue("jobs"), names.event("job"), Recorder()
-    await app.subscribe(queue, name, recorder.handle)  # durable; this app listens later
-    worker = await spawn("worker", pg_schema, queue, name)
-    try:
-        await app.publish({"name": name, "tid": "doomed"})
-        started = await read_line(worker, "started")
-    finally:
-        worker.kill()  # SIGKILL: no cleanup, the lease must run out
-        await worker.wait()
-    await app.listen()
-    got = await recorder.next("the dead worker's item")
-    assert (got.id, got.attempts) == (started.split()[1], 2)
+def test_a_blocking_publish_joins_a_sync_psycopg_transaction(pg_schema: str) -> None:
+    url = f"{PG_URL}?schema={pg_schema}"
+
+    async def subscribe() -> None:
+        async with Wrkr.from_url(url) as setup:
+            await setup.subscribe("orders", "shop.order.placed", lambda event: None)
+
+    asyncio.run(subscribe())
+    with BlockingWrkr(url) as events, psycopg.connect(PG_URL) as conn:  # Flask/Django's
+        with contextlib.suppress(ZeroDivisionError), conn.transaction():
+            events.publish({"name": "shop.order.placed", "tid": "rolled-back"},
+                           connection=conn)
+            raise ZeroDivisionError  # the view's own change fails
+        with conn.transaction():
+            events.publish({"name": "shop.order.placed", "tid": "committed"},
+                           connection=conn)
+            assert events.items(queue="orders") == []  # not visible before the commit
+        assert [item.tid for item in events.items(queue="orders")] == ["committed"]
+
 
 
 async def test_twenty_concurrent_once_every_publishers_create_one_item(

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from wrkr import Event, InvalidEvent, ItemNotFound, NotStarted, UnknownBackend, Wrkr
+from wrkr import Event, InvalidConfig, InvalidEvent, ItemNotFound, NotStarted, UnknownBackend, Wrkr
 from wrkr._blocking import BlockingWrkr
 from wrkr._errors import AlreadyStarted
 from wrkr_memory import MemoryBackend, MemoryStore
@@ -149,5 +149,56 @@ def test_an_unknown_url_fails_at_construction() -> None:
 
 
 def test_options_only_go_with_a_url() -> None:
-    with pytest.raises(TypeError, match="options"):
+    with pytest.raises(InvalidConfig, match="options"):
         BlockingWrkr(_app(), name="x")
+
+
+def test_a_facade_started_before_a_fork_works_in_the_child_with_its_own_thread() -> None:
+    import os
+
+    events = BlockingWrkr("memory://", call_timeout=5).start()
+    try:
+        events.subscriptions("a.b")  # in use in the parent before the fork
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a publish must answer, not time out
+            status = 1
+            try:
+                os.close(read)
+                events.app.backend  # noqa: B018 - the child's app is rebuilt on first call
+                ids = events.publish({"name": "a.b"})
+                os.write(write, f"ok {len(ids)} {events.app.backend.is_open}".encode())
+                status = 0
+            except BaseException as exc:  # report, never run the parent's test code on
+                os.write(write, f"error {exc!r}".encode())
+            finally:
+                os._exit(status)
+        os.close(write)
+        with os.fdopen(read) as answer:
+            said = answer.read()
+        _, status = os.waitpid(pid, 0)
+        assert said == "ok 0 True", said
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert events.subscriptions("a.b") == []  # the parent's facade still works
+    finally:
+        events.close()
+
+
+
+def test_a_call_that_gets_no_answer_in_time_raises_call_timed_out() -> None:
+    from wrkr import CallTimedOut
+
+    release = threading.Event()
+
+    async def stuck(*args: object, **kwargs: object) -> list[str]:
+        await asyncio.to_thread(release.wait, 5)
+        return []
+
+    events = BlockingWrkr("memory://", call_timeout=0.2).start()
+    try:
+        events.app.subscriptions = stuck  # type: ignore[method-assign]
+        with pytest.raises(CallTimedOut, match=r"no answer from stuck\(\) within 0.2 s"):
+            events.subscriptions("a.b")
+    finally:
+        release.set()
+        events.close()

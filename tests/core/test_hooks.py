@@ -148,3 +148,39 @@ async def test_unobserve_stops_the_reports() -> None:
 def test_observing_with_something_else_is_an_invalid_config() -> None:
     with pytest.raises(InvalidConfig, match=r"expected a wrkr\.Observer"):
         Wrkr().observe(print)  # type: ignore[arg-type]
+
+
+async def test_a_failed_attempt_keeps_its_traceback_and_is_logged_at_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    def broken(event: Event) -> None:
+        raise KeyError("email")
+
+    caplog.set_level(logging.DEBUG, logger="wrkr")
+    log = Log()
+    async with Wrkr(MemoryBackend(), retry=Retry(attempts=2, backoff=["1 ms"])) as app:
+        app.observe(log)
+        await app.subscribe("q", "a.b", broken)
+        await app.listen()
+        [item_id] = await app.publish({"name": "a.b"})
+        assert (await log.next()).outcome is Outcome.RETRIED
+        assert (await log.next()).outcome is Outcome.FAILED
+        event = await app.get(item_id)
+        await app.publish({"name": "nobody.listens"})
+    [first, _last] = event.errors
+    assert first.type == "KeyError"
+    assert first.traceback is not None
+    assert "in broken" in first.traceback
+    assert 'raise KeyError("email")' in first.traceback
+    retried = [r for r in caplog.records if "attempt 1 failed" in r.getMessage()]
+    assert retried
+    assert retried[0].levelname == "WARNING"
+    assert retried[0].exc_info
+    assert "KeyError" in retried[0].getMessage()
+    failed = [r for r in caplog.records if "failed for good" in r.getMessage()]
+    assert failed
+    assert failed[0].exc_info
+    assert any(r.levelname == "DEBUG" and "nobody.listens" in r.getMessage()
+               for r in caplog.records)

@@ -1,4 +1,4 @@
--- The statements PostgresBackend runs, one per `-- name:` section (see _sql.py).
+-- The statements PostgresStore runs, one per `-- name:` section (see _sql.py).
 -- {schema} is the quoted schema; {columns} the item columns that _rows.py reads.
 -- Every time is passed by the client (`now`), so the backend's clock is the one used.
 
@@ -13,6 +13,9 @@ DELETE FROM {schema}.subscriptions WHERE queue = %(queue)s AND pattern = %(patte
 -- name: queues_for
 SELECT DISTINCT queue FROM {schema}.subscriptions
 WHERE pattern = %(name)s OR (regex IS NOT NULL AND ('.' || %(name)s) ~ regex)
+
+-- name: subscriptions
+SELECT queue, pattern FROM {schema}.subscriptions ORDER BY queue, pattern
 
 -- name: enqueue
 -- One statement for the batch: route every message through the subscriptions, skip
@@ -43,7 +46,7 @@ WITH msg AS (
 ), woken AS (
     SELECT count(pg_notify(%(channel)s, q.queue)) AS n FROM (SELECT DISTINCT queue FROM ins) q
 )
-SELECT ins.id FROM ins, woken ORDER BY ins.seq
+SELECT ins.id, ins.queue FROM ins, woken ORDER BY ins.seq
 
 -- name: claim
 -- Expired leases first (their workers died), then due items in (due, seq) order; rows
@@ -66,66 +69,62 @@ SET state = 'processing', attempts = i.attempts + 1, worker = %(worker)s, dedupe
 FROM picked WHERE i.seq = picked.seq
 RETURNING {columns}
 
--- name: next_change
+-- name: next_due
 SELECT least(
     (SELECT min(due) FROM {schema}.items WHERE queue = %(queue)s AND state = 'pending'),
     (SELECT min(lease_until) FROM {schema}.items
      WHERE queue = %(queue)s AND state = 'processing'))
 
 -- name: renew
-UPDATE {schema}.items SET lease_until = %(until)s
-WHERE seq = %(seq)s AND lease = %(lease)s AND state = 'processing'
-RETURNING seq
+-- A batch of renewals, fenced by the lease token and by time: rows returned still held
+-- their item (a lease that ended is not renewed, even if nobody claimed the item since).
+UPDATE {schema}.items i SET lease_until = %(until)s
+FROM unnest(%(seqs)b::bigint[], %(leases)b::uuid[]) AS r(seq, lease)
+WHERE i.seq = r.seq AND i.lease = r.lease AND i.state = 'processing'
+  AND i.lease_until > %(now)s
+RETURNING i.seq, i.lease
 
 -- name: ack
--- A batch of acks (see _acks.py): delete, or keep as done; fenced by the lease token.
-WITH a AS (
-    SELECT * FROM unnest(%(seqs)b::bigint[], %(leases)b::uuid[], %(keeps)b::boolean[],
-                         %(expires)b::timestamptz[]) AS a(seq, lease, keep, expires)
+-- The hot path of `settle`: a batch of plain acks (items deleted), fenced by the token.
+DELETE FROM {schema}.items i
+USING unnest(%(seqs)b::bigint[], %(leases)b::uuid[]) AS a(seq, lease)
+WHERE i.seq = a.seq AND i.lease = a.lease AND i.state = 'processing'
+RETURNING i.seq, i.lease
+
+-- name: settle
+-- A batch of settlements (Settle: ack, nack, fail, release, abandon), fenced by the lease
+-- token: the rows returned still held their item. An ack without `keep` deletes the row;
+-- the others update it. Queues getting an item back are NOTIFYed (at commit).
+WITH s AS (
+    SELECT * FROM unnest(%(seqs)b::bigint[], %(leases)b::uuid[], %(hows)b::text[],
+                         %(dues)s::timestamptz[], %(errors)s::text[], %(keeps)b::boolean[],
+                         %(expires)s::timestamptz[])
+        AS s(seq, lease, how, due, error, keep, expires)
 ), gone AS (
-    DELETE FROM {schema}.items i USING a
-    WHERE i.seq = a.seq AND i.lease = a.lease AND i.state = 'processing' AND NOT a.keep
-    RETURNING i.seq
-), kept AS (
+    DELETE FROM {schema}.items i USING s
+    WHERE i.seq = s.seq AND i.lease = s.lease AND i.state = 'processing'
+      AND s.how = 'ack' AND NOT s.keep
+    RETURNING i.seq, s.lease
+), changed AS (
     UPDATE {schema}.items i
-    SET state = 'done', finished = %(now)s, expires = a.expires, lease = NULL,
-        lease_until = NULL, updated = %(now)s
-    FROM a WHERE i.seq = a.seq AND i.lease = a.lease AND i.state = 'processing' AND a.keep
-    RETURNING i.seq
-)
-SELECT seq FROM gone UNION ALL SELECT seq FROM kept
-
--- name: nack
-WITH u AS (
-    UPDATE {schema}.items
-    SET state = 'pending', due = %(due)s, errors = errors || %(error)s::jsonb, worker = NULL,
+    SET state = CASE s.how WHEN 'ack' THEN 'done' WHEN 'fail' THEN 'failed'
+                           ELSE 'pending' END,
+        due = coalesce(s.due, i.due),
+        errors = CASE WHEN s.error IS NULL THEN i.errors ELSE i.errors || s.error::jsonb END,
+        attempts = i.attempts - (CASE WHEN s.how = 'release' THEN 1 ELSE 0 END),
+        worker = CASE WHEN s.how IN ('ack', 'fail') THEN i.worker END,
+        finished = CASE WHEN s.how IN ('ack', 'fail') THEN %(now)s ELSE i.finished END,
+        expires = CASE WHEN s.how = 'ack' THEN s.expires ELSE i.expires END,
         lease = NULL, lease_until = NULL, updated = %(now)s
-    WHERE seq = %(seq)s AND lease = %(lease)s AND state = 'processing'
-    RETURNING queue
-)
-SELECT pg_notify(%(channel)s, queue) FROM u
-
--- name: fail
-UPDATE {schema}.items
-SET state = 'failed', errors = errors || %(error)s::jsonb, lease = NULL, lease_until = NULL,
-    updated = %(now)s
-WHERE seq = %(seq)s AND lease = %(lease)s AND state = 'processing'
-RETURNING seq
-
--- name: give_back
--- Release (`uncount`: the attempt does not count) or abandon (a closing backend: as if
--- the leases had expired) held items; fenced by the lease token.
-WITH u AS (
-    UPDATE {schema}.items i
-    SET state = 'pending', attempts = i.attempts - (CASE WHEN %(uncount)s THEN 1 ELSE 0 END),
-        worker = NULL, lease = NULL, lease_until = NULL, updated = %(now)s
-    FROM unnest(%(seqs)b::bigint[], %(leases)b::uuid[]) AS g(seq, lease)
-    WHERE i.seq = g.seq AND i.lease = g.lease AND i.state = 'processing'
-    RETURNING i.seq, i.queue
+    FROM s
+    WHERE i.seq = s.seq AND i.lease = s.lease AND i.state = 'processing'
+      AND NOT (s.how = 'ack' AND NOT s.keep)
+    RETURNING i.seq, s.lease, i.queue, s.how
 ), woken AS (
-    SELECT count(pg_notify(%(channel)s, q.queue)) AS n FROM (SELECT DISTINCT queue FROM u) q
+    SELECT count(pg_notify(%(channel)s, q.queue)) AS n
+    FROM (SELECT DISTINCT queue FROM changed WHERE how NOT IN ('ack', 'fail')) q
 )
-SELECT u.seq FROM u, woken
+SELECT seq, lease FROM gone UNION ALL SELECT seq, lease FROM changed, woken
 
 -- name: items
 SELECT {columns} FROM {schema}.items i
@@ -136,20 +135,22 @@ WHERE (%(queue)s::text IS NULL OR i.queue = %(queue)s)
        OR {schema}.item_state(i.state, i.due, i.lease_until, %(now)s) = %(state)s)
   AND NOT (i.state = 'done' AND i.expires IS NOT NULL AND i.expires <= %(now)s)
 ORDER BY i.due, i.seq
-LIMIT %(limit)s
+LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: get
 SELECT {columns} FROM {schema}.items i
 WHERE i.id = %(id)s AND NOT (i.state = 'done' AND i.expires IS NOT NULL AND i.expires <= %(now)s)
 
 -- name: cancel
-DELETE FROM {schema}.items i
-WHERE i.state = 'pending'
-  AND (%(queue)s::text IS NULL OR i.queue = %(queue)s)
-  AND (%(name)s::text IS NULL OR i.name = %(name)s)
-  AND (%(tid)s::text IS NULL OR i.tid = %(tid)s)
-  AND (%(state)s::text IS NULL
-       OR {schema}.item_state(i.state, i.due, i.lease_until, %(now)s) = %(state)s)
+WITH gone AS (
+    DELETE FROM {schema}.items i
+    WHERE i.state = 'pending'
+      AND (%(queue)s::text IS NULL OR i.queue = %(queue)s)
+      AND (%(name)s::text IS NULL OR i.name = %(name)s)
+      AND (%(tid)s::text IS NULL OR i.tid = %(tid)s)
+    RETURNING 1
+)
+SELECT count(*) FROM gone
 
 -- name: retry
 WITH u AS (
@@ -159,7 +160,7 @@ WITH u AS (
     WHERE id = %(id)s AND state = 'failed'
     RETURNING queue
 )
-SELECT pg_notify(%(channel)s, queue) FROM u
+SELECT queue, pg_notify(%(channel)s, queue) FROM u
 
 -- name: state_of
 SELECT {schema}.item_state(state, due, lease_until, %(now)s) FROM {schema}.items
@@ -172,4 +173,17 @@ WHERE NOT (i.state = 'done' AND i.expires IS NOT NULL AND i.expires <= %(now)s)
 GROUP BY 1, 2
 
 -- name: purge
+-- Finished (done or failed) items of a queue, or of all, finished before `older_than`.
+WITH gone AS (
+    DELETE FROM {schema}.items i
+    WHERE i.state = %(state)s
+      AND (%(queue)s::text IS NULL OR i.queue = %(queue)s)
+      AND (%(older_than)s::timestamptz IS NULL
+           OR coalesce(i.finished, i.updated) < %(older_than)s)
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+
+-- name: expire
+-- Kept done items past their retention (the janitor, every cleanup_interval).
 DELETE FROM {schema}.items WHERE state = 'done' AND expires <= %(now)s

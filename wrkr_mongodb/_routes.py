@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from wrkr._names import is_wildcard, matches
+from wrkr.backend import is_wildcard, matches
 
 
-class SubscriptionCache:
+class MongoDBRoutes:
     """The (queue, pattern) pairs of the subscriptions collection, kept in memory.
 
     Publishing reads routes from here, so it does not cost a query per event. The

@@ -1,0 +1,77 @@
+"""Settling deliveries: a batch of settlements is one `bulk_write`, each write fenced.
+
+A write whose fence no longer matches changes nothing. When the server reports fewer
+writes done than asked, one query reads back which: every update stamps `settled` with
+a mark of its own, and a delete that was done leaves no document behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import DeleteOne, UpdateOne
+
+from wrkr.backend import Settle, Settlement, State
+from wrkr_mongodb._claims import MongoDBReceipt
+from wrkr_mongodb._documents import NOT_LEASED, error_document, stored_due
+
+Write = DeleteOne | UpdateOne
+
+
+class MongoDBSettler:
+    """Carries out settlements on the items collection.
+
+    Args:
+        items: the items collection.
+    """
+
+    def __init__(self, items: Any) -> None:
+        self.items = items
+
+    async def settle(self, settlements: Sequence[Settlement[MongoDBReceipt]],
+                     now: datetime) -> list[bool]:
+        """Carry out `settlements` in one call; tell, per settlement, whether it held."""
+        batch = uuid.uuid4().hex
+        marks = [f"{batch}:{index}" for index in range(len(settlements))]
+        writes = [_write(settlement, mark, now)
+                  for settlement, mark in zip(settlements, marks, strict=True)]
+        result = await self.items.bulk_write(writes, ordered=False)
+        if result.matched_count + result.deleted_count == len(writes):
+            return [True] * len(writes)
+        ids = [settlement.delivery.receipt.item_id for settlement in settlements]
+        found = self.items.find({"_id": {"$in": ids}}, {"settled": 1})
+        documents = {row["_id"]: row async for row in found}
+        # A delete was done if its document is gone and the batch deleted any -- another
+        # worker's ack (after this lease ran out) may have deleted one of them instead,
+        # and then which is unknown; the item is gone either way, as the ack asked.
+        deleted = result.deleted_count > 0
+        return [documents.get(item_id, {}).get("settled") == mark
+                if isinstance(write, UpdateOne) else deleted and item_id not in documents
+                for item_id, mark, write in zip(ids, marks, writes, strict=True)]
+
+def _write(settlement: Settlement[MongoDBReceipt], mark: str, now: datetime) -> Write:
+    """Return the fenced write that carries out `settlement`."""
+    fence = settlement.delivery.receipt.fence()
+    how = settlement.how
+    if how is Settle.ACK and not settlement.keep:
+        return DeleteOne(fence)
+    update: dict[str, Any] = {"$set": {"settled": mark}}
+    if how is Settle.ACK:
+        update["$set"].update(state=State.DONE.value, finished=now)
+        if settlement.expires is not None:
+            update["$set"]["expires"] = settlement.expires
+    elif how is Settle.FAIL:
+        update["$set"].update(state=State.FAILED.value, finished=now)
+    else:  # back to the queue
+        update["$set"]["lease"] = NOT_LEASED
+        if how is Settle.NACK:
+            assert settlement.due is not None
+            update["$set"]["due"] = stored_due(settlement.due, now)
+        elif how is Settle.RELEASE:
+            update["$inc"] = {"attempts": -1}
+    if settlement.error is not None:
+        update["$push"] = {"errors": error_document(settlement.error)}
+    return UpdateOne(fence, update)

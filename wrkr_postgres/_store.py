@@ -1,0 +1,320 @@
+"""`PostgresStore`: the PostgreSQL backend's `Store`, one SQL statement per primitive.
+
+Every statement lives in ``sql/queries.sql``. Claims, renewals and settlements run on a
+pool that may commit asynchronously (``fast_settle``, see `_db`); publishing and
+everything else on one that commits synchronously. Both pools are built anew at each
+connect, so a store connects again after `disconnect()`. NOTIFYs heard by the listener
+become `notify(queue)`; while it is down, `wakes_live` is False and consumers poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+import psycopg
+
+from wrkr.backend import (
+    Capability,
+    Claim,
+    Clock,
+    Delivery,
+    InvalidConfig,
+    Item,
+    ItemFilter,
+    ItemNotFound,
+    Message,
+    NotStarted,
+    Settle,
+    Settlement,
+    State,
+    Store,
+    SystemClock,
+    redact,
+)
+from wrkr_postgres._config import PostgresSettings
+from wrkr_postgres._db import PostgresPool, Row, wrapped
+from wrkr_postgres._listener import PostgresListener
+from wrkr_postgres._names import channel_for, pattern_regex
+from wrkr_postgres._rows import PostgresReceipt, error_json, parse_item_id, to_delivery, to_item
+from wrkr_postgres._sql import load_queries, migrate
+
+logger = logging.getLogger("wrkr.postgres")
+_CONNECT_TIMEOUT = 10.0
+_FINISHED = (State.DONE, State.FAILED)
+
+
+class PostgresStore(Store[PostgresReceipt]):
+    """Keeps subscriptions and items in the tables of one schema.
+
+    Args:
+        settings: the parsed URL and options (see `_config`).
+        clock: what "now" is; every time written is passed in from it.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
+
+    def __init__(self, settings: PostgresSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock if clock is not None else SystemClock()
+        self.poll_interval = settings.poll_interval
+        self.channel = channel_for(settings.schema)
+        self.queries = load_queries(settings.schema)
+        self.listener = PostgresListener(settings.conninfo, self.channel, self.notify)
+        self._pools: tuple[PostgresPool, PostgresPool] | None = None
+        self._janitor: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.settings.conninfo)!r}, schema={self.settings.schema!r})"
+
+    @property
+    def pool(self) -> PostgresPool:
+        """The pool that commits synchronously (publishing, inspection)."""
+        return self._open_pools()[0]
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Apply missing migrations, open new pools, start LISTEN and the cleanup."""
+        url = self.settings.conninfo
+        with wrapped(url):  # one plain connection: fails fast if the server is down
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+            async with conn:
+                await migrate(conn, self.settings.schema)
+        pools = (PostgresPool(url, self.settings.pool_size),
+                 PostgresPool(url, self.settings.pool_size, fast_commit=self.settings.fast_settle))
+        try:
+            for pool in pools:
+                await pool.open(_CONNECT_TIMEOUT)
+        except BaseException:
+            for pool in pools:
+                await pool.close()
+            raise
+        self._pools = pools
+        await self.listener.start(_CONNECT_TIMEOUT)
+        self._closing = asyncio.Event()
+        self._janitor = asyncio.create_task(self._clean_forever(), name="wrkr-postgres-janitor")
+
+    async def disconnect(self) -> None:
+        """Stop the cleanup and LISTEN, and close the pools."""
+        self._closing.set()
+        if self._janitor is not None:
+            await asyncio.gather(self._janitor, return_exceptions=True)
+            self._janitor = None
+        await self.listener.stop()
+        pools, self._pools = self._pools, None
+        for pool in pools or ():
+            await pool.close()
+
+    @property
+    def wakes_live(self) -> bool:
+        """True while the LISTEN connection is up (NOTIFYs reach `notify`)."""
+        return self.listener.listening.is_set()
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    async def subscribe(self, queue: str, pattern: str) -> None:
+        """Route `pattern` to `queue`; see `Store.subscribe`."""
+        params = {"queue": queue, "pattern": pattern, "regex": pattern_regex(pattern)}
+        await self._fetch("subscribe", params)
+
+    async def unsubscribe(self, queue: str, pattern: str) -> None:
+        """Stop routing `pattern` to `queue`; see `Store.unsubscribe`."""
+        await self._fetch("unsubscribe", {"queue": queue, "pattern": pattern})
+
+    async def queues_for(self, name: str) -> list[str]:
+        """Return the sorted queues `name` reaches; see `Store.queues_for`."""
+        return sorted(row[0] for row in await self._fetch("queues_for", {"name": name}))
+
+    async def subscriptions(self) -> list[tuple[str, str]]:
+        """Return every (queue, pattern), sorted; see `Store.subscriptions`."""
+        return [(queue, pattern) for queue, pattern in await self._fetch("subscriptions", {})]
+
+    # -- items ---------------------------------------------------------------------------
+
+    async def put(self, messages: Sequence[Message], *, connection: Any = None) -> list[str]:
+        """Store a batch in one statement; see `Store.put`.
+
+        Args:
+            messages: the batch.
+            connection: a psycopg ``AsyncConnection``: the items are inserted in its
+                current transaction and exist (and wake consumers) when it commits.
+        """
+        if not messages:
+            self._open_pools()
+            return []
+        params = {"names": [m.name for m in messages], "tids": [m.tid for m in messages],
+                  "payloads": [m.payload for m in messages], "dues": [m.due for m in messages],
+                  "createds": [m.created for m in messages],
+                  "dedupes": [m.dedupe for m in messages], "now": self.clock.now(),
+                  "channel": self.channel}
+        if connection is not None:
+            return [row[0].hex for row in await self._fetch_on(connection, params)]
+        rows = await self._fetch("enqueue", params)
+        if not self.wakes_live:  # else the NOTIFY wakes this process's consumers too
+            for queue in {row[1] for row in rows}:
+                self.notify(queue)
+        return [row[0].hex for row in rows]
+
+    async def _fetch_on(self, connection: Any, params: dict[str, Any]) -> list[Row]:
+        """Insert on the caller's connection, inside its open transaction.
+
+        A sync ``psycopg.Connection`` (Flask, Django through `BlockingWrkr`) is used from
+        a worker thread: its own thread is blocked waiting for this publish meanwhile.
+        """
+        query = self.queries["enqueue"]
+        self._open_pools()
+        if isinstance(connection, psycopg.AsyncConnection):
+            with wrapped(self.settings.conninfo):
+                cur = await connection.execute(query, params)
+                return await cur.fetchall()
+        if isinstance(connection, psycopg.Connection):
+            def insert() -> list[Row]:
+                with wrapped(self.settings.conninfo):
+                    return connection.execute(query, params).fetchall()
+
+            return await asyncio.to_thread(insert)
+        raise InvalidConfig("PostgresBackend joins the transaction of a psycopg Connection "
+                            f"or AsyncConnection; got {type(connection).__name__}")
+
+    async def claim(self, claim: Claim) -> list[Delivery[PostgresReceipt]]:
+        """Claim a batch in one ``FOR UPDATE SKIP LOCKED`` statement; see `Store.claim`.
+
+        The batch shares one new lease token, which fences its settlements.
+        """
+        params = {"queue": claim.queue, "now": claim.now, "limit": claim.limit,
+                  "worker": claim.worker, "lease": uuid.uuid4(), "until": claim.until}
+        rows = await self._fetch("claim", params, settle=True)
+        return sorted(map(to_delivery, rows), key=lambda d: (d.item.due, d.receipt.seq))
+
+    async def renew(self, deliveries: Sequence[Delivery[PostgresReceipt]],
+                    until: datetime) -> list[bool]:
+        """Extend the leases in one statement, fenced by their tokens; see `Store.renew`."""
+        params = {"seqs": [d.receipt.seq for d in deliveries],
+                  "leases": [d.receipt.lease for d in deliveries], "until": until,
+                  "now": self.clock.now()}
+        held = {PostgresReceipt(*row) for row in await self._fetch("renew", params, settle=True)}
+        return [delivery.receipt in held for delivery in deliveries]
+
+    async def settle(self, settlements: Sequence[Settlement[PostgresReceipt]]) -> list[bool]:
+        """Carry out a batch in one statement, fenced by lease tokens; see `Store.settle`.
+
+        A receipt settled twice in one batch is carried out once: the later ones get False.
+        A batch of plain acks takes a simpler statement (about 35% faster per batch than
+        the general one, measured with 100 acks).
+        """
+        seen: set[PostgresReceipt] = set()
+        first = []
+        for settlement in settlements:
+            receipt = settlement.delivery.receipt
+            first.append(receipt not in seen)
+            seen.add(receipt)
+        batch = [s for s, new in zip(settlements, first, strict=True) if new]
+        if all(s.how is Settle.ACK and not s.keep for s in batch):  # the common case
+            params = {"seqs": [s.delivery.receipt.seq for s in batch],
+                      "leases": [s.delivery.receipt.lease for s in batch]}
+            rows = await self._fetch("ack", params, settle=True)
+        else:
+            rows = await self._fetch("settle", self._settle_params(batch), settle=True)
+        held = {PostgresReceipt(*row) for row in rows}
+        return [new and s.delivery.receipt in held
+                for s, new in zip(settlements, first, strict=True)]
+
+    def _settle_params(self, batch: Sequence[Settlement[PostgresReceipt]]) -> dict[str, Any]:
+        return {"seqs": [s.delivery.receipt.seq for s in batch],
+                "leases": [s.delivery.receipt.lease for s in batch],
+                "hows": [s.how.value for s in batch], "dues": [s.due for s in batch],
+                "errors": [None if s.error is None else error_json(s.error) for s in batch],
+                "keeps": [s.keep for s in batch], "expires": [s.expires for s in batch],
+                "now": self.clock.now(), "channel": self.channel}
+
+    async def next_due(self, queue: str, now: datetime) -> datetime | None:
+        """Return the earliest due time or lease end of `queue`; see `Store.next_due`."""
+        rows = await self._fetch("next_due", {"queue": queue}, settle=True)
+        return rows[0][0] if rows else None
+
+    # -- inspection and control ----------------------------------------------------------
+
+    async def items(self, where: ItemFilter) -> list[Item]:
+        """Return the matching items, oldest due first; see `Store.items`."""
+        params = self._filter_params(where) | {"limit": where.limit, "offset": where.offset}
+        return [to_item(row) for row in await self._fetch("items", params)]
+
+    async def get(self, item_id: str) -> Item:
+        """Return one item by id; see `Store.get`."""
+        key = parse_item_id(item_id)
+        rows = [] if key is None else await self._fetch("get", {"id": key,
+                                                                "now": self.clock.now()})
+        if not rows:
+            self._open_pools()
+            raise ItemNotFound(f"no item has id {item_id!r}")
+        return to_item(rows[0])
+
+    async def cancel(self, where: ItemFilter) -> int:
+        """Delete the pending matches; return how many (see `Store.cancel`)."""
+        params = {"queue": where.queue, "name": where.name, "tid": where.tid}
+        return int((await self._fetch("cancel", params))[0][0])
+
+    async def retry(self, item_id: str) -> str:
+        """Move a failed item back to ready now; return its queue (see `Store.retry`)."""
+        key = parse_item_id(item_id)
+        params = {"id": key, "now": self.clock.now(), "channel": self.channel}
+        rows = [] if key is None else await self._fetch("retry", params)
+        if rows:
+            return str(rows[0][0])
+        state = None if key is None else await self._fetch("state_of", params)
+        found = f"is {state[0][0]}, not failed" if state else "does not exist"
+        raise ItemNotFound(f"item {item_id!r} {found}")
+
+    async def counts(self) -> dict[str, dict[State, int]]:
+        """Return, per queue, how many items are in each state; see `Store.counts`."""
+        counts: dict[str, dict[State, int]] = {}
+        for queue, state, count in await self._fetch("counts", {"now": self.clock.now()}):
+            counts.setdefault(queue, {})[State(state)] = count
+        return counts
+
+    async def purge(self, queue: str | None, state: State, older_than: datetime | None) -> int:
+        """Delete done or failed items finished before `older_than`; see `Store.purge`.
+
+        Raises:
+            InvalidConfig: `state` is neither done nor failed.
+        """
+        if state not in _FINISHED:
+            raise InvalidConfig(f"purge takes state 'done' or 'failed', not {str(state)!r}")
+        params = {"queue": queue, "state": state.value, "older_than": older_than}
+        return int((await self._fetch("purge", params))[0][0])
+
+    def _filter_params(self, where: ItemFilter) -> dict[str, Any]:
+        state = None if where.state is None else where.state.value
+        return {"queue": where.queue, "name": where.name, "tid": where.tid, "state": state,
+                "now": self.clock.now()}
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _open_pools(self) -> tuple[PostgresPool, PostgresPool]:
+        if self._pools is None:
+            raise NotStarted("PostgresBackend is not open: start the app (or `await "
+                             "backend.open()`) first")
+        return self._pools
+
+    async def _fetch(self, name: str, params: dict[str, Any], *,
+                     settle: bool = False) -> list[Row]:
+        pool = self._open_pools()[1 if settle else 0]
+        return await pool.fetch(self.queries[name], params)
+
+    async def _clean_forever(self) -> None:
+        """Delete kept done items past their retention, now and every cleanup interval."""
+        while not self._closing.is_set():
+            try:
+                await self._fetch("expire", {"now": self.clock.now()})
+            except Exception as exc:  # a cleanup failure must not stop the next one
+                logger.warning("wrkr.postgres: retention cleanup failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.cleanup_interval):
+                    await self._closing.wait()
