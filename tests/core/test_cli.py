@@ -42,19 +42,9 @@ FAILING = "test.cli.charges"  # a queue of its own: its consumer sees no other e
 ITEM_ID = re.compile(r"[0-9a-f-]{32,36}")
 
 
-def postgres_works() -> None:
-    """Skip while the PostgreSQL backend does not implement the whole Backend contract."""
-    from wrkr_postgres import PostgresBackend
-
-    missing = sorted(PostgresBackend.__abstractmethods__)
-    if missing:
-        pytest.skip(f"PostgresBackend does not implement {', '.join(missing)} yet")
-
-
 @pytest.fixture
 def url(pg_schema: str) -> str:
     """A schema of this test's own on the local PostgreSQL, both queues subscribed."""
-    postgres_works()
     store = f"{PG_URL}?schema={pg_schema}&pool_size=2"
     asyncio.run(_subscribe(store))
     return store
