@@ -8,14 +8,12 @@ one `QueueConsumer` per subscribed queue once `listen()` is called.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, overload
 
 from wrkr._connect import backend_from_url
 from wrkr._consumer import (
@@ -34,6 +32,7 @@ from wrkr._hooks import Observer, Observers
 from wrkr._models import check_model
 from wrkr._names import check_name, check_pattern, check_queue, is_wildcard
 from wrkr._retry import Retry
+from wrkr._signals import signals_routed
 from wrkr._when import parse_duration
 from wrkr.backend import Backend, Capability, ItemFilter, Message, State
 
@@ -73,6 +72,7 @@ class Wrkr:
         if archive not in ("delete", "keep"):
             raise InvalidConfig(f"invalid archive {archive!r}: expected 'delete' or 'keep'")
         self.backend = backend
+        self.url: str | None = None  # what `from_url` was given: `wrkr worker` checks it
         self.name = name
         self.worker_id = f"{name}:{uuid.uuid4()}" if name else str(uuid.uuid4())
         if archive == "keep":
@@ -101,7 +101,9 @@ class Wrkr:
         Options named like `Wrkr`'s own arguments go to the app, the rest to the backend.
         """
         app_options = {key: options.pop(key) for key in list(options) if key in _APP_OPTIONS}
-        return cls(backend_from_url(url, **options), **app_options)
+        app = cls(backend_from_url(url, **options), **app_options)
+        app.url = url
+        return app
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -245,10 +247,25 @@ class Wrkr:
         check_pattern(event_pattern)
         await self.backend.unsubscribe(queue, event_pattern)
 
-    async def subscriptions(self, event_name: str) -> list[str]:
-        """Return the queues an event called `event_name` would reach."""
+    @overload
+    async def subscriptions(self) -> list[tuple[str, str]]: ...
+
+    @overload
+    async def subscriptions(self, event_name: str) -> list[str]: ...
+
+    async def subscriptions(
+        self, event_name: str | None = None
+    ) -> list[str] | list[tuple[str, str]]:
+        """Return the queues an event called `event_name` would reach; without a name,
+        every subscription as sorted (queue, pattern) pairs."""
         self._require_started("subscriptions")
+        if event_name is None:
+            return await self.backend.subscriptions()
         return await self.backend.queues_for(check_name(event_name))
+
+    def routes(self) -> dict[str, tuple[Route, ...]]:
+        """Return the handlers declared in this app, per queue (what `wrkr worker` shows)."""
+        return {queue: tuple(routes) for queue, routes in self._routes.items()}
 
     def _route(
         self, queue: str, pattern: str, handler: Handler, concurrency: int,
@@ -297,24 +314,24 @@ class Wrkr:
         if not self._started:
             await self.start()
         await self.listen()
-        restore = _catch_signals(asyncio.get_running_loop(), self._run_ends.set)
-        try:
-            await self._run_ends.wait()
-        finally:
+        with signals_routed(lambda sig: self._run_ends.set()):
             try:
-                await self.stop()  # a second signal meanwhile is harmless: already set
+                await self._run_ends.wait()
             finally:
-                restore()
+                await self.stop()  # a second signal meanwhile is harmless: already set
 
     # -- inspection and control ------------------------------------------------------
 
     async def items(
         self, *, queue: str | None = None, name: str | None = None, tid: str | None = None,
-        state: State | str | None = None, limit: int | None = None,
+        state: State | str | None = None, limit: int | None = None, offset: int = 0,
     ) -> list[Event]:
-        """Return the items that match every filter given, oldest due first."""
+        """Return the items that match every filter given, oldest due first.
+
+        `offset` skips that many matches first, so `limit` and `offset` page through them.
+        """
         self._require_started("items")
-        where = _filter(queue, name, tid, state, limit)
+        where = _filter(queue, name, tid, state, limit, offset)
         if not (where.state is State.FAILED and Capability.FAILED in self.backend.capabilities):
             self._require(Capability.QUERY, "items()")
         return [from_item(item, strict=False) for item in await self.backend.items(where)]
@@ -341,6 +358,43 @@ class Wrkr:
         self._require(Capability.FAILED, "retry()")
         await self.backend.retry(_check_id(item_id))
 
+    async def counts(self) -> dict[str, dict[State, int]]:
+        """Return how many items each queue holds in every state, sorted by queue.
+
+        Every subscribed queue is listed, empty ones too (all zeros).
+        """
+        self._require_started("counts")
+        self._require(Capability.QUERY, "counts()")
+        counts = await self.backend.counts()
+        queues = {queue for queue, _ in await self.backend.subscriptions()} | set(counts)
+        return {queue: {state: counts.get(queue, {}).get(state, 0) for state in State}
+                for queue in sorted(queues)}
+
+    async def purge(
+        self, *, queue: str | None = None, state: State | str = State.FAILED,
+        older_than: Duration | None = None,
+    ) -> int:
+        """Delete finished items, `failed` or `done`, so that they stop piling up.
+
+        Args:
+            queue: only this queue's items; every queue's if None.
+            state: `"failed"` (the default) or `"done"` (kept by `archive="keep"`).
+            older_than: only items that finished more than this long ago ("7 days").
+
+        Returns:
+            How many items were deleted.
+        """
+        self._require_started("purge")
+        if queue is not None:
+            check_queue(queue)
+        chosen = _state(state)
+        if chosen not in (State.FAILED, State.DONE):
+            raise InvalidEvent(f"invalid state {state!r} for purge(): expected 'failed' or "
+                               "'done' (cancel() deletes pending items)")
+        before = None if older_than is None else (
+            self.backend.now() - parse_duration(older_than, what="older_than"))
+        return await self.backend.purge(queue, chosen, before)
+
     # -- guards ----------------------------------------------------------------------
 
     def _require_started(self, what: str) -> None:
@@ -354,28 +408,9 @@ class Wrkr:
                                f"'{capability}', needed for {what}")
 
 
-def _catch_signals(
-    loop: asyncio.AbstractEventLoop, callback: Callable[[], None]
-) -> Callable[[], None]:
-    """Route SIGINT / SIGTERM to `callback`; return what puts the previous handlers back."""
-    previous: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            handler = signal.getsignal(sig)
-            loop.add_signal_handler(sig, callback)
-            previous[sig] = handler
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-    return restore
-
-
 def _filter(
     queue: str | None, name: str | None, tid: str | None, state: State | str | None,
-    limit: int | None,
+    limit: int | None, offset: int = 0,
 ) -> ItemFilter:
     if queue is not None:
         check_queue(queue)
@@ -385,7 +420,9 @@ def _filter(
         raise InvalidEvent(f"invalid tid {tid!r}: expected a str")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidEvent(f"invalid limit {limit!r}: expected an int >= 1")
-    return ItemFilter(queue, name, tid, _state(state), limit)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidEvent(f"invalid offset {offset!r}: expected an int >= 0")
+    return ItemFilter(queue, name, tid, _state(state), limit, offset)
 
 
 def _state(state: State | str | None) -> State | None:

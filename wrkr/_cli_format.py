@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from wrkr._app import Wrkr
 from wrkr._event import Event
+from wrkr._urls import redact
+from wrkr._version import __version__
 from wrkr.backend import ErrorRecord, State
 
 ITEM_COLUMNS = ("id", "queue", "name", "tid", "state", "due", "attempts")
@@ -86,3 +89,43 @@ def _error_line(error: ErrorRecord) -> str:
 
 def _iso(value: object) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else None
+
+
+def duration(value: timedelta) -> str:
+    """Show a duration compactly, as `when` reads it back: "5m", "1h30m", "250ms"."""
+    left = round(value.total_seconds() * 1000)
+    parts = []
+    for unit, size in _UNIT_MS:
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+_UNIT_MS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
+
+
+def subscription_json(queue: str, pattern: str) -> str:
+    """Return one subscription as a line of JSON: {"queue": ..., "pattern": ...}."""
+    return json.dumps({"queue": queue, "pattern": pattern})
+
+
+def banner(app: Wrkr, url: str | None) -> list[str]:
+    """Return what `wrkr worker` shows at start: who it is, where, and what it handles."""
+    backend = type(app.backend).__name__ + (f"  {redact(url)}" if url else "")
+    lines = [f"wrkr {__version__} worker", f"  app:      {app.name or _MISSING}",
+             f"  worker:   {app.worker_id}", f"  backend:  {backend}", "  queues:"]
+    for queue, routes in sorted(app.routes().items()):
+        lines.append(f"    {queue}")
+        lines.extend(f"      {route.pattern} -> {_handler_name(route.handler)}  (concurrency "
+                     f"{route.concurrency}, timeout {duration(route.timeout)})"
+                     for route in routes)
+    if not app.routes():
+        lines.append("    none: declare handlers with @app.on(PATTERN, queue=QUEUE)")
+    return lines
+
+
+def _handler_name(handler: object) -> str:
+    name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    module = getattr(handler, "__module__", None)
+    return f"{module}.{name}" if module else name

@@ -8,6 +8,7 @@ A human interval, case-insensitive::
     interval  := ["in"] term {separator term}
     separator := "," | "and" | ", and"
     term      := number [space] unit          "10s", "10 s", "1.5 hours", "an hour"
+               | digits unit digits unit ...  "1h30m", "2d4h": compact, no spaces
     number    := digits ["." digits] | "a" | "an" | "one" .. "twenty" | "thirty" .. "sixty"
     unit      := ms | s | m | h | d | w | month | year   (spellings in `_SPELLINGS`)
 
@@ -61,6 +62,9 @@ _NUMBER_WORDS = {
 _PREFIX = re.compile(r"in\s+")
 _SEPARATOR = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
 _BARE_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_COMPACT = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[a-z]+){2,}")
+_COMPACT_TERM = re.compile(r"[0-9]+(?:\.[0-9]+)?[a-z]+")
+_UNIT_MISSING = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[a-z]+)+[0-9]+(?:\.[0-9]+)?")
 _TERM = re.compile(r"(?:(?P<digits>[0-9]+(?:\.[0-9]+)?)\s*|(?P<word>[a-z]+)\s+)(?P<unit>[a-z]+)")
 
 _INTERVAL_EXAMPLE = "an interval such as 'in 1 hour and 30 minutes'"
@@ -196,7 +200,7 @@ def _parse_interval(text: str, expected: str) -> _Interval:
         raise _Reject(f"empty; {expected}")
     months, fixed = 0, timedelta(0)
     try:
-        for term in _SEPARATOR.split(body):
+        for term in _terms(body):
             number, unit = _parse_term(term, expected)
             if unit in _MONTHS:
                 months += _whole(number, unit) * _MONTHS[unit]
@@ -207,11 +211,21 @@ def _parse_interval(text: str, expected: str) -> _Interval:
     return _Interval(months, fixed)
 
 
+def _terms(body: str) -> list[str]:
+    """Split an interval at its separators, and compact terms ("1h30m") into their parts."""
+    terms: list[str] = []
+    for term in _SEPARATOR.split(body):
+        terms.extend(_COMPACT_TERM.findall(term) if _COMPACT.fullmatch(term) else [term])
+    return terms
+
+
 def _parse_term(term: str, expected: str) -> tuple[float, str]:
     """Read one `number unit` term; return the number and the unit's canonical name."""
     match = _TERM.fullmatch(term)
     if match is None and _BARE_NUMBER.fullmatch(term):
         raise _Reject(f"{term!r} has no unit; write e.g. '{term} seconds'")
+    if match is None and _UNIT_MISSING.fullmatch(term):
+        raise _Reject(f"{term!r} ends in a number without a unit; write e.g. '1h30m'")
     if match is None:
         raise _Reject(expected)
     unit = _UNITS.get(match["unit"])

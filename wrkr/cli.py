@@ -1,18 +1,21 @@
 """The `wrkr` command: run a worker, publish events, inspect and control items.
 
-    wrkr worker MODULE:ATTR             run the app at MODULE:ATTR until SIGINT / SIGTERM
+    wrkr worker MODULE:ATTR [--stop-timeout S]   run the app until SIGINT / SIGTERM
     wrkr publish NAME [--tid T] [--payload JSON] [--when WHEN] [--once-every INTERVAL]
-    wrkr items [--queue Q] [--name N] [--tid T] [--state S] [--limit N] [--json]
+    wrkr items [--queue Q] [--name N] [--tid T] [--state S] [--limit N] [--offset N] [--json]
     wrkr get ID [--json]                one item in full, payload and error history included
     wrkr cancel [--name N] [--tid T] [--queue Q]    delete pending items, print how many
     wrkr retry ID                       move a failed item back to ready
-    wrkr queues [--json]                how many items each queue holds, per state
+    wrkr purge [--state failed|done] [--queue Q] [--older-than AGE] [--all]
+    wrkr queues [--json]                every queue, subscribed or holding items, per state
+    wrkr subscriptions [EVENT] [--json] every (queue, pattern), or those EVENT reaches
+    wrkr unsubscribe QUEUE PATTERN      stop routing PATTERN to QUEUE
 
-Every command but `worker` talks to the backend named by `--url`, else by the
-environment variable `WRKR_URL` (read here, when the command runs; never at import).
-`wrkr worker` runs the app its module builds, on that app's own backend; there `--url`
-only sets `WRKR_URL` before the module is imported, for a module that builds its app
-with `Wrkr.from_url(os.environ.get("WRKR_URL", "memory://"))`.
+Every command talks to the backend named by `--url`, else by the environment variable
+`WRKR_URL` (read here, when the command runs; never at import). A memory:// backend
+lives inside one process, so only `wrkr worker` accepts it. `wrkr worker` runs the app
+its module builds; when a URL is given, that app must run on it (else the command
+refuses, saying why): build it with `Wrkr.from_url(os.environ["WRKR_URL"])`.
 
 Exit status: 0 on success, 2 for a usage error, 1 for any other error; an error is one
 line on stderr (`wrkr: error: ...`), with the password of any URL replaced by `***`.
@@ -23,35 +26,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
-import logging
 import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from wrkr import _cli_format as fmt
+from wrkr import _cli_worker as worker
 from wrkr._app import Wrkr
-from wrkr._connect import redact
-from wrkr._errors import NotSupported, WrkrError
+from wrkr._cli_worker import CommandError, UsageError
+from wrkr._errors import InvalidConfig, WrkrError
+from wrkr._names import matches
 from wrkr._urls import scrub
-from wrkr.backend import Capability, State
+from wrkr._version import __version__
+from wrkr.backend import State
 
 __all__ = ["main"]
 
-logger = logging.getLogger("wrkr.cli")
-
 Command = Callable[[Wrkr, argparse.Namespace], Awaitable[None]]
-
-
-class UsageError(Exception):
-    """The command line cannot be run as given (exit status 2)."""
-
-
-class CommandError(Exception):
-    """The command ran and failed for a reason outside wrkr's own errors (exit status 1)."""
+Subparsers = Any  # argparse's _SubParsersAction is private
+DEFAULT_LIMIT = 50
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,16 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the `wrkr` command and its subcommands."""
     parser = _Parser(prog="wrkr", description="Publish, inspect and consume wrkr events.",
                      epilog="The backend is --url URL, else the WRKR_URL environment variable.")
+    parser.add_argument("--version", action="version", version=f"wrkr {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     url = _Parser(add_help=False)
     url.add_argument("--url", help="backend URL (default: the WRKR_URL environment variable)")
     for add in (_add_worker, _add_publish, _add_items, _add_get, _add_cancel, _add_retry,
-                _add_queues):
+                _add_purge, _add_queues, _add_subscriptions, _add_unsubscribe):
         add(commands, url)
     return parser
-
-
-Subparsers = Any  # argparse's _SubParsersAction is private
 
 
 def _command(commands: Subparsers, name: str, url: argparse.ArgumentParser,
@@ -116,11 +110,14 @@ def _command(commands: Subparsers, name: str, url: argparse.ArgumentParser,
 def _add_worker(commands: Subparsers, url: argparse.ArgumentParser) -> None:
     parser = _command(commands, "worker", url, "Run the Wrkr app at MODULE:ATTR until "
                       "SIGINT or SIGTERM.", "MODULE is imported from the current directory "
-                      "too. The module builds its own app, so --url only sets WRKR_URL "
-                      "before the import.")
+                      "too. --url sets WRKR_URL before the import, and the app must then "
+                      "run on it. A second Ctrl-C stops at once.")
     parser.add_argument("target", metavar="MODULE:ATTR", help="e.g. examples.welcome_email:app")
     parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+                        choices=["debug", "info", "warning", "error"],
+                        help="of the wrkr logger (drivers show warnings only)")
+    parser.add_argument("--stop-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                        help="how long a stop waits for running handlers (default: 10)")
     parser.set_defaults(run=_worker)
 
 
@@ -131,17 +128,20 @@ def _add_publish(commands: Subparsers, url: argparse.ArgumentParser) -> None:
     parser.add_argument("--tid", help="the target id")
     parser.add_argument("--payload", type=_json_object, metavar="JSON",
                         help='a JSON object, e.g. \'{"plan": "pro"}\'')
-    parser.add_argument("--when", metavar="WHEN", help='"in 2 hours", "7 days" or ISO-8601')
+    parser.add_argument("--when", metavar="WHEN", help='"in 2 hours", "1h30m" or ISO-8601')
     parser.add_argument("--once-every", metavar="INTERVAL",
                         help="publish only if no item with this name and tid is pending")
     parser.set_defaults(run=_with_app(_publish))
 
 
 def _add_items(commands: Subparsers, url: argparse.ArgumentParser) -> None:
-    parser = _command(commands, "items", url, "List items, oldest due first.")
+    parser = _command(commands, "items", url, "List items, oldest due first, a page at a time.")
     _add_filters(parser)
     parser.add_argument("--state", choices=[state.value for state in State])
-    parser.add_argument("--limit", type=_positive_int, metavar="N")
+    parser.add_argument("--limit", type=_positive_int, default=DEFAULT_LIMIT, metavar="N",
+                        help=f"at most N items (default: {DEFAULT_LIMIT})")
+    parser.add_argument("--offset", type=_whole, default=0, metavar="N",
+                        help="skip the first N matches (the next page)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.set_defaults(run=_with_app(_items))
 
@@ -166,10 +166,39 @@ def _add_retry(commands: Subparsers, url: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=_with_app(_retry))
 
 
+def _add_purge(commands: Subparsers, url: argparse.ArgumentParser) -> None:
+    parser = _command(commands, "purge", url, "Delete finished items; print how many.",
+                      "Pending and processing items are never touched (see cancel).")
+    parser.add_argument("--state", choices=["failed", "done"], default="failed",
+                        help="which finished items (default: failed)")
+    parser.add_argument("--queue", metavar="Q", help="only this queue's")
+    parser.add_argument("--older-than", metavar="AGE", help='finished more than AGE ago: "7d"')
+    parser.add_argument("--all", action="store_true",
+                        help="every queue, any age (needed when neither filter is given)")
+    parser.set_defaults(run=_with_app(_purge))
+
+
 def _add_queues(commands: Subparsers, url: argparse.ArgumentParser) -> None:
-    parser = _command(commands, "queues", url, "Count the items of each queue, per state.")
+    parser = _command(commands, "queues", url, "Count the items of each queue, per state.",
+                      "Every subscribed queue is listed, empty ones too.")
     parser.add_argument("--json", action="store_true", help="one JSON object per queue")
     parser.set_defaults(run=_with_app(_queues))
+
+
+def _add_subscriptions(commands: Subparsers, url: argparse.ArgumentParser) -> None:
+    parser = _command(commands, "subscriptions", url, "List the subscriptions as queue and "
+                      "pattern.", "With EVENT, only those an event of that name reaches.")
+    parser.add_argument("event", metavar="EVENT", nargs="?", help="an event name")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(run=_with_app(_subscriptions))
+
+
+def _add_unsubscribe(commands: Subparsers, url: argparse.ArgumentParser) -> None:
+    parser = _command(commands, "unsubscribe", url, "Stop routing PATTERN to QUEUE.",
+                      "Items already queued stay.")
+    parser.add_argument("queue", metavar="QUEUE")
+    parser.add_argument("pattern", metavar="PATTERN")
+    parser.set_defaults(run=_with_app(_unsubscribe))
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +223,22 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _whole(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 # -- commands on a backend ---------------------------------------------------------------
 
 
@@ -213,6 +258,11 @@ def _backend_url(args: argparse.Namespace) -> str:
     if not url:
         raise UsageError("no backend: pass --url URL or set WRKR_URL "
                          "(e.g. postgresql://user@host/db)")
+    if urlsplit(url).scheme == "memory":
+        raise InvalidConfig(
+            f"{url!r} lives inside one process, so this command would see an empty store of "
+            "its own, not your app's: use a backend that processes share (postgresql://, "
+            "amqp://, mongodb://), or inspect a memory app from its own code (app.items())")
     return url
 
 
@@ -234,11 +284,16 @@ async def _publish(app: Wrkr, args: argparse.Namespace) -> None:
 
 
 async def _items(app: Wrkr, args: argparse.Namespace) -> None:
+    # One more than a page tells whether there is a next one.
     events = await app.items(queue=args.queue, name=args.name, tid=args.tid,
-                             state=args.state, limit=args.limit)
-    lines = ([fmt.item_json(event) for event in events] if args.json
-             else fmt.table(fmt.ITEM_COLUMNS, [fmt.item_row(event) for event in events]))
+                             state=args.state, limit=args.limit + 1, offset=args.offset)
+    page = events[:args.limit]
+    lines = ([fmt.item_json(event) for event in page] if args.json
+             else fmt.table(fmt.ITEM_COLUMNS, [fmt.item_row(event) for event in page]))
     _print_lines(lines)
+    if len(events) > args.limit:
+        print(f"wrkr: more items: add --offset {args.offset + args.limit} for the next "
+              f"{args.limit}", file=sys.stderr)
 
 
 async def _get(app: Wrkr, args: argparse.Namespace) -> None:
@@ -257,16 +312,42 @@ async def _retry(app: Wrkr, args: argparse.Namespace) -> None:
     print(f"retried {args.id}")
 
 
+async def _purge(app: Wrkr, args: argparse.Namespace) -> None:
+    if args.queue is None and args.older_than is None and not args.all:
+        raise UsageError(f"purge of every {args.state} item needs --all "
+                         "(or narrow it with --queue, --older-than)")
+    print(await app.purge(queue=args.queue, state=args.state, older_than=args.older_than))
+
+
 async def _queues(app: Wrkr, args: argparse.Namespace) -> None:
-    if Capability.QUERY not in app.backend.capabilities:
-        raise NotSupported(f"{type(app.backend).__name__} does not support "
-                           f"'{Capability.QUERY}', needed for 'wrkr queues'")
-    counts = await app.backend.counts()
+    counts = await app.counts()
     if args.json:
-        _print_lines([fmt.counts_json(queue, counts[queue]) for queue in sorted(counts)])
+        _print_lines([fmt.counts_json(queue, counts[queue]) for queue in counts])
         return
     headers = ["queue", *(state.value for state in State)]
     _print_lines(fmt.table(headers, fmt.counts_rows(counts)))
+
+
+async def _subscriptions(app: Wrkr, args: argparse.Namespace) -> None:
+    pairs = await app.subscriptions()
+    if args.event is not None:
+        reached = set(await app.subscriptions(args.event))
+        pairs = [(queue, pattern) for queue, pattern in pairs
+                 if queue in reached and matches(pattern, args.event)]
+    if args.json:
+        _print_lines([fmt.subscription_json(queue, pattern) for queue, pattern in pairs])
+    else:
+        _print_lines(fmt.table(["queue", "pattern"], [list(pair) for pair in pairs]))
+
+
+async def _unsubscribe(app: Wrkr, args: argparse.Namespace) -> None:
+    pairs = await app.subscriptions()
+    if (args.queue, args.pattern) not in pairs:
+        held = [pattern for queue, pattern in pairs if queue == args.queue]
+        raise CommandError(f"queue {args.queue!r} is not subscribed to {args.pattern!r}; "
+                           f"its patterns: {', '.join(map(repr, held)) or 'none'}")
+    await app.unsubscribe(args.queue, args.pattern)
+    print(f"unsubscribed {args.queue} from {args.pattern} (items already queued stay)")
 
 
 def _print_lines(lines: Sequence[str]) -> None:
@@ -280,72 +361,13 @@ def _print_lines(lines: Sequence[str]) -> None:
 def _worker(args: argparse.Namespace) -> int:
     if args.url:
         os.environ["WRKR_URL"] = args.url
-    app = load_app(args.target)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_serve(app))
+    url = os.environ.get("WRKR_URL") or None
+    app = worker.load_app(args.target)
+    if url is not None:
+        worker.check_backend(app, args.target, url, "--url" if args.url else "WRKR_URL")
+    worker.configure_logging(args.log_level)
+    asyncio.run(worker.serve(app, url, args.stop_timeout))
     return 0
-
-
-def load_app(target: str) -> Wrkr:
-    """Import `MODULE:ATTR` (from the current directory too) and return its `Wrkr` app."""
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise UsageError(f"invalid app {target!r}: expected MODULE:ATTR, "
-                         "e.g. examples.welcome_email:app")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        found: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CommandError(f"cannot import {module_name!r}: {exc}") from exc
-    for part in attr.split("."):
-        if not hasattr(found, part):
-            raise CommandError(f"{module_name!r} has no attribute {attr!r}")
-        found = getattr(found, part)
-    if not isinstance(found, Wrkr):
-        raise CommandError(f"{target!r} is a {type(found).__name__}, not a wrkr.Wrkr")
-    return found
-
-
-async def _serve(app: Wrkr) -> None:
-    """Run `app` until SIGINT or SIGTERM, however early in its start the signal comes."""
-    requested = asyncio.Event()
-    with _signals_set(requested):
-        await app.start()
-        logger.info("worker %s started on %s (WRKR_URL=%s); stop it with Ctrl-C or SIGTERM",
-                    app.worker_id, type(app.backend).__name__,
-                    redact(os.environ.get("WRKR_URL", "unset")))
-        if not requested.is_set():
-            await _run_until(app, requested)
-    await app.stop()
-    logger.info("worker %s stopped", app.worker_id)
-
-
-async def _run_until(app: Wrkr, requested: asyncio.Event) -> None:
-    # app.run() installs its own signal handlers once it runs; until then ours stand in.
-    runner = asyncio.create_task(app.run())
-    waiter = asyncio.create_task(requested.wait())
-    await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if not runner.done():
-        await app.stop()
-    await runner
-
-
-@contextlib.contextmanager
-def _signals_set(event: asyncio.Event) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, event.set)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 if __name__ == "__main__":

@@ -1,43 +1,51 @@
-"""The `wrkr` command, as its user sees it: stdout lines, one-line errors, exit codes.
+"""The `wrkr` commands on a backend, as their user sees them: stdout lines, one-line errors,
+exit codes.
 
-Most tests call `main([...])` in this process, on a named memory store (`memory://NAME`)
-that every call shares; the worker and the no-traceback promise are checked on the
-installed `wrkr` script in a subprocess.
+A memory:// backend lives in one process, so these commands run on the local PostgreSQL
+(a schema per test): most tests call `main([...])` in this process, and a few run the
+installed script as a user would, in a process of its own. Worker tests are in
+test_cli_worker.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import textwrap
-import threading
-import uuid
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
+from tests.conftest import PG_URL
+from tests.core._cli_helpers import (
+    WAIT,
+    assert_one_error_line,
+    env,
+    lines_of,
+    run,
+    script,
+    wait_for,
+    wrkr_script,
+)
+from tests.core.test_cli_worker import write_module
 from wrkr import Fail, State, Wrkr
-from wrkr.cli import main
-from wrkr_memory import MemoryBackend
+
+pytestmark = pytest.mark.postgres
 
 EVENT = "test.cli.user.added"
 QUEUES = ("test.cli.crm", "test.cli.mail")
 FAILING = "test.cli.charges"  # a queue of its own: its consumer sees no other event
-ITEM_ID = re.compile(r"[0-9a-f]{32}")
-WAIT = 20.0  # seconds: the bound of every wait on a subprocess
+ITEM_ID = re.compile(r"[0-9a-f-]{32,36}")
 
 
 @pytest.fixture
-def url() -> str:
-    """A memory store of this test's own, shared by every `main()` call, both queues subscribed."""
-    store = f"memory://test-cli-{uuid.uuid4().hex}"
+def url(pg_schema: str) -> str:
+    """A schema of this test's own on the local PostgreSQL, both queues subscribed."""
+    store = f"{PG_URL}?schema={pg_schema}&pool_size=2"
     asyncio.run(_subscribe(store))
     return store
 
@@ -48,13 +56,6 @@ async def _subscribe(url: str) -> None:
             await app.subscribe(name, "test.cli.#", lambda event: None)
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], list[str]]:
-    """Run `wrkr *argv` in-process; return the exit status and stdout and stderr lines."""
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out.splitlines(), err.splitlines()
-
-
 def publish(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> list[str]:
     status, out, err = run(capsys, "publish", EVENT, "--url", url, *args)
     assert status == 0
@@ -63,11 +64,9 @@ def publish(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> list[st
     return out
 
 
-def assert_one_error_line(err: list[str], *fragments: str) -> None:
-    assert len(err) == 1, err
-    assert err[0].startswith("wrkr: error: ")
-    for fragment in fragments:
-        assert fragment in err[0]
+def rows(out: list[str]) -> list[list[str]]:
+    """Return the cells of a table's rows, header left out."""
+    return [line.split() for line in out[1:]]
 
 
 # -- publish -----------------------------------------------------------------------------
@@ -93,7 +92,13 @@ def test_publish_when_schedules_the_items(capsys: Any, url: str) -> None:
     ids = publish(capsys, url, "--when", "in 2 hours")
     status, out, _ = run(capsys, "items", "--url", url, "--state", "scheduled")
     assert status == 0
-    assert {line.split()[0] for line in out[1:]} == set(ids)
+    assert {row[0] for row in rows(out)} == set(ids)
+
+
+def test_publish_when_takes_a_compact_duration(capsys: Any, url: str) -> None:
+    ids = publish(capsys, url, "--when", "1h30m")
+    _, out, _ = run(capsys, "items", "--url", url, "--state", "scheduled")
+    assert {row[0] for row in rows(out)} == set(ids)
 
 
 @pytest.mark.parametrize("payload", ["{not json", "[1, 2]", '"text"'])
@@ -101,7 +106,7 @@ def test_a_bad_payload_is_a_usage_error(capsys: Any, url: str, payload: str) -> 
     status, out, err = run(capsys, "publish", EVENT, "--url", url, "--payload", payload)
     assert (status, out) == (2, [])
     assert_one_error_line(err, "--payload")
-    assert run(capsys, "items", "--url", url)[1][1:] == []
+    assert rows(run(capsys, "items", "--url", url)[1]) == []
 
 
 def test_a_bad_when_is_reported_with_the_value(capsys: Any, url: str) -> None:
@@ -124,34 +129,61 @@ def test_items_prints_a_table_with_a_header(capsys: Any, url: str) -> None:
     status, out, _ = run(capsys, "items", "--url", url)
     assert status == 0
     assert out[0].split() == ["id", "queue", "name", "tid", "state", "due", "attempts"]
-    rows = sorted(line.split() for line in out[1:])
-    assert [row[:5] for row in rows] == sorted(
+    assert sorted(row[:5] for row in rows(out)) == sorted(
         [id_, q, EVENT, "42", "ready"] for id_, q in zip(ids, QUEUES, strict=True))
-    assert [row[6] for row in rows] == ["0", "0"]
+    assert [row[6] for row in rows(out)] == ["0", "0"]
 
 
 def test_items_filters_and_limits(capsys: Any, url: str) -> None:
     publish(capsys, url, "--tid", "1")
     publish(capsys, url, "--tid", "2")
     _, out, _ = run(capsys, "items", "--url", url, "--queue", QUEUES[0], "--tid", "2")
-    assert [line.split()[3] for line in out[1:]] == ["2"]
+    assert [row[3] for row in rows(out)] == ["2"]
     _, out, _ = run(capsys, "items", "--url", url, "--limit", "3")
-    assert len(out[1:]) == 3
+    assert len(rows(out)) == 3
+
+
+def test_items_show_fifty_by_default_and_say_how_to_see_more(capsys: Any, url: str) -> None:
+    asyncio.run(_publish_many(url, 51))
+    status, out, err = run(capsys, "items", "--url", url, "--queue", QUEUES[0])
+    assert (status, len(rows(out))) == (0, 50)
+    assert err == ["wrkr: more items: add --offset 50 for the next 50"]
+
+
+def test_items_offset_shows_the_next_page(capsys: Any, url: str) -> None:
+    asyncio.run(_publish_many(url, 5))
+    pages = [rows(run(capsys, "items", "--url", url, "--queue", QUEUES[0], "--limit", "2",
+                      "--offset", offset)[1]) for offset in ("0", "2", "4")]
+    assert [[row[3] for row in page] for page in pages] == [["0", "1"], ["2", "3"], ["4"]]
+
+
+def test_the_last_page_says_nothing_more(capsys: Any, url: str) -> None:
+    asyncio.run(_publish_many(url, 2))
+    assert run(capsys, "items", "--url", url, "--queue", QUEUES[0], "--limit", "2")[2] == []
+
+
+async def _publish_many(url: str, count: int) -> None:
+    """Publish `count` events due one minute apart, so that their order is their tid's."""
+    async with Wrkr.from_url(url) as app:
+        await app.publish([{"name": EVENT, "tid": str(n), "when": f"{n + 1}m"}
+                           for n in range(count)])
 
 
 def test_items_json_prints_one_object_per_line(capsys: Any, url: str) -> None:
     publish(capsys, url, "--tid", "42", "--payload", '{"text": "héllo", "n": [1, {"a": null}]}')
     status, out, _ = run(capsys, "items", "--url", url, "--json")
     assert status == 0
-    rows = [json.loads(line) for line in out]
-    assert sorted(row["queue"] for row in rows) == sorted(QUEUES)
-    assert all(row["payload"] == {"text": "héllo", "n": [1, {"a": None}]} for row in rows)
-    assert all(row["state"] == "ready" and row["errors"] == [] for row in rows)
+    items = [json.loads(line) for line in out]
+    assert sorted(item["queue"] for item in items) == sorted(QUEUES)
+    assert all(item["payload"] == {"text": "héllo", "n": [1, {"a": None}]} for item in items)
+    assert all(item["state"] == "ready" and item["errors"] == [] for item in items)
 
 
-@pytest.mark.parametrize(("option", "value"), [("--limit", "0"), ("--state", "lost")])
-def test_a_bad_items_filter_is_a_usage_error(capsys: Any, url: str, option: str,
-                                             value: str) -> None:
+@pytest.mark.parametrize(("option", "value"),
+                         [("--limit", "0"), ("--state", "lost"), ("--offset", "-1")])
+def test_a_bad_items_option_is_a_usage_error(
+    capsys: Any, url: str, option: str, value: str
+) -> None:
     status, out, err = run(capsys, "items", "--url", url, option, value)
     assert (status, out) == (2, [])
     assert_one_error_line(err, option)
@@ -185,7 +217,7 @@ def test_get_an_unknown_id_is_an_error(capsys: Any, url: str) -> None:
     assert_one_error_line(err, "f" * 32)
 
 
-# -- cancel / retry / queues ---------------------------------------------------------------
+# -- cancel / retry / purge ------------------------------------------------------------------
 
 
 def test_cancel_prints_how_many_items_it_deleted(capsys: Any, url: str) -> None:
@@ -193,7 +225,7 @@ def test_cancel_prints_how_many_items_it_deleted(capsys: Any, url: str) -> None:
     publish(capsys, url, "--tid", "2")
     assert run(capsys, "cancel", "--url", url, "--tid", "1") == (0, ["2"], [])
     assert run(capsys, "cancel", "--url", url, "--tid", "1") == (0, ["0"], [])
-    assert len(run(capsys, "items", "--url", url)[1][1:]) == 2
+    assert len(rows(run(capsys, "items", "--url", url)[1])) == 2
 
 
 def test_cancel_without_a_filter_is_a_usage_error(capsys: Any, url: str) -> None:
@@ -201,14 +233,14 @@ def test_cancel_without_a_filter_is_a_usage_error(capsys: Any, url: str) -> None
     status, out, err = run(capsys, "cancel", "--url", url)
     assert (status, out) == (2, [])
     assert_one_error_line(err, "--name", "--tid", "--queue")
-    assert len(run(capsys, "items", "--url", url)[1][1:]) == 2
+    assert len(rows(run(capsys, "items", "--url", url)[1])) == 2
 
 
 def test_retry_moves_a_failed_item_back_to_ready(capsys: Any, url: str) -> None:
     item_id = _failed_item(url)
     assert run(capsys, "retry", item_id, "--url", url) == (0, [f"retried {item_id}"], [])
     _, out, _ = run(capsys, "items", "--url", url, "--state", "ready", "--queue", FAILING)
-    assert [line.split()[0] for line in out[1:]] == [item_id]
+    assert [row[0] for row in rows(out)] == [item_id]
 
 
 def test_retry_of_an_item_that_is_not_failed_is_an_error(capsys: Any, url: str) -> None:
@@ -218,35 +250,32 @@ def test_retry_of_an_item_that_is_not_failed_is_an_error(capsys: Any, url: str) 
     assert_one_error_line(err, item_id)
 
 
-def test_queues_counts_items_per_queue_and_state(capsys: Any, url: str) -> None:
+def test_purge_deletes_the_failed_items_of_a_queue(capsys: Any, url: str) -> None:
+    _failed_item(url)
     publish(capsys, url)
-    publish(capsys, url, "--when", "1 day")
-    status, out, _ = run(capsys, "queues", "--url", url)
-    assert status == 0
-    assert out[0].split() == ["queue", *(state.value for state in State)]
-    assert [line.split() for line in out[1:]] == [
-        [name, "1", "1", "0", "0", "0"] for name in sorted(QUEUES)]
+    assert run(capsys, "purge", "--url", url, "--queue", FAILING) == (0, ["1"], [])
+    assert rows(run(capsys, "items", "--url", url, "--state", "failed")[1]) == []
+    assert len(rows(run(capsys, "items", "--url", url, "--state", "ready")[1])) == 2
 
 
-def test_queues_json(capsys: Any, url: str) -> None:
-    publish(capsys, url, "--when", "1 day")
-    _, out, _ = run(capsys, "queues", "--url", url, "--json")
-    assert [json.loads(line) for line in out] == [
-        {"queue": name, "scheduled": 1, "ready": 0, "processing": 0, "done": 0, "failed": 0}
-        for name in sorted(QUEUES)]
+def test_purge_older_than_keeps_recent_failures(capsys: Any, url: str) -> None:
+    _failed_item(url)
+    assert run(capsys, "purge", "--url", url, "--older-than", "1d") == (0, ["0"], [])
+    assert len(rows(run(capsys, "items", "--url", url, "--state", "failed")[1])) == 1
 
 
-class _NoQueryBackend(MemoryBackend):
-    capabilities = frozenset()
+def test_purge_of_everything_needs_all(capsys: Any, url: str) -> None:
+    _failed_item(url)
+    status, out, err = run(capsys, "purge", "--url", url)
+    assert (status, out) == (2, [])
+    assert_one_error_line(err, "--all")
+    assert run(capsys, "purge", "--url", url, "--all") == (0, ["1"], [])
 
 
-def test_queues_needs_a_backend_that_can_query(
-    capsys: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(Wrkr, "from_url", classmethod(lambda cls, url: cls(_NoQueryBackend())))
-    status, out, err = run(capsys, "queues", "--url", "memory://")
-    assert (status, out) == (1, [])
-    assert_one_error_line(err, "_NoQueryBackend does not support 'query'", "wrkr queues")
+def test_purge_takes_failed_or_done_only(capsys: Any, url: str) -> None:
+    status, _, err = run(capsys, "purge", "--url", url, "--all", "--state", "ready")
+    assert status == 2
+    assert_one_error_line(err, "--state")
 
 
 async def _fail_one(url: str) -> str:
@@ -270,6 +299,79 @@ def _failed_item(url: str) -> str:
     return asyncio.run(_fail_one(url))
 
 
+# -- queues / subscriptions / unsubscribe ----------------------------------------------------
+
+
+def test_queues_counts_items_per_queue_and_state(capsys: Any, url: str) -> None:
+    publish(capsys, url)
+    publish(capsys, url, "--when", "1 day")
+    status, out, _ = run(capsys, "queues", "--url", url)
+    assert status == 0
+    assert out[0].split() == ["queue", *(state.value for state in State)]
+    assert rows(out) == [[name, "1", "1", "0", "0", "0"] for name in sorted(QUEUES)]
+
+
+def test_queues_lists_subscribed_queues_that_are_empty(capsys: Any, url: str) -> None:
+    assert rows(run(capsys, "queues", "--url", url)[1]) == [
+        [name, "0", "0", "0", "0", "0"] for name in sorted(QUEUES)]
+
+
+def test_queues_json(capsys: Any, url: str) -> None:
+    publish(capsys, url, "--when", "1 day")
+    _, out, _ = run(capsys, "queues", "--url", url, "--json")
+    assert [json.loads(line) for line in out] == [
+        {"queue": name, "scheduled": 1, "ready": 0, "processing": 0, "done": 0, "failed": 0}
+        for name in sorted(QUEUES)]
+
+
+def test_subscriptions_lists_every_queue_and_pattern(capsys: Any, url: str) -> None:
+    asyncio.run(_subscribe_more(url))
+    status, out, _ = run(capsys, "subscriptions", "--url", url)
+    assert (status, out[0].split()) == (0, ["queue", "pattern"])
+    assert rows(out) == [["test.cli.billing", "test.cli.invoice.*"],
+                         ["test.cli.crm", "test.cli.#"], ["test.cli.mail", "test.cli.#"]]
+
+
+def test_subscriptions_of_an_event_are_those_it_reaches(capsys: Any, url: str) -> None:
+    asyncio.run(_subscribe_more(url))
+    _, out, _ = run(capsys, "subscriptions", "test.cli.invoice.paid", "--url", url, "--json")
+    assert [json.loads(line) for line in out] == [
+        {"queue": "test.cli.billing", "pattern": "test.cli.invoice.*"},
+        {"queue": "test.cli.crm", "pattern": "test.cli.#"},
+        {"queue": "test.cli.mail", "pattern": "test.cli.#"}]
+    assert rows(run(capsys, "subscriptions", "test.other", "--url", url)[1]) == []
+
+
+def test_subscriptions_of_a_bad_event_name_is_an_error(capsys: Any, url: str) -> None:
+    status, _, err = run(capsys, "subscriptions", "bad name", "--url", url)
+    assert status == 1
+    assert_one_error_line(err, "bad name")
+
+
+def test_unsubscribe_stops_routing_and_keeps_queued_items(capsys: Any, url: str) -> None:
+    publish(capsys, url)
+    assert run(capsys, "unsubscribe", QUEUES[0], "test.cli.#", "--url", url) == (
+        0, [f"unsubscribed {QUEUES[0]} from test.cli.# (items already queued stay)"], [])
+    assert len(publish(capsys, url)) == 1
+    assert [row[0] for row in rows(run(capsys, "subscriptions", "--url", url)[1])] == [
+        QUEUES[1]]
+    assert [row[1:3] for row in rows(run(capsys, "queues", "--url", url)[1])] == [
+        ["0", "1"], ["0", "2"]]
+
+
+def test_unsubscribe_of_no_such_subscription_names_the_patterns_held(
+    capsys: Any, url: str
+) -> None:
+    status, out, err = run(capsys, "unsubscribe", QUEUES[0], "test.cli.*", "--url", url)
+    assert (status, out) == (1, [])
+    assert_one_error_line(err, "'test.cli.*'", "its patterns: 'test.cli.#'")
+
+
+async def _subscribe_more(url: str) -> None:
+    async with Wrkr.from_url(url) as app:
+        await app.subscribe("test.cli.billing", "test.cli.invoice.*", lambda event: None)
+
+
 # -- the backend URL ---------------------------------------------------------------------
 
 
@@ -281,133 +383,44 @@ def test_wrkr_url_names_the_backend_when_url_is_not_given(
     assert (status, len(out)) == (0, 2)
 
 
-def test_no_url_at_all_is_a_usage_error(capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("WRKR_URL", raising=False)
-    status, out, err = run(capsys, "items")
-    assert (status, out) == (2, [])
-    assert_one_error_line(err, "--url", "WRKR_URL")
+# -- in a process of its own, as a user runs it -----------------------------------------------
 
 
-def test_a_password_in_the_url_is_never_printed(capsys: Any) -> None:
-    status, out, err = run(capsys, "queues", "--url", "nosuch://admin:s3cret@db.example/x")
-    assert (status, out) == (1, [])
-    assert_one_error_line(err, "nosuch://admin:***@db.example/x")
-    assert "s3cret" not in err[0]
+def test_the_script_publishes_what_another_process_lists(url: str, tmp_path: Path) -> None:
+    published = script("publish", EVENT, "--url", url, "--tid", "9", cwd=tmp_path)
+    assert (published.returncode, published.stderr) == (0, "")
+    listed = script("items", "--url", url, "--json", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert sorted(json.loads(line)["id"] for line in listed.stdout.splitlines()) == sorted(
+        published.stdout.split())
 
 
-def test_help_exits_zero(capsys: Any) -> None:
-    assert main(["--help"]) == 0
-    assert "publish" in capsys.readouterr().out
+def test_python_dash_m_wrkr_runs_the_command(url: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "wrkr", "queues", "--url", url],
+                          capture_output=True, text=True, timeout=WAIT, cwd=tmp_path, env=env(),
+                          check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["queue", *sorted(QUEUES)]
 
 
-def test_no_command_is_a_usage_error(capsys: Any) -> None:
-    status, _, err = run(capsys)
-    assert status == 2
-    assert_one_error_line(err)
 
-
-# -- worker: finding the app ---------------------------------------------------------------
-
-
-@pytest.fixture
-def worker_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A worker module in a fresh directory, the current one; return its name."""
-    name = f"cli_worker_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent("""\
-        import os
-
-        from wrkr import Wrkr
-
-        app = Wrkr.from_url(os.environ.get("WRKR_URL", "memory://"), name="clitest")
-        not_an_app = 42
-
-
-        @app.on("test.cli.ping", queue="test.cli.pings")
-        async def ping(event):
-            print("ping", event.tid, flush=True)
-        """))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    return name
-
-
-@pytest.mark.parametrize(
-    ("target", "status", "fragment"),
-    [
-        ("no_colon_here", 2, "MODULE:ATTR"),
-        ("test_cli_no_such_module:app", 1, "cannot import 'test_cli_no_such_module'"),
-        ("{module}:missing", 1, "has no attribute 'missing'"),
-        ("{module}:not_an_app", 1, "is a int, not a wrkr.Wrkr"),
-    ],
-)
-def test_a_worker_target_that_is_not_an_app_is_reported(
-    capsys: Any, worker_module: str, target: str, status: int, fragment: str
-) -> None:
-    code, out, err = run(capsys, "worker", target.format(module=worker_module))
-    assert (code, out) == (status, [])
-    assert_one_error_line(err, fragment)
-
-
-# -- the installed script --------------------------------------------------------------------
-
-
-def wrkr_script() -> str:
-    script = Path(sys.executable).with_name("wrkr")
-    if not script.exists():
-        pytest.fail(f"the wrkr console script is not installed at {script}: pip install -e .")
-    return str(script)
-
-
-def lines_of(stream: IO[str]) -> queue.Queue[str]:
-    """Read `stream` in a thread, line by line, so that waits on it can be bounded."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
-def wait_for(lines: queue.Queue[str], text: str) -> list[str]:
-    """Return the lines read up to the first one containing `text` (within WAIT seconds)."""
-    seen: list[str] = []
-    while not seen or text not in seen[-1]:
-        seen.append(lines.get(timeout=WAIT))
-    return seen
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_the_worker_stops_gracefully_on_a_signal(worker_module: str, sig: int) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen([wrkr_script(), "worker", f"{worker_module}:app", "--url",
-                           "memory://"], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                          text=True, env=env) as proc:
+def test_a_worker_handles_what_another_process_publishes(url: str, tmp_path: Path) -> None:
+    module = write_module(tmp_path)
+    with subprocess.Popen([wrkr_script(), "worker", f"{module}:app", "--url", url],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=tmp_path, env=env()) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         try:
-            assert proc.stderr is not None
-            err = lines_of(proc.stderr)
-            assert "worker clitest:" in wait_for(err, "started")[-1]
-            proc.send_signal(sig)
+            out, _ = lines_of(proc.stdout)
+            err, _ = lines_of(proc.stderr)
+            banner = "".join(wait_for(err, "started"))
+            assert f"PostgresBackend  {url}" in banner
+            published = script("publish", "test.cli.ping", "--tid", "7", "--url", url,
+                               cwd=tmp_path)
+            assert published.returncode == 0
+            assert wait_for(out, "ping")[-1] == "ping 7\n"
+            proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=WAIT) == 0
-            rest = wait_for(err, "stopped")
         finally:
             proc.kill()
-    assert not any("Traceback" in line for line in rest)
-
-
-def test_the_script_reports_an_error_in_one_line_without_traceback(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [wrkr_script(), "publish", EVENT, "--url", "nosuch://u:pw1234@host/db"],
-        capture_output=True, text=True, timeout=WAIT, cwd=tmp_path, check=False)
-    assert (done.returncode, done.stdout) == (1, "")
-    assert_one_error_line(done.stderr.splitlines(), "nosuch://u:***@host/db")
-    assert "pw1234" not in done.stderr
-
-
-def test_the_script_reports_a_missing_worker_module_in_one_line(tmp_path: Path) -> None:
-    done = subprocess.run([wrkr_script(), "worker", "test_cli_no_such_module:app"],
-                          capture_output=True, text=True, timeout=WAIT, cwd=tmp_path,
-                          check=False)
-    assert done.returncode == 1
-    assert_one_error_line(done.stderr.splitlines(), "cannot import")

@@ -109,6 +109,20 @@ ACCEPTED_WHEN: list[tuple[object, datetime]] = [
     ("1 month and 1 day", datetime(2026, 3, 1, 12, 0, tzinfo=UTC)),
     ("1 year and 1 month", datetime(2027, 2, 28, 12, 0, tzinfo=UTC)),
     ("in 1 month, 2 days and 3 hours", datetime(2026, 3, 2, 15, 0, tzinfo=UTC)),
+    # compact: digits and units with nothing between the terms
+    ("1h30m", later(hours=1, minutes=30)),
+    ("2d4h", later(days=2, hours=4)),
+    ("90s", later(seconds=90)),
+    ("1w2d3h4m5s250ms", later(weeks=1, days=2, hours=3, minutes=4, seconds=5,
+                              milliseconds=250)),
+    ("1.5h30m", later(hours=2)),
+    ("in 1h30m", later(hours=1, minutes=30)),
+    ("1H30M", later(hours=1, minutes=30)),
+    ("1h30m and 10s", later(hours=1, minutes=30, seconds=10)),
+    ("1d, 1h30m", later(days=1, hours=1, minutes=30)),
+    ("1month2d", datetime(2026, 3, 2, 12, 0, tzinfo=UTC)),
+    ("1y1month", datetime(2027, 2, 28, 12, 0, tzinfo=UTC)),
+    ("1hour30minutes", later(hours=1, minutes=30)),
 ]
 
 
@@ -175,8 +189,16 @@ REJECTED_WHEN: list[object] = [
     "1 hour and",
     "1 hour,",
     ", 1 hour",
-    "1h30m",
     "1 hour 30 minutes",
+    # compact forms gone wrong
+    "1h30",
+    "1h30x",
+    "1h30mm",
+    "h30m",
+    "1h-30m",
+    "1h 30m",
+    "1.5month1d",
+    "1h30m,",
     "1 hour in 2 days",
     "in in 1 hour",
     # naive times, never guessed
@@ -232,6 +254,17 @@ def test_unknown_number_word_is_named() -> None:
 def test_number_without_unit_asks_for_one() -> None:
     with pytest.raises(InvalidWhen, match="has no unit"):
         parse_when("10", now=NOW)
+
+
+def test_compact_interval_ending_in_a_number_asks_for_its_unit() -> None:
+    with pytest.raises(InvalidWhen, match=r"^invalid when '1h30': '1h30' ends in a number "
+                                          r"without a unit"):
+        parse_when("1h30", now=NOW)
+
+
+def test_compact_interval_with_an_unknown_unit_names_it() -> None:
+    with pytest.raises(InvalidWhen, match="unknown unit 'x'"):
+        parse_when("2d4x", now=NOW)
 
 
 def test_fractional_month_is_refused() -> None:
@@ -312,6 +345,9 @@ ACCEPTED_DURATIONS: list[tuple[object, timedelta]] = [
     ("1 month", timedelta(days=28)),  # from NOW, 31 January -> 28 February
     ("2 months", timedelta(days=59)),  # -> 31 March
     ("1 year", timedelta(days=365)),
+    ("1h30m", timedelta(hours=1, minutes=30)),
+    ("2d4h", timedelta(days=2, hours=4)),
+    ("90s", timedelta(seconds=90)),
 ]
 
 
@@ -344,6 +380,8 @@ REJECTED_DURATIONS: list[object] = [
     10**30,
     "9999 years",
     b"1 hour",
+    "1h30",
+    "0h0m",
 ]
 
 

@@ -1,0 +1,7 @@
+"""`python -m wrkr`: the `wrkr` command, for when the console script is not on PATH."""
+
+import sys
+
+from wrkr.cli import main
+
+sys.exit(main())
