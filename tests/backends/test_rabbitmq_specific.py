@@ -239,8 +239,7 @@ async def test_connection_lost_during_commit_raises_outcome_unknown(
 
 async def _cut_the_socket(backend: RabbitMQBackend) -> None:
     """Shut the backend's socket down as a failing network would: nothing more goes out."""
-    assert backend._connector is not None
-    connection = await backend._connector.connection()
+    connection = backend.broker.connection()
     connection._connection._transport._sock.shutdown(socket.SHUT_RDWR)
 
 
