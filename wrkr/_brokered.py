@@ -199,16 +199,21 @@ class BrokerBackend(Backend, Generic[R]):
                 continue
             except NotStarted:
                 return
-            backoff.reset()
             self._outstanding[consumer] = 0
+            lost = False
             try:
                 while (delivery := await consumer.next()) is not None:
+                    if backoff.failures:
+                        backoff.reset()  # a delivery proves the connection works
                     self._hand_out(delivery, consumer)
                     yield delivery
             except BackendUnavailable as exc:
                 logger.info("consumer of %s lost the broker (%s); reconnecting", queue, exc)
+                lost = True
             finally:
                 await self._stop(consumer)
+            if lost:
+                await backoff.wait()
 
     def _hand_out(self, delivery: Delivery[R], consumer: BrokerConsumer[R]) -> None:
         self._held[id(delivery)] = (delivery, consumer)

@@ -415,6 +415,46 @@ async def test_stale_delivery_raises_lease_lost_after_its_connection_dropped(
         await backend.close()
 
 
+async def test_renew_holds_while_the_channel_is_open_and_not_after_it_closed(
+        backend: RabbitMQBackend, names: Names) -> None:
+    queue = names.queue("renew")
+    await backend.subscribe(queue, names.event("e"))
+    now = backend.now()
+    await backend.enqueue([_message(names.event("e"), now, i) for i in range(2)])
+    stream = backend.deliveries(queue, worker="w", lease=timedelta(seconds=1), prefetch=2)
+    try:
+        async with asyncio.timeout(WAIT):
+            first, second = await anext(stream), await anext(stream)
+        assert await backend.renew([first, second], timedelta(seconds=1)) == [True, True]
+        await backend.ack(first)
+        assert await backend.renew([first, second], timedelta(seconds=1)) == [False, True]
+        await backend.drop_connection()
+        assert await backend.renew([second], timedelta(seconds=1)) == [False]
+    finally:
+        await stream.aclose()
+
+
+async def test_delayed_items_are_forwarded_again_after_the_connection_dropped(
+        backend: RabbitMQBackend, names: Names) -> None:
+    queue = names.queue("later")
+    await backend.subscribe(queue, names.event("e"))
+    stream = backend.deliveries(queue, worker="w", lease=timedelta(seconds=5), prefetch=1)
+    try:
+        for _ in ("before", "after"):  # the drop in between takes the forwarder's channel
+            due = backend.now() + timedelta(milliseconds=300)
+            [item_id] = await backend.enqueue([_message(names.event("e"), due)])
+            async with asyncio.timeout(WAIT):
+                delivery = await anext(stream)
+                while delivery.item.id != item_id:  # forwarded twice: the drop beat its ack
+                    await backend.ack(delivery)
+                    delivery = await anext(stream)
+            assert delivery.item.attempts == 1
+            await backend.ack(delivery)
+            await backend.drop_connection()
+    finally:
+        await stream.aclose()
+
+
 @pytest.mark.alone
 async def test_broker_restart_mid_stream_loses_no_confirmed_item_delayed_ones_included(
         app: Wrkr, names: Names) -> None:
