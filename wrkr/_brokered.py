@@ -101,7 +101,8 @@ class BrokerBackend(Backend, Generic[R]):
         self._held.clear()
         self._outstanding.clear()
         self._stopped.clear()
-        await self.broker.disconnect()
+        async with self._connecting:  # a reconnect under way finishes first, then closes
+            await self.broker.disconnect()
 
     async def _reach(self) -> Broker[R]:
         """Return the broker connected, reconnecting it first if its connection was lost.
@@ -110,16 +111,20 @@ class BrokerBackend(Backend, Generic[R]):
             NotStarted: the backend is not open.
             BackendUnavailable: the broker cannot be reached.
         """
-        if not self.is_connected:
-            when = "after it was closed" if self._ever_connected else "before it was opened"
-            raise NotStarted(f"{type(self).__name__} used {when}: start the app (or `await "
-                             "backend.open()`) first")
-        broker = self.broker
+        broker = self._open_broker()
         if not broker.is_connected:
             async with self._connecting:  # one reconnect for everyone who finds it lost
                 if not broker.is_connected and self.is_connected:
                     await broker.connect()
         return broker
+
+    def _open_broker(self) -> Broker[R]:
+        """Return the broker, connected or not; raise `NotStarted` if the backend is closed."""
+        if not self.is_connected:
+            when = "after it was closed" if self._ever_connected else "before it was opened"
+            raise NotStarted(f"{type(self).__name__} used {when}: start the app (or `await "
+                             "backend.open()`) first")
+        return self.broker
 
     # -- background work -------------------------------------------------------------------
 
@@ -180,8 +185,7 @@ class BrokerBackend(Backend, Generic[R]):
         self, queue: str, *, worker: str, lease: timedelta, prefetch: int
     ) -> AsyncGenerator[Delivery[R], None]:
         """Yield `queue`'s deliveries across reconnections; see `Backend.deliveries`."""
-        if not self.is_connected:
-            raise NotStarted(f"{type(self).__name__} is not open: call open() first")
+        self._open_broker()
         self._serve_in_background()
         return self._stream(queue, worker, lease, max(1, prefetch))
 
@@ -228,16 +232,16 @@ class BrokerBackend(Backend, Generic[R]):
         else:
             self._stopped.add(consumer)
 
-    async def _settled(self, consumer: BrokerConsumer[R]) -> None:
-        """Count one of `consumer`'s deliveries settled; close it if stopped and now idle."""
+    def _settled(self, consumer: BrokerConsumer[R]) -> bool:
+        """Count one of `consumer`'s deliveries settled; tell if it is stopped and now idle."""
         left = self._outstanding.get(consumer, 1) - 1
         if left > 0 or consumer not in self._stopped:
             if consumer in self._outstanding:
                 self._outstanding[consumer] = left
-            return
+            return False
         self._outstanding.pop(consumer, None)
         self._stopped.discard(consumer)
-        await consumer.close()
+        return True
 
     async def renew(self, deliveries: Sequence[Delivery[Any]], lease: timedelta) -> list[bool]:
         """Answer, per delivery, whether its channel still holds it; see `Backend.renew`.
@@ -269,14 +273,16 @@ class BrokerBackend(Backend, Generic[R]):
         await self._settle(Settlement(delivery, Settle.RELEASE))
 
     async def _settle(self, settlement: Settlement[R]) -> None:
-        broker = await self._reach()
+        """Settle on the delivery's channel; a lost connection is not reconnected for it,
+        since the broker has given the delivery back already."""
+        broker = self._open_broker()
         delivery = settlement.delivery
         entry = self._held.pop(id(delivery), None)
         try:
             held = entry is not None and entry[1].is_open and await broker.settle(settlement)
         finally:
-            if entry is not None:
-                await self._settled(entry[1])
+            if entry is not None and self._settled(entry[1]):
+                await entry[1].close()
         if not held:
             raise LeaseLost(f"item {delivery.item.id} of queue {delivery.item.queue!r} is no "
                             "longer held by this delivery: its channel closed, so the broker "
