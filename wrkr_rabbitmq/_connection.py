@@ -76,9 +76,10 @@ def _why(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(cause, socket.gaierror):
         return f"cannot resolve the host ({cause.strerror})"
-    if isinstance(cause, TimeoutError | pika.exceptions.AMQPConnectionError) and not str(cause):
+    if isinstance(cause, TimeoutError):
         return "timed out"
-    if isinstance(cause, pika.exceptions.ProbableAuthenticationError | ConnectionResetError):
+    if isinstance(cause, pika.exceptions.ProbableAuthenticationError
+                  | pika.exceptions.ProbableAccessDeniedError):
         return f"the broker refused the login or the vhost ({cause})"
     return f"{type(cause).__name__}: {cause}"
 

@@ -114,6 +114,13 @@ async def test_refused_connection_says_so_in_one_line_the_password_masked() -> N
         "connection refused"
 
 
+async def test_unresolvable_host_raises_backend_unavailable_saying_so() -> None:
+    backend = RabbitMQBackend("amqp://guest:s3cret@wrkr-test.invalid:5672/")
+    with pytest.raises(BackendUnavailable, match=r"could not connect to "
+                       r"amqp://guest:\*\*\*@wrkr-test\.invalid:5672/: cannot resolve the host"):
+        await backend.open()
+
+
 OVER_DEFAULT_LIMIT = 128 * 1024 * 1024  # RabbitMQ's default max_message_size, in bytes
 
 
