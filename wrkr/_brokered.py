@@ -23,10 +23,10 @@ A broker-backed backend is a subclass that builds its broker::
 
 Pairing a broker with a store (a later issue): the broker delivers, a `Store` keeps
 what a broker cannot (items scheduled far ahead and cancellable, `dedupe` checks,
-queries). The seam is `enqueue` and the inspection methods below, which today go to
-the broker alone: an assembly built as `BrokerBackend(broker)` plus a store would send
-those messages to the store and run a `StoreStream` over it that publishes each item
-to the broker as it falls due, answering `items`, `get` and `cancel` from the store.
+queries). The seam is here: a `store=` argument of `__init__`, added then, makes
+`enqueue` split those messages off to the store, runs a `StoreStream` over it (with
+the background work) that publishes each item to the broker as it falls due, and
+sends `items`, `get` and `cancel` to the store. Consuming and settling stay as they are.
 """
 
 from __future__ import annotations
