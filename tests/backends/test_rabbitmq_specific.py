@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pika  # type: ignore[import-untyped]
 import pytest
@@ -129,7 +130,7 @@ async def test_over_sized_message_raises_invalid_event_and_publishes_nothing(
         app: Wrkr, names: Names, rabbitmq_prefix: str, alone_in_its_batch: bool) -> None:
     queue = names.queue("big")
     await app.subscribe(queue, names.event("e"), Recorder().handle)
-    huge = {"name": names.event("e"), "payload": {"x": "a" * OVER_DEFAULT_LIMIT}}
+    huge: dict[str, Any] = {"name": names.event("e"), "payload": {"x": "a" * OVER_DEFAULT_LIMIT}}
     batch = [huge] if alone_in_its_batch else [{"name": names.event("e")}, huge]
     with pytest.raises(InvalidEvent) as caught:
         await app.publish(batch)
