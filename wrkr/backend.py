@@ -26,6 +26,8 @@ Vocabulary:
 
 from wrkr._backend import Backend
 from wrkr._backoff import Backoff
+from wrkr._broker import Broker, BrokerConsumer
+from wrkr._brokered import BrokerBackend
 from wrkr._errors import (
     BackendUnavailable,
     InvalidConfig,
@@ -59,6 +61,9 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "Backoff",
+    "Broker",
+    "BrokerBackend",
+    "BrokerConsumer",
     "Capability",
     "Claim",
     "Clock",

@@ -11,18 +11,16 @@ the due queue like any consumers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
 import time
 from typing import Any
 
+from wrkr import BackendUnavailable
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
-from wrkr_rabbitmq._connection import RabbitMQConnector, reconnect_delay
 from wrkr_rabbitmq._messages import MalformedMessage, RabbitMQEnvelope, received_envelope
 from wrkr_rabbitmq._routing import send
-from wrkr_rabbitmq._stream import RECONNECTABLE
 from wrkr_rabbitmq._topology import RabbitMQTopology
 
 logger = logging.getLogger("wrkr.rabbitmq")
@@ -38,39 +36,24 @@ def _now_micros() -> int:
 
 
 class RabbitMQForwarder:
-    """Runs in the background while the backend has consumers; reconnects by itself."""
+    """Forwards one namespace's due items on a channel it is given; see the module docstring.
 
-    def __init__(self, connector: RabbitMQConnector, topology: RabbitMQTopology) -> None:
-        self._connector = connector
+    `BrokerBackend` runs it (through `RabbitMQBroker.serve`) while the backend has
+    consumers, and runs it again on a new channel after the connection was lost.
+    """
+
+    def __init__(self, topology: RabbitMQTopology) -> None:
         self._topology = topology
-        self._task: asyncio.Task[None] | None = None
         self._order = itertools.count()
 
-    def start(self) -> None:
-        """Start forwarding (does nothing if already running)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="wrkr-rabbitmq-forwarder")
+    async def run(self, channel: RabbitMQChannel) -> None:
+        """Forward until the channel closes; what was held then goes back to the due queue.
 
-    async def stop(self) -> None:
-        """Stop; what it held goes back to the due queue when the channel closes."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        """Serve one channel after another until stopped."""
-        failures = 0
-        while not self._connector.closed:
-            try:
-                channel = await self._connector.channel(prefetch=FORWARD_PREFETCH)
-                failures = 0
-                await self._serve(channel)
-            except RECONNECTABLE as exc:
-                logger.info("forwarder lost the broker, reconnecting: %s", type(exc).__name__)
-            failures += 1
-            await reconnect_delay(failures)
+        Raises:
+            BackendUnavailable: the channel closed (the connection was lost).
+        """
+        await self._serve(channel)
+        raise BackendUnavailable("the forwarder's channel closed")
 
     async def _serve(self, channel: RabbitMQChannel) -> None:
         """Consume the due queue and forward each item when due, until the channel closes."""

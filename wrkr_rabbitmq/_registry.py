@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import orjson
 import pika.spec  # type: ignore[import-untyped]
 
-from wrkr._errors import BackendUnavailable
-from wrkr._names import matches
+from wrkr import BackendUnavailable
+from wrkr.backend import matches
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
 from wrkr_rabbitmq._messages import PERSISTENT
 
@@ -44,6 +44,27 @@ class RabbitMQSubscriptions:
     def queues_for(self, name: str) -> list[str]:
         """Return the sorted queues whose patterns match event `name`."""
         return sorted({q for q, pattern in self.subscriptions if matches(pattern, name)})
+
+    def add(self, queue: str, pattern: str) -> bool:
+        """Add a subscription (and its queue); tell whether the record changed."""
+        before = (len(self.subscriptions), len(self.queues))
+        self.subscriptions.add((queue, pattern))
+        self.queues.add(queue)
+        return before != (len(self.subscriptions), len(self.queues))
+
+    def add_queue(self, queue: str) -> bool:
+        """Record a queue consumed without a subscription, so `retry` looks through it too."""
+        if queue in self.queues:
+            return False
+        self.queues.add(queue)
+        return True
+
+    def remove(self, queue: str, pattern: str) -> bool:
+        """Remove a subscription (the queue stays known); tell whether the record changed."""
+        if (queue, pattern) not in self.subscriptions:
+            return False
+        self.subscriptions.discard((queue, pattern))
+        return True
 
     def encode(self) -> bytes:
         """Return the JSON form stored in the registry queue."""

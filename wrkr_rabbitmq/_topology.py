@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from wrkr import InvalidConfig
 from wrkr_rabbitmq._client import RabbitMQChannel
 
 DELAY_LEVELS = 26
@@ -55,7 +56,7 @@ class RabbitMQTopology:
 
     def __post_init__(self) -> None:
         if not _SEGMENT.fullmatch(self.prefix):
-            raise ValueError(f"invalid RabbitMQ prefix {self.prefix!r}: expected letters, "
+            raise InvalidConfig(f"invalid RabbitMQ prefix {self.prefix!r}: expected letters, "
                              "digits, '_' or '-' (one routing-key segment)")
 
     @property

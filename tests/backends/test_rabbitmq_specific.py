@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pika  # type: ignore[import-untyped]
 import pytest
@@ -23,7 +24,17 @@ import pytest_asyncio
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT, eventually
 from tests.conftest import RABBITMQ_URL
-from wrkr import BackendUnavailable, Event, LeaseLost, NotSupported, Retry, State, Wrkr
+from wrkr import (
+    BackendUnavailable,
+    Event,
+    InvalidConfig,
+    InvalidEvent,
+    LeaseLost,
+    NotSupported,
+    Retry,
+    State,
+    Wrkr,
+)
 from wrkr.backend import ItemFilter, Message
 from wrkr_rabbitmq import RabbitMQBackend
 from wrkr_rabbitmq._client import RabbitMQConnection
@@ -56,11 +67,6 @@ def test_countdown_routing_key_is_26_binary_digits_then_namespace_and_destinatio
     assert len(countdown_routing_key(MAX_COUNTDOWN, "ns", "q:" + "x" * 250)) <= 255
 
 
-def test_prefix_must_be_one_routing_key_segment() -> None:
-    with pytest.raises(ValueError, match=r"invalid RabbitMQ prefix 'a\.b'"):
-        RabbitMQBackend(RABBITMQ_URL, prefix="a.b")
-
-
 def test_from_url_reads_the_prefix_and_repr_masks_the_password() -> None:
     backend = RabbitMQBackend.from_url("amqp://guest:s3cret@127.0.0.1:5672/?prefix=shop")
     assert backend.topology.prefix == "shop"
@@ -74,6 +80,65 @@ async def test_unreachable_broker_raises_backend_unavailable_without_the_passwor
         await backend.open()
     assert "s3cret" not in str(caught.value)
     assert "***" in str(caught.value)
+
+
+@pytest.mark.parametrize(("query", "bad"), [("prefx=x", "'prefx'"),
+                                            ("heartbeat=abc", "'abc'")])
+def test_bad_url_option_raises_invalid_config_naming_it_and_the_valid_ones(
+        query: str, bad: str) -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        Wrkr.from_url(f"amqp://guest:s3cret@127.0.0.1:5672/?{query}")
+    message = str(caught.value)
+    assert bad in message
+    assert "valid options: blocked_connection_timeout, " in message
+    assert "heartbeat" in message
+    assert "prefix" in message
+    assert "guest:***@127.0.0.1" in message
+    assert "s3cret" not in message
+
+
+def test_unknown_keyword_option_raises_invalid_config_naming_it() -> None:
+    with pytest.raises(InvalidConfig, match=r"pool_sise.*valid keyword options: prefix"):
+        Wrkr.from_url("amqp://guest:guest@127.0.0.1:5672/", pool_sise=3)
+
+
+def test_prefix_that_is_not_one_segment_raises_invalid_config() -> None:
+    with pytest.raises(InvalidConfig, match=r"invalid RabbitMQ prefix 'a\.b'"):
+        RabbitMQBackend(RABBITMQ_URL, prefix="a.b")
+
+
+async def test_refused_connection_says_so_in_one_line_the_password_masked() -> None:
+    backend = RabbitMQBackend("amqp://guest:s3cret@127.0.0.1:1/")
+    with pytest.raises(BackendUnavailable) as caught:
+        await backend.open()
+    assert str(caught.value) == "could not connect to amqp://guest:***@127.0.0.1:1/: " \
+        "connection refused"
+
+
+async def test_unresolvable_host_raises_backend_unavailable_saying_so() -> None:
+    backend = RabbitMQBackend("amqp://guest:s3cret@wrkr-test.invalid:5672/")
+    with pytest.raises(BackendUnavailable, match=r"could not connect to "
+                       r"amqp://guest:\*\*\*@wrkr-test\.invalid:5672/: cannot resolve the host"):
+        await backend.open()
+
+
+OVER_DEFAULT_LIMIT = 128 * 1024 * 1024  # RabbitMQ's default max_message_size, in bytes
+
+
+@pytest.mark.parametrize("alone_in_its_batch", [True, False])
+async def test_over_sized_message_raises_invalid_event_and_publishes_nothing(
+        app: Wrkr, names: Names, rabbitmq_prefix: str, alone_in_its_batch: bool) -> None:
+    queue = names.queue("big")
+    await app.subscribe(queue, names.event("e"), Recorder().handle)
+    huge: dict[str, Any] = {"name": names.event("e"), "payload": {"x": "a" * OVER_DEFAULT_LIMIT}}
+    batch = [huge] if alone_in_its_batch else [{"name": names.event("e")}, huge]
+    with pytest.raises(InvalidEvent) as caught:
+        await app.publish(batch)
+    assert str(caught.value) == (
+        "the message is 134217736 bytes, over the broker's limit of 134217728 bytes "
+        "(max_message_size); nothing was published")
+    assert await _ready(f"{rabbitmq_prefix}.q.{queue}") == 0
+    assert len(await app.publish({"name": names.event("e")})) == 1  # the backend goes on
 
 
 async def test_undeclared_capabilities_raise_not_supported_naming_them(app: Wrkr) -> None:
@@ -239,8 +304,7 @@ async def test_connection_lost_during_commit_raises_outcome_unknown(
 
 async def _cut_the_socket(backend: RabbitMQBackend) -> None:
     """Shut the backend's socket down as a failing network would: nothing more goes out."""
-    assert backend._connector is not None
-    connection = await backend._connector.connection()
+    connection = backend.broker.connection()
     connection._connection._transport._sock.shutdown(socket.SHUT_RDWR)
 
 
@@ -357,6 +421,46 @@ async def test_stale_delivery_raises_lease_lost_after_its_connection_dropped(
         assert await backend.items(ItemFilter(queue=names.queue("l"), state=State.FAILED)) == []
     finally:
         await backend.close()
+
+
+async def test_renew_holds_while_the_channel_is_open_and_not_after_it_closed(
+        backend: RabbitMQBackend, names: Names) -> None:
+    queue = names.queue("renew")
+    await backend.subscribe(queue, names.event("e"))
+    now = backend.now()
+    await backend.enqueue([_message(names.event("e"), now, i) for i in range(2)])
+    stream = backend.deliveries(queue, worker="w", lease=timedelta(seconds=1), prefetch=2)
+    try:
+        async with asyncio.timeout(WAIT):
+            first, second = await anext(stream), await anext(stream)
+        assert await backend.renew([first, second], timedelta(seconds=1)) == [True, True]
+        await backend.ack(first)
+        assert await backend.renew([first, second], timedelta(seconds=1)) == [False, True]
+        await backend.drop_connection()
+        assert await backend.renew([second], timedelta(seconds=1)) == [False]
+    finally:
+        await stream.aclose()
+
+
+async def test_delayed_items_are_forwarded_again_after_the_connection_dropped(
+        backend: RabbitMQBackend, names: Names) -> None:
+    queue = names.queue("later")
+    await backend.subscribe(queue, names.event("e"))
+    stream = backend.deliveries(queue, worker="w", lease=timedelta(seconds=5), prefetch=1)
+    try:
+        for _ in ("before", "after"):  # the drop in between takes the forwarder's channel
+            due = backend.now() + timedelta(milliseconds=300)
+            [item_id] = await backend.enqueue([_message(names.event("e"), due)])
+            async with asyncio.timeout(WAIT):
+                delivery = await anext(stream)
+                while delivery.item.id != item_id:  # forwarded twice: the drop beat its ack
+                    await backend.ack(delivery)
+                    delivery = await anext(stream)
+            assert delivery.item.attempts == 1
+            await backend.ack(delivery)
+            await backend.drop_connection()
+    finally:
+        await stream.aclose()
 
 
 @pytest.mark.alone

@@ -2,14 +2,13 @@
 
 The lease is the channel: a delivery stays claimed while the channel that received it
 is open, and comes back to the queue the moment the connection dies (a crashed
-worker). Acking through a channel that has since closed raises `LeaseLost`.
+worker). `BrokerBackend` decides when a consumer stops and when its channel closes.
 
 Attempts live in the message's ``x-wrkr`` header, since the broker cannot change a
 message it requeues. A message the broker hands out again (``redelivered``: its
 consumer died holding it) is therefore recounted: republished with one more attempt
-and acked, and its copy is delivered in turn. Releasing (a graceful stop) republishes
-the message with its count unchanged instead of requeueing it, so the interrupted
-attempt is not counted.
+and acked, and its copy is delivered in turn. Stopping republishes what arrived but was
+not handed out with its count unchanged instead of requeueing it, so no attempt counts.
 """
 
 from __future__ import annotations
@@ -17,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from wrkr._errors import BackendUnavailable
-from wrkr.backend import Delivery, State
-from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
-from wrkr_rabbitmq._connection import DRIVER_ERRORS, RabbitMQConnector, reconnect_delay
+from wrkr.backend import BrokerConsumer, Delivery, State
+from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQChannelClosed, RabbitMQIncoming
+from wrkr_rabbitmq._connection import DRIVER_ERRORS
 from wrkr_rabbitmq._messages import (
     MalformedMessage,
     RabbitMQEnvelope,
@@ -36,21 +34,20 @@ from wrkr_rabbitmq._topology import RabbitMQTopology, declare_queue
 
 logger = logging.getLogger("wrkr.rabbitmq")
 
-RECONNECTABLE: tuple[type[BaseException], ...] = (BackendUnavailable, *DRIVER_ERRORS)
 Sender = Callable[[RabbitMQEnvelope], Awaitable[bool]]
 Parker = Callable[[str, RabbitMQEnvelope], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class RabbitMQReceipt:
-    """What the backend needs to settle a delivery: the channel it came on, and its tag."""
+    """What settling a delivery needs: the channel it came on, its tag, its envelope."""
 
-    session: RabbitMQConsumerSession
+    channel: RabbitMQChannel
     delivery_tag: int
     envelope: RabbitMQEnvelope
 
 
-class RabbitMQConsumerSession:
+class RabbitMQConsumer(BrokerConsumer[RabbitMQReceipt]):
     """One consumer on one channel; ends when the channel closes or the consumer stops."""
 
     def __init__(self, channel: RabbitMQChannel, queue: str, worker: str,
@@ -60,10 +57,13 @@ class RabbitMQConsumerSession:
         self._worker = worker
         self._send, self._park, self._now = send, park, now
         self._buffer: asyncio.Queue[RabbitMQIncoming | None] = asyncio.Queue()
-        self._outstanding = 0
-        self._finished = False
+        self._stopped = False
         self._tag = ""
-        self._closer: asyncio.Future[None] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Tell whether the channel is open: while it is, it holds what it delivered."""
+        return not self.channel.is_closed
 
     async def start(self, topology: RabbitMQTopology) -> None:
         """Declare the queue (consuming a queue nobody subscribed yet is allowed) and consume."""
@@ -73,16 +73,18 @@ class RabbitMQConsumerSession:
             topology.queue(self.queue), self._buffer.put_nowait,
             on_cancel=lambda: self._buffer.put_nowait(None))  # the queue was deleted
 
-    async def next(self) -> Delivery | None:
+    async def next(self) -> Delivery[RabbitMQReceipt] | None:
         """Return the next delivery, or None once the channel has closed."""
         while (message := await self._buffer.get()) is not None:
-            delivery = await self._admit(message)
+            try:
+                delivery = await self._admit(message)
+            except RabbitMQChannelClosed:
+                return None  # acking on a closed channel: the broker has it back
             if delivery is not None:
-                self._outstanding += 1
                 return delivery
         return None
 
-    async def _admit(self, message: RabbitMQIncoming) -> Delivery | None:
+    async def _admit(self, message: RabbitMQIncoming) -> Delivery[RabbitMQReceipt] | None:
         """Turn a message into a delivery; park foreign ones and recount redelivered ones."""
         tag = message.delivery_tag
         try:
@@ -98,17 +100,13 @@ class RabbitMQConsumerSession:
             self.channel.ack(tag)
             return None
         item = item_of(envelope, self.queue, State.PROCESSING, attempts + 1, self._worker)
-        return Delivery(item, RabbitMQReceipt(self, tag, envelope))
+        return Delivery(item, RabbitMQReceipt(self.channel, tag, envelope))
 
-    def settled(self) -> None:
-        """Note that a delivery was settled; close the channel after the last one of a stop."""
-        self._outstanding -= 1
-        if self._finished and self._outstanding <= 0:
-            self._closer = asyncio.ensure_future(self._close())
-
-    async def finish(self) -> None:
-        """Stop consuming; give back what arrived but was not handed out."""
-        self._finished = True
+    async def stop(self) -> None:
+        """Stop consuming; give back what arrived but was not handed out, uncounted."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.channel.is_closed:
             return
         with contextlib.suppress(*DRIVER_ERRORS):
@@ -117,8 +115,6 @@ class RabbitMQConsumerSession:
                 message = self._buffer.get_nowait()
                 if message is not None:
                     await self._give_back(message)
-            if self._outstanding <= 0:
-                await self._close()
 
     async def _give_back(self, message: RabbitMQIncoming) -> None:
         """Return an unhanded message to the queue without counting an attempt."""
@@ -131,30 +127,8 @@ class RabbitMQConsumerSession:
         await self._send(envelope.with_changes(attempts=attempts, to=f"q:{self.queue}"))
         self.channel.ack(message.delivery_tag)
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
+        """Close the channel; what it still holds goes back to the queue, counted."""
         with contextlib.suppress(*DRIVER_ERRORS):
             if not self.channel.is_closed:
                 await self.channel.close()
-
-
-async def consume(
-    connector: RabbitMQConnector,
-    open_session: Callable[[RabbitMQChannel], Awaitable[RabbitMQConsumerSession]],
-    prefetch: int,
-) -> AsyncGenerator[Delivery, None]:
-    """Yield deliveries for as long as the caller iterates, across reconnections."""
-    failures = 0
-    while not connector.closed:
-        try:
-            session = await open_session(await connector.channel(prefetch=prefetch))
-        except RECONNECTABLE as exc:
-            failures += 1
-            logger.info("consumer cannot reach the broker (%s), retrying", type(exc).__name__)
-            await reconnect_delay(failures)
-            continue
-        failures = 0
-        try:
-            while (delivery := await session.next()) is not None:
-                yield delivery
-        finally:
-            await session.finish()
