@@ -169,7 +169,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def claim_one(backend: Backend, queue: str, *, worker: str,
-                    lease: timedelta = timedelta(seconds=60)) -> Delivery:
+                    lease: timedelta = timedelta(seconds=60)) -> Delivery[Any]:
     """Claim one item of `queue` straight from the backend, bounded; close the iterator."""
     stream = backend.deliveries(queue, worker=worker, lease=lease, prefetch=1)
     try:
