@@ -26,7 +26,14 @@ from wrkr._consumer import (
     Route,
     Settings,
 )
-from wrkr._errors import AlreadyStarted, InvalidConfig, InvalidEvent, NotStarted, NotSupported
+from wrkr._errors import (
+    AlreadyStarted,
+    InvalidConfig,
+    InvalidEvent,
+    NotStarted,
+    NotSupported,
+    quote,
+)
 from wrkr._event import Event, from_item, to_event, to_message
 from wrkr._hooks import Observer, Observers
 from wrkr._models import check_model
@@ -70,7 +77,7 @@ class Wrkr:
 
             backend = MemoryBackend()
         if archive not in ("delete", "keep"):
-            raise InvalidConfig(f"invalid archive {archive!r}: expected 'delete' or 'keep'")
+            raise InvalidConfig(f"invalid archive {quote(archive)}: expected 'delete' or 'keep'")
         self.backend = backend
         self.url: str | None = None  # what `from_url` was given: `wrkr worker` checks it
         self.name = name
@@ -80,7 +87,7 @@ class Wrkr:
         keep_for = None if retention is None else parse_duration(retention, what="retention")
         hold_for = parse_duration(lease, what="lease")
         if hold_for < MIN_LEASE:
-            raise InvalidConfig(f"invalid lease {lease!r}: must be at least {MIN_LEASE}, so "
+            raise InvalidConfig(f"invalid lease {quote(lease)}: must be at least {MIN_LEASE}, so "
                                 "that renewals every third of it can reach the backend")
         self.observers = Observers()
         if on_error is not None:
@@ -110,7 +117,7 @@ class Wrkr:
     async def start(self) -> None:
         """Open the backend and make the routes declared with `@app.on` durable."""
         if self._started:
-            raise AlreadyStarted(f"app {self.worker_id!r} is already started")
+            raise AlreadyStarted(f"app {quote(self.worker_id)} is already started")
         await self.backend.open()
         self._started = True
         self._run_ends.clear()
@@ -274,13 +281,13 @@ class Wrkr:
         check_queue(queue)
         check_pattern(pattern)
         if is_wildcard(pattern):
-            self._require(Capability.WILDCARDS, f"pattern {pattern!r}")
+            self._require(Capability.WILDCARDS, f"pattern {quote(pattern)}")
         if not callable(handler):
-            raise InvalidConfig(f"handler {handler!r} for {pattern!r} is not callable")
+            raise InvalidConfig(f"handler {quote(handler)} for {quote(pattern)} is not callable")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise InvalidConfig(f"invalid concurrency {concurrency!r}: expected an int >= 1")
+            raise InvalidConfig(f"invalid concurrency {quote(concurrency)}: expected an int >= 1")
         if retry is not None and not isinstance(retry, Retry):
-            raise InvalidConfig(f"invalid retry {retry!r}: expected a wrkr.Retry")
+            raise InvalidConfig(f"invalid retry {quote(retry)}: expected a wrkr.Retry")
         limit = parse_duration(timeout, what="timeout")
         return Route.build(pattern, handler, concurrency, limit, retry,
                            None if model is None else check_model(model))
@@ -389,7 +396,7 @@ class Wrkr:
             check_queue(queue)
         chosen = _state(state)
         if chosen not in (State.FAILED, State.DONE):
-            raise InvalidEvent(f"invalid state {state!r} for purge(): expected 'failed' or "
+            raise InvalidEvent(f"invalid state {quote(state)} for purge(): expected 'failed' or "
                                "'done' (cancel() deletes pending items)")
         before = None if older_than is None else (
             self.backend.now() - parse_duration(older_than, what="older_than"))
@@ -417,11 +424,11 @@ def _filter(
     if name is not None:
         check_name(name)
     if tid is not None and not isinstance(tid, str):
-        raise InvalidEvent(f"invalid tid {tid!r}: expected a str")
+        raise InvalidEvent(f"invalid tid {quote(tid)}: expected a str")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidEvent(f"invalid limit {limit!r}: expected an int >= 1")
+        raise InvalidEvent(f"invalid limit {quote(limit)}: expected an int >= 1")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidEvent(f"invalid offset {offset!r}: expected an int >= 0")
+        raise InvalidEvent(f"invalid offset {quote(offset)}: expected an int >= 0")
     return ItemFilter(queue, name, tid, _state(state), limit, offset)
 
 
@@ -432,10 +439,10 @@ def _state(state: State | str | None) -> State | None:
         return State(state)
     except ValueError:
         choices = ", ".join(s.value for s in State)
-        raise InvalidEvent(f"invalid state {state!r}: expected one of {choices}") from None
+        raise InvalidEvent(f"invalid state {quote(state)}: expected one of {choices}") from None
 
 
 def _check_id(item_id: object) -> str:
     if not isinstance(item_id, str) or not item_id:
-        raise InvalidEvent(f"invalid item id {item_id!r}: expected a non-empty str")
+        raise InvalidEvent(f"invalid item id {quote(item_id)}: expected a non-empty str")
     return item_id

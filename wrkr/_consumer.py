@@ -283,7 +283,8 @@ class QueueConsumer:
                     self._busy.discard(worker)
                     self._leases.release(delivery)
                     del self._running[id(delivery)]
-                    self._gone.discard(id(delivery))
+                    if self._gone:
+                        self._gone.discard(id(delivery))
                 handled += 1
                 if handled % YIELD_EVERY == 0:
                     await asyncio.sleep(0)

@@ -74,7 +74,7 @@ class Fail(Exception):
         self.reason = reason
 
 
-_QUOTE_LIMIT = 200
+_QUOTE_LIMIT = 500
 
 
 def quote(value: object) -> str:

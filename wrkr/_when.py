@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from dateutil.relativedelta import relativedelta
 
-from wrkr._errors import InvalidWhen
+from wrkr._errors import InvalidWhen, quote
 
 __all__ = ["parse_duration", "parse_when"]
 
@@ -106,12 +106,12 @@ def parse_when(value: object, *, now: datetime) -> datetime:
             the message quotes it.
     """
     if now.utcoffset() is None:
-        raise ValueError(f"now must be timezone-aware, got {now!r}")
+        raise ValueError(f"now must be timezone-aware, got {quote(now)}")
     now = now.astimezone(UTC)
     try:
         due = _when(value, now)
     except _Reject as exc:
-        raise InvalidWhen(f"invalid when {value!r}: {exc}") from None
+        raise InvalidWhen(f"invalid when {quote(value)}: {exc}") from None
     return max(due, now)
 
 
@@ -136,9 +136,9 @@ def parse_duration(
     try:
         duration = _duration(value, start)
     except _Reject as exc:
-        raise InvalidWhen(f"invalid {what} {value!r}: {exc}") from None
+        raise InvalidWhen(f"invalid {what} {quote(value)}: {exc}") from None
     if duration <= timedelta(0):
-        raise InvalidWhen(f"invalid {what} {value!r}: must be positive")
+        raise InvalidWhen(f"invalid {what} {quote(value)}: must be positive")
     return duration
 
 
@@ -223,9 +223,9 @@ def _parse_term(term: str, expected: str) -> tuple[float, str]:
     """Read one `number unit` term; return the number and the unit's canonical name."""
     match = _TERM.fullmatch(term)
     if match is None and _BARE_NUMBER.fullmatch(term):
-        raise _Reject(f"{term!r} has no unit; write e.g. '{term} seconds'")
+        raise _Reject(f"{quote(term)} has no unit; write e.g. '{term} seconds'")
     if match is None and _UNIT_MISSING.fullmatch(term):
-        raise _Reject(f"{term!r} ends in a number without a unit; write e.g. '1h30m'")
+        raise _Reject(f"{quote(term)} ends in a number without a unit; write e.g. '1h30m'")
     if match is None:
         raise _Reject(expected)
     unit = _UNITS.get(match["unit"])
@@ -244,7 +244,7 @@ def _number(match: re.Match[str]) -> float:
         return number
     word = match["word"]
     if word not in _NUMBER_WORDS:
-        raise _Reject(f"unknown number {word!r}; write digits, 'a', or 'one' to 'twenty', "
+        raise _Reject(f"unknown number {quote(word)}; write digits, 'a', or 'one' to 'twenty', "
                       "'thirty', 'forty', 'fifty', 'sixty'")
     return float(_NUMBER_WORDS[word])
 
