@@ -134,6 +134,43 @@ class LifecycleSuite(SuiteBase):
         again = await recorder.next("the item given back by stop()")
         assert (again.id, again.attempts) == (item_id, 1)
 
+    @needs(Capability.QUERY)
+    async def test_stop_leaves_nothing_it_claimed_processing(
+            self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        running = 0
+        all_running = asyncio.Event()
+
+        async def stuck(event: Event) -> None:
+            nonlocal running
+            running += 1
+            if running == 8:
+                all_running.set()
+            await asyncio.sleep(30)
+
+        queue = names.queue("a")
+        await wrkr.subscribe(queue, names.event("x"), stuck, concurrency=8)
+        ids = await wrkr.publish([{"name": names.event("x"), "tid": str(n)} for n in range(40)])
+        await wrkr.listen()
+        async with asyncio.timeout(10):
+            await all_running.wait()  # 8 handlers running, more claimed ahead of them
+        await wrkr.stop(timeout=0.1)
+        successor = await app()
+        items = await successor.items(queue=queue)
+        assert sorted(item.id for item in items) == sorted(ids)  # nothing lost
+        assert [item.id for item in items if item.state == "processing"] == []
+
+    async def test_an_app_starts_again_after_it_stopped(
+            self, app: AppFactory, names: Names) -> None:
+        wrkr, recorder = await app(), Recorder()
+        for _ in range(2):
+            await wrkr.stop()
+            await wrkr.start()
+        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.handle)
+        [item_id] = await wrkr.publish({"name": names.event("x")})
+        await wrkr.listen()
+        assert (await recorder.next("the item published after a restart")).id == item_id
+
     async def test_one_backend_instance_serves_two_apps(
             self, app: AppFactory, names: Names, backend_factory: BackendFactory) -> None:
         shared = backend_factory()
