@@ -157,7 +157,7 @@ class LifecycleSuite(SuiteBase):
         await wrkr.stop(timeout=0.1)
         successor = await app()
         items = await successor.items(queue=queue)
-        assert sorted(item.id for item in items) == sorted(ids)  # nothing lost
+        assert sorted(str(item.id) for item in items) == sorted(ids)  # nothing lost
         assert [item.id for item in items if item.state == "processing"] == []
 
     async def test_an_app_starts_again_after_it_stopped(

@@ -223,6 +223,16 @@ class Backend(abc.ABC):
                 was settled already).
         """
 
+    async def drop_connections(self) -> None:
+        """Cut this backend's connections at once, giving nothing back, as a crash would.
+
+        What the conformance suite's crash tests call, so that the shipped kit run
+        against a URL proves recovery: held items must come back by their leases (a
+        store's lease times, a broker's channel). The default does nothing, which is
+        right where leases end by time alone. A backend reconnects on its next use.
+        """
+        return  # a deliberate no-op, overridden by channel-leased backends
+
     # -- inspection and control (optional capabilities) ----------------------------
 
     async def items(self, where: ItemFilter) -> list[Item]:

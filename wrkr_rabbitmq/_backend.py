@@ -107,8 +107,9 @@ class RabbitMQBackend(BrokerBackend[RabbitMQReceipt]):
         """The names of this backend's namespace on the broker."""
         return self.broker.topology
 
-    async def drop_connection(self) -> None:
-        """Close the connection as a crash would (tests); consumers then reconnect."""
+    async def drop_connections(self) -> None:
+        """Close the connection as a crash would: the broker requeues what was unacked,
+        and consumers reconnect; see `Backend.drop_connections`."""
         await self.broker.disconnect()
 
     async def delete_namespace(self) -> None:

@@ -10,7 +10,6 @@ import pytest
 
 from backend_conformance_tests import BackendFactory, BackendSuite
 from tests.conftest import RABBITMQ_URL
-from wrkr.backend import Backend
 from wrkr_rabbitmq import RabbitMQBackend
 
 
@@ -27,7 +26,3 @@ class TestRabbitMQBackend(BackendSuite):
         """Return a factory of backends, each with its own connection, on one namespace."""
         return lambda: RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix)
 
-    async def simulate_crash(self, backend: Backend) -> None:
-        """Drop the backend's connection: the broker requeues what it had unacked."""
-        assert isinstance(backend, RabbitMQBackend)
-        await backend.drop_connection()

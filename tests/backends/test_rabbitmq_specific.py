@@ -411,7 +411,7 @@ async def test_stale_delivery_raises_lease_lost_after_its_connection_dropped(
         stream = backend.deliveries(names.queue("l"), worker="w", lease=timedelta(minutes=1),
                                     prefetch=1)
         delivery = await anext(stream)
-        await backend.drop_connection()
+        await backend.drop_connections()
         with pytest.raises(LeaseLost):
             await backend.ack(delivery)
         again = await anext(stream)  # the stream reconnected by itself; the item is back
@@ -436,7 +436,7 @@ async def test_renew_holds_while_the_channel_is_open_and_not_after_it_closed(
         assert await backend.renew([first, second], timedelta(seconds=1)) == [True, True]
         await backend.ack(first)
         assert await backend.renew([first, second], timedelta(seconds=1)) == [False, True]
-        await backend.drop_connection()
+        await backend.drop_connections()
         assert await backend.renew([second], timedelta(seconds=1)) == [False]
     finally:
         await stream.aclose()
@@ -458,7 +458,7 @@ async def test_delayed_items_are_forwarded_again_after_the_connection_dropped(
                     delivery = await anext(stream)
             assert delivery.item.attempts == 1
             await backend.ack(delivery)
-            await backend.drop_connection()
+            await backend.drop_connections()
     finally:
         await stream.aclose()
 
