@@ -68,7 +68,10 @@ def item_text(event: Event) -> list[str]:
     lines = [f"{label + ':':<10}{value}" for label, value in zip(labels, fields, strict=True)]
     lines.append(f"{'payload:':<10}{json.dumps(event.payload, ensure_ascii=False)}")
     lines.append(f"{'errors:':<10}{'none' if not event.errors else ''}".rstrip())
-    lines.extend(f"  {_error_line(error)}" for error in event.errors)
+    for error in event.errors:
+        lines.append(f"  {_error_line(error)}")
+        if error.traceback:  # the handler's last frames, indented under its error
+            lines.extend(f"      {line}" for line in error.traceback.rstrip().splitlines())
     return lines
 
 

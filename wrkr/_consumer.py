@@ -532,7 +532,7 @@ def _record(at: datetime, attempt: int, error: BaseException, prefix: str = "") 
     if prefix:
         message = f"{prefix}: {message}"
     trace = None
-    if error.__traceback__ is not None:
+    if error.__traceback__ is not None and not isinstance(error, Fail):  # Fail is a decision
         trace = "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES))
     return ErrorRecord(at=at, attempt=attempt, type=type(error).__name__, message=message,
                        traceback=trace)

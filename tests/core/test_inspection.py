@@ -143,3 +143,19 @@ async def test_counts_need_a_backend_that_can_query() -> None:
         with pytest.raises(NotSupported, match=r"_NoQueryBackend does not support 'query', "
                                                r"needed for counts\(\)"):
             await app.counts()
+
+
+def test_an_error_record_shows_its_traceback_under_it() -> None:
+    from datetime import UTC, datetime
+
+    from wrkr import ErrorRecord, Event
+    from wrkr._cli_format import item_text
+
+    trace = 'Traceback (most recent call last):\n  File "shop.py", line 3, in send\nKeyError: \'email\'\n'
+    event = Event(name="a.b", errors=(ErrorRecord(datetime(2026, 1, 1, tzinfo=UTC), 1,
+                                                  "KeyError", "'email'", trace),))
+    lines = item_text(event)
+    at = lines.index("  attempt 1 at 2026-01-01T00:00:00Z: KeyError: 'email'")
+    assert lines[at + 1:] == ["      Traceback (most recent call last):",
+                              '        File "shop.py", line 3, in send',
+                              "      KeyError: 'email'"]
