@@ -151,7 +151,8 @@ def test_an_error_record_shows_its_traceback_under_it() -> None:
     from wrkr import ErrorRecord, Event
     from wrkr._cli_format import item_text
 
-    trace = 'Traceback (most recent call last):\n  File "shop.py", line 3, in send\nKeyError: \'email\'\n'
+    trace = ('Traceback (most recent call last):\n  File "shop.py", line 3, in send\n'
+             "KeyError: 'email'\n")
     event = Event(name="a.b", errors=(ErrorRecord(datetime(2026, 1, 1, tzinfo=UTC), 1,
                                                   "KeyError", "'email'", trace),))
     lines = item_text(event)
