@@ -145,3 +145,34 @@ def test_a_lease_too_short_or_malformed_is_refused_naming_it(lease: object) -> N
 def test_a_lease_too_short_is_an_invalid_config() -> None:
     with pytest.raises(InvalidConfig, match=r"invalid lease '0\.2 seconds'"):
         Wrkr(MemoryBackend(), lease="0.2 seconds")
+
+
+async def test_stop_returns_within_about_its_timeout_while_the_backend_keeps_failing() -> None:
+    from wrkr import BackendUnavailable
+    from wrkr.backend import Claim, Delivery
+    from wrkr_memory import MemoryReceipt, MemoryStore
+
+    class FailingStore(MemoryStore):
+        """A store whose server is down for claims (publishing still works)."""
+
+        def claim_nowait(self, claim: Claim) -> list[Delivery[MemoryReceipt]]:
+            raise BackendUnavailable("the server is down")
+
+    class Outage(Observer):
+        def __init__(self) -> None:
+            self.seen = asyncio.Event()
+
+        def backend_unavailable(self, where: str, error: BaseException) -> None:
+            self.seen.set()
+
+    outage = Outage()
+    app = Wrkr(MemoryBackend(store=FailingStore()))
+    app.observe(outage)
+    await app.start()
+    await app.subscribe("q", "a.b", lambda event: None)
+    await app.listen()
+    await app.publish({"name": "a.b"})
+    await asyncio.wait_for(outage.seen.wait(), WAIT)  # in its retry pause after a failure
+    began = time.monotonic()
+    await app.stop(timeout=1.0)
+    assert time.monotonic() - began < 3.0
