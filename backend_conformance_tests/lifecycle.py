@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
-import pytest
-
-from wrkr import AlreadyStarted, Event, NotStarted, Wrkr
+from wrkr import Event
 from wrkr.backend import Backend, Capability
 
 from ._helpers import (
@@ -23,30 +20,6 @@ from ._helpers import (
 
 class LifecycleSuite(SuiteBase):
     """What survives a restart, and what `stop()` does with work in flight."""
-
-    async def test_starting_twice_raises_already_started(self, app: AppFactory) -> None:
-        wrkr = await app()
-        with pytest.raises(AlreadyStarted):
-            await wrkr.start()
-
-    async def test_async_with_starts_and_stops_the_app(
-            self, backend_factory: BackendFactory, names: Names) -> None:
-        async with Wrkr(backend_factory()) as wrkr:
-            await wrkr.subscriptions(names.event("x"))
-        with pytest.raises(NotStarted):
-            await wrkr.subscriptions(names.event("x"))
-
-    async def test_stopping_twice_is_harmless(self, app: AppFactory) -> None:
-        wrkr = await app()
-        await wrkr.stop()
-        await wrkr.stop()
-
-    async def test_worker_id_is_the_name_and_a_uuid(self, app: AppFactory) -> None:
-        named, anonymous = await app(name="crm"), await app()
-        name, _, suffix = named.worker_id.partition(":")
-        assert (name, str(uuid.UUID(suffix))) == ("crm", suffix)
-        assert str(uuid.UUID(anonymous.worker_id)) == anonymous.worker_id
-        assert named.worker_id != (await app(name="crm")).worker_id
 
     async def test_subscriptions_survive_a_restart_of_wrkr(
             self, app: AppFactory, names: Names) -> None:

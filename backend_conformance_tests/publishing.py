@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import pytest
-
-from wrkr import Event, InvalidEvent, InvalidWhen, NotStarted, Wrkr, WrkrError
+from wrkr import Wrkr
 from wrkr.backend import Backend, Capability
 
-from ._helpers import AppFactory, BackendFactory, Names, Recorder, SuiteBase, claim_one, message
+from ._helpers import AppFactory, Names, Recorder, SuiteBase, claim_one, message
 
 
 async def assert_nothing_queued(app: Wrkr, queue: str, sentinel: str, backend: Backend) -> None:
@@ -43,15 +41,6 @@ class PublishingSuite(SuiteBase):
             self, app: AppFactory, names: Names) -> None:
         wrkr = await app()
         assert await wrkr.publish({"name": names.event("nobody.listens")}) == []
-
-    async def test_publish_accepts_an_event_object(self, app: AppFactory, names: Names) -> None:
-        wrkr = await app()
-        recorder = Recorder()
-        await wrkr.subscribe(names.queue("a"), names.event("x"), recorder.handle)
-        await wrkr.publish(Event(names.event("x"), tid="7", payload={"k": 1}))
-        await wrkr.listen()
-        got = await recorder.next()
-        assert (got.name, got.tid, got.payload) == (names.event("x"), "7", {"k": 1})
 
     async def test_payload_defaults_to_an_empty_dict(self, app: AppFactory, names: Names) -> None:
         wrkr = await app()
@@ -93,84 +82,6 @@ class PublishingSuite(SuiteBase):
         assert len(ids) == 5
         await wrkr.listen()
         assert [event.tid for event in await recorder.take(5)] == ["0", "1", "2", "3", "4"]
-
-    async def test_batch_with_one_bad_event_publishes_nothing(
-            self, app: AppFactory, names: Names, backend: Backend) -> None:
-        wrkr = await app()
-        queue, good = names.queue("a"), names.event("good")
-        await wrkr.subscribe(queue, good, Recorder().handle)
-        batch: list[dict[str, Any]] = [{"name": good, "tid": "1"}, {"name": "bad name"}]
-        with pytest.raises(InvalidEvent):
-            await wrkr.publish(batch)
-        await assert_nothing_queued(wrkr, queue, good, backend)
-
-    @pytest.mark.parametrize("name", ["", "a..b", "a b", ".a", "a.", "a.*", "a.#", "ä.b", 42])
-    async def test_bad_event_name_is_rejected_naming_it(
-            self, app: AppFactory, name: Any) -> None:
-        wrkr = await app()
-        with pytest.raises(InvalidEvent) as raised:
-            await wrkr.publish({"name": name})
-        assert repr(name) in str(raised.value) or str(name) in str(raised.value)
-
-    @pytest.mark.parametrize("bad", [
-        {"tid": 42}, {"payload": {"when": object()}}, {"payload": [1, 2]},
-        {"payload": {"at": datetime(2030, 1, 1)}}, {"payload": "text"},
-    ], ids=["int-tid", "object-in-payload", "list-payload", "datetime-in-payload", "str-payload"])
-    async def test_bad_tid_or_payload_is_rejected_with_nothing_published(
-            self, app: AppFactory, names: Names, backend: Backend, bad: dict[str, Any]) -> None:
-        wrkr = await app()
-        queue, name = names.queue("a"), names.event("x")
-        await wrkr.subscribe(queue, name, Recorder().handle)
-        with pytest.raises(InvalidEvent):
-            await wrkr.publish({"name": name, **bad})
-        await assert_nothing_queued(wrkr, queue, name, backend)
-
-    @pytest.mark.parametrize("bad", [
-        {"when": datetime(2030, 1, 1, 12, 0)}, {"when": "next tuesday-ish"},
-        {"when": "7 fortnights"}, {"when": [1]}, {"once_every": "often"},
-        {"once_every": "3 bananas"},
-    ], ids=["naive-datetime", "words", "unknown-unit", "list", "once-every-words",
-            "once-every-unit"])
-    async def test_bad_when_or_once_every_is_rejected_with_nothing_published(
-            self, app: AppFactory, names: Names, backend: Backend, bad: dict[str, Any]) -> None:
-        wrkr = await app()
-        queue, name = names.queue("a"), names.event("x")
-        await wrkr.subscribe(queue, name, Recorder().handle)
-        with pytest.raises(InvalidWhen) as raised:
-            await wrkr.publish({"name": name, **bad})
-        value = next(iter(bad.values()))
-        if isinstance(value, str):
-            assert value in str(raised.value), "the error should quote the bad input"
-        await assert_nothing_queued(wrkr, queue, name, backend)
-
-    async def test_unknown_event_field_is_rejected(self, app: AppFactory, names: Names) -> None:
-        wrkr = await app()
-        with pytest.raises(InvalidEvent, match="colour"):
-            await wrkr.publish({"name": names.event("x"), "colour": "red"})
-
-    async def test_publish_before_start_raises_not_started_and_publishes_nothing(
-            self, app: AppFactory, names: Names, backend: Backend,
-            backend_factory: BackendFactory) -> None:
-        idle = await app(start=False)
-        with pytest.raises(NotStarted):
-            await idle.publish({"name": names.event("x")})
-        running = await app()
-        queue = names.queue("a")
-        await running.subscribe(queue, names.event("x"), Recorder().handle)
-        await assert_nothing_queued(running, queue, names.event("x"), backend)
-
-    async def test_publish_after_stop_raises_not_started(
-            self, app: AppFactory, names: Names) -> None:
-        wrkr = await app()
-        await wrkr.stop()
-        with pytest.raises(NotStarted):
-            await wrkr.publish({"name": names.event("x")})
-
-    async def test_errors_share_one_root(self, app: AppFactory) -> None:
-        wrkr = await app()
-        with pytest.raises(WrkrError):
-            await wrkr.publish({"name": "no spaces allowed"})
-
 
 class EnqueueContractSuite(SuiteBase):
     """`Backend.enqueue` promises the app alone cannot show."""

@@ -13,7 +13,6 @@ from wrkr import Event, Fail, ItemNotFound, Retry, State, Wrkr
 from wrkr.backend import Backend, Capability, ErrorRecord
 
 from ._helpers import (
-    WAIT,
     AppFactory,
     Names,
     Recorder,
@@ -168,42 +167,6 @@ class RetriesSuite(SuiteBase):
         item = await until_failed(wrkr, item_id)
         assert [error.attempt for error in item.errors] == [1]
         assert "timeout" in (item.errors[0].type + item.errors[0].message).lower()
-
-    async def test_subscription_retry_overrides_the_app_retry(
-            self, app: AppFactory, names: Names) -> None:
-        recorder = Recorder()
-        await self._consume(app, names, always_raises(recorder),
-                            retry=Retry(attempts=2, backoff=("0.1 s",)))
-        assert [event.attempts for event in await recorder.take(2)] == [1, 2]
-        await recorder.nothing_more(0.3)  # proving the app's 3 attempts do not apply
-
-    async def test_consumer_keeps_going_after_a_handler_error(
-            self, app: AppFactory, names: Names) -> None:
-        wrkr = await app(retry=Retry(attempts=1))
-        recorder = Recorder()
-
-        async def handler(event: Event) -> None:
-            recorder.record(event)
-            if event.tid == "bad":
-                raise RuntimeError("only this one")
-
-        await wrkr.subscribe(names.queue("a"), names.event("x"), handler)
-        await wrkr.publish([{"name": names.event("x"), "tid": tid} for tid in ("bad", "good")])
-        await wrkr.listen()
-        assert [event.tid for event in await recorder.take(2)] == ["bad", "good"]
-
-    async def test_on_error_is_called_with_the_exception_and_the_event(
-            self, app: AppFactory, names: Names) -> None:
-        reported: asyncio.Queue[tuple[BaseException, Event]] = asyncio.Queue()
-        wrkr = await app(retry=Retry(attempts=1),
-                         on_error=lambda error, event: reported.put_nowait((error, event)))
-        recorder = Recorder()
-        await wrkr.subscribe(names.queue("a"), names.event("x"), always_raises(recorder))
-        [item_id] = await wrkr.publish({"name": names.event("x")})
-        await wrkr.listen()
-        async with asyncio.timeout(WAIT):
-            error, event = await reported.get()
-        assert (type(error), str(error), event.id) == (RuntimeError, "boom on attempt 1", item_id)
 
     @needs(Capability.QUERY)
     async def test_item_whose_workers_keep_dying_is_failed_without_running_the_handler(
