@@ -36,15 +36,15 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from wrkr._backend import Backend
 from wrkr._backoff import Backoff
 from wrkr._broker import Broker, BrokerConsumer
 from wrkr._errors import BackendUnavailable, LeaseLost, NotStarted, NotSupported
-from wrkr._store import Settle, Settlement
-from wrkr._types import Capability, Delivery, ErrorRecord, Item, ItemFilter, Message
+from wrkr._settling import SettlingBackend
+from wrkr._store import Settlement
+from wrkr._types import Capability, Delivery, Item, ItemFilter, Message
 
 __all__ = ["BrokerBackend"]
 
@@ -54,7 +54,7 @@ RECONNECT_FIRST, RECONNECT_MOST = 0.1, 2.0  # seconds: a restarting broker is no
 SERVED_LONG = 1.0  # seconds of background work that prove a connection worked: back off anew
 
 
-class BrokerBackend(Backend, Generic[R]):
+class BrokerBackend(SettlingBackend[R], Generic[R]):
     """Delivers a `Broker`'s messages; see the module docstring.
 
     Args:
@@ -251,26 +251,6 @@ class BrokerBackend(Backend, Generic[R]):
         held = self._held
         return [(entry := held.get(id(d))) is not None and entry[1].is_open
                 for d in deliveries]
-
-    async def ack(
-        self, delivery: Delivery[Any], *, keep: bool = False, expires: datetime | None = None
-    ) -> None:
-        """Ack the message; see `Backend.ack`."""
-        if keep and Capability.ARCHIVE not in self.capabilities:
-            raise NotSupported(f"{type(self).__name__} does not support '{Capability.ARCHIVE}'")
-        await self._settle(Settlement(delivery, Settle.ACK, keep=keep, expires=expires))
-
-    async def nack(self, delivery: Delivery[Any], *, due: datetime, error: ErrorRecord) -> None:
-        """Send the item back to its queue, due at `due`; see `Backend.nack`."""
-        await self._settle(Settlement(delivery, Settle.NACK, due=due, error=error))
-
-    async def fail(self, delivery: Delivery[Any], *, error: ErrorRecord) -> None:
-        """Park the item as failed; see `Backend.fail`."""
-        await self._settle(Settlement(delivery, Settle.FAIL, error=error))
-
-    async def release(self, delivery: Delivery[Any]) -> None:
-        """Give the item back, its attempt not counted; see `Backend.release`."""
-        await self._settle(Settlement(delivery, Settle.RELEASE))
 
     async def _settle(self, settlement: Settlement[R]) -> None:
         """Settle on the delivery's channel; a lost connection is not reconnected for it,

@@ -9,14 +9,21 @@ Measured on PostgreSQL (stop 6): a commit per batch instead of one per item.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
-from wrkr._store import Settlement
+from wrkr._backend import Backend
+from wrkr._errors import NotSupported
+from wrkr._store import Settle, Settlement
+from wrkr._types import Capability, Delivery, ErrorRecord
 
-__all__ = ["SettlementBatcher"]
+__all__ = ["SettlementBatcher", "SettlingBackend"]
+
+R = TypeVar("R")
 
 MAX_BATCH = 500
 MAX_WAIT = 0.005  # seconds a settlement may wait for others
@@ -75,3 +82,35 @@ class SettlementBatcher:
         while count < len(self._waiting) < MAX_BATCH and time.monotonic() < deadline:
             count = len(self._waiting)
             await asyncio.sleep(0)
+
+
+class SettlingBackend(Backend, Generic[R]):
+    """A `Backend` whose ack, nack, fail and release each become one `Settlement`.
+
+    Both assemblies (`StoreBackend`, `BrokerBackend`) settle this way; a subclass
+    carries a settlement out in `_settle`, raising `LeaseLost` when it no longer held.
+    """
+
+    async def ack(
+        self, delivery: Delivery[Any], *, keep: bool = False, expires: datetime | None = None
+    ) -> None:
+        """Delete the item or keep it as done; see `Backend.ack`."""
+        if keep and Capability.ARCHIVE not in self.capabilities:
+            raise NotSupported(f"{type(self).__name__} does not support '{Capability.ARCHIVE}'")
+        await self._settle(Settlement(delivery, Settle.ACK, keep=keep, expires=expires))
+
+    async def nack(self, delivery: Delivery[Any], *, due: datetime, error: ErrorRecord) -> None:
+        """Return the item to its queue, due at `due`; see `Backend.nack`."""
+        await self._settle(Settlement(delivery, Settle.NACK, due=due, error=error))
+
+    async def fail(self, delivery: Delivery[Any], *, error: ErrorRecord) -> None:
+        """Park the item as failed; see `Backend.fail`."""
+        await self._settle(Settlement(delivery, Settle.FAIL, error=error))
+
+    async def release(self, delivery: Delivery[Any]) -> None:
+        """Give the item back, its attempt not counted; see `Backend.release`."""
+        await self._settle(Settlement(delivery, Settle.RELEASE))
+
+    @abc.abstractmethod
+    async def _settle(self, settlement: Settlement[R]) -> None:
+        """Carry out `settlement`; raise `LeaseLost` if its delivery no longer held."""

@@ -21,12 +21,11 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from wrkr._backend import Backend
 from wrkr._delivery import StoreStream
 from wrkr._errors import BackendUnavailable, LeaseLost, NotStarted
-from wrkr._settling import SettlementBatcher
+from wrkr._settling import SettlementBatcher, SettlingBackend
 from wrkr._store import Settle, Settlement, Store
-from wrkr._types import Delivery, ErrorRecord, Item, ItemFilter, Message, State
+from wrkr._types import Delivery, Item, ItemFilter, Message, State
 
 __all__ = ["StoreBackend"]
 
@@ -34,7 +33,7 @@ logger = logging.getLogger("wrkr")
 R = TypeVar("R")
 
 
-class StoreBackend(Backend, Generic[R]):
+class StoreBackend(SettlingBackend[R], Generic[R]):
     """Delivers a `Store`'s items through the core's loop; see the module docstring.
 
     Args:
@@ -184,24 +183,6 @@ class StoreBackend(Backend, Generic[R]):
             if not still:
                 self._held.pop(id(delivery), None)
         return held
-
-    async def ack(
-        self, delivery: Delivery[Any], *, keep: bool = False, expires: datetime | None = None
-    ) -> None:
-        """Delete the item or keep it as done; see `Backend.ack`."""
-        await self._settle(Settlement(delivery, Settle.ACK, keep=keep, expires=expires))
-
-    async def nack(self, delivery: Delivery[Any], *, due: datetime, error: ErrorRecord) -> None:
-        """Return the item to its queue, due at `due`; see `Backend.nack`."""
-        await self._settle(Settlement(delivery, Settle.NACK, due=due, error=error))
-
-    async def fail(self, delivery: Delivery[Any], *, error: ErrorRecord) -> None:
-        """Park the item as failed; see `Backend.fail`."""
-        await self._settle(Settlement(delivery, Settle.FAIL, error=error))
-
-    async def release(self, delivery: Delivery[Any]) -> None:
-        """Give the item back, its attempt not counted; see `Backend.release`."""
-        await self._settle(Settlement(delivery, Settle.RELEASE))
 
     async def _settle(self, settlement: Settlement[R]) -> None:
         store = self._open_store()
