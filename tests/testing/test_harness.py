@@ -116,13 +116,19 @@ async def test_items_parked_as_failed_are_listed() -> None:
         assert {e.name for e in failed} == {"shop.refund", "shop.ship"}
 
 
-async def test_a_handler_that_publishes_forever_stops_drain_with_a_clear_error() -> None:
+def _ticking_app() -> Wrkr:
+    """An app whose handler publishes the event it handles: it never runs dry."""
     app = _app()
 
     @app.on("loop.tick", queue="loop")
     async def tick(event: Event) -> None:
         await app.publish({"name": "loop.tick"})
 
+    return app
+
+
+async def test_a_handler_that_publishes_forever_stops_drain_with_a_clear_error() -> None:
+    app = _ticking_app()
     async with harness(app) as h:
         await app.publish({"name": "loop.tick"})
         with pytest.raises(DrainLimitReached, match=r"max_items.*'loop.tick'") as caught:
@@ -132,12 +138,7 @@ async def test_a_handler_that_publishes_forever_stops_drain_with_a_clear_error()
 
 
 async def test_the_default_bound_is_ten_thousand_items() -> None:
-    app = _app()
-
-    @app.on("loop.tick", queue="loop")
-    async def tick(event: Event) -> None:
-        await app.publish({"name": "loop.tick"})
-
+    app = _ticking_app()
     async with harness(app) as h:
         await app.publish({"name": "loop.tick"})
         with pytest.raises(DrainLimitReached, match="10000 items"):
