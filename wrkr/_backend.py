@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from wrkr._errors import NotSupported
+from wrkr._errors import NotStarted, NotSupported
 from wrkr._types import (
     Capability,
     Clock,
@@ -87,6 +87,12 @@ class Backend(abc.ABC):
             self._users -= 1
             if self._users == 0:
                 await self.disconnect()
+
+    def _not_started(self, ever_connected: bool) -> NotStarted:
+        """Return the error for a use while closed: before it was opened, or after."""
+        when = "after it was closed" if ever_connected else "before it was opened"
+        return NotStarted(f"{type(self).__name__} used {when}: start the app (or `await "
+                          "backend.open()`) first")
 
     # -- lifecycle -------------------------------------------------------------
 

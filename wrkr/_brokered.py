@@ -121,9 +121,7 @@ class BrokerBackend(SettlingBackend[R], Generic[R]):
     def _open_broker(self) -> Broker[R]:
         """Return the broker, connected or not; raise `NotStarted` if the backend is closed."""
         if not self.is_connected:
-            when = "after it was closed" if self._ever_connected else "before it was opened"
-            raise NotStarted(f"{type(self).__name__} used {when}: start the app (or `await "
-                             "backend.open()`) first")
+            raise self._not_started(self._ever_connected)
         return self.broker
 
     # -- background work -------------------------------------------------------------------

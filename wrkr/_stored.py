@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from wrkr._delivery import StoreStream
-from wrkr._errors import BackendUnavailable, LeaseLost, NotStarted
+from wrkr._errors import BackendUnavailable, LeaseLost
 from wrkr._settling import SettlementBatcher, SettlingBackend
 from wrkr._store import Settle, Settlement, Store
 from wrkr._types import Delivery, Item, ItemFilter, Message, State
@@ -232,7 +232,5 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
 
     def _open_store(self) -> Store[R]:
         if not self.is_connected:
-            when = "after it was closed" if self._ever_connected else "before it was opened"
-            raise NotStarted(f"{type(self).__name__} used {when}: start the app (or `await "
-                             "backend.open()`) first")
+            raise self._not_started(self._ever_connected)
         return self.store
