@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from wrkr._backoff import Backoff
 from wrkr._errors import BackendUnavailable
 from wrkr._store import Claim
+from wrkr._tasks import CLOSE_WAIT, ended
 from wrkr._types import Delivery
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ __all__ = ["StoreStream"]
 
 R = TypeVar("R")
 TIMER_SLACK = 0.002  # seconds added to a sleep, so that we wake after the due time
-CLOSE_WAIT = 2.0  # seconds a closing stream waits for its claim under way
 RENEW_AFTER = 1 / 3  # of the lease: an item older than this in the buffer is renewed first
 
 
@@ -100,9 +100,9 @@ class StoreStream(Generic[R]):
         claiming = self._claiming
         if claiming is None:
             return
-        await asyncio.wait({claiming}, timeout=CLOSE_WAIT)
-        if not claiming.done():
-            claiming.cancel()
+        if not await ended(claiming, CLOSE_WAIT):
+            self._claiming = None  # still running, now cancelled: its leases bring it back
+            return
         self._collect(claiming)
 
     def take_buffer(self) -> list[Delivery[R]]:

@@ -41,6 +41,7 @@ from wrkr._frozen import fast_builder
 from wrkr._names import is_wildcard, matches
 from wrkr._store import Claim, Settle, Settlement, Store, Wake
 from wrkr._stored import StoreBackend
+from wrkr._tasks import CLOSE_WAIT, ended
 from wrkr._types import (
     PENDING_STATES,
     Capability,
@@ -57,6 +58,7 @@ from wrkr._types import (
 from wrkr._urls import redact, scrub
 
 __all__ = [
+    "CLOSE_WAIT",
     "PENDING_STATES",
     "Backend",
     "BackendUnavailable",
@@ -85,6 +87,7 @@ __all__ = [
     "SystemClock",
     "UnknownBackend",
     "Wake",
+    "ended",
     "fast_builder",
     "is_wildcard",
     "matches",

@@ -13,7 +13,7 @@ import logging
 
 import psycopg
 
-from wrkr.backend import Backoff, Wake, scrub
+from wrkr.backend import CLOSE_WAIT, Backoff, Wake, ended, scrub
 
 logger = logging.getLogger("wrkr.postgres")
 
@@ -36,10 +36,12 @@ class PostgresListener:
 
     async def stop(self) -> None:
         """Stop listening."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            if not await ended(task, CLOSE_WAIT):
+                logger.warning("wrkr.postgres: closing: the LISTEN connection did not close "
+                               "in %gs", CLOSE_WAIT)
         self.listening.clear()
 
     async def _run(self) -> None:

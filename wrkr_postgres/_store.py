@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import psycopg
 
 from wrkr.backend import (
+    CLOSE_WAIT,
     Capability,
     Claim,
     Clock,
@@ -35,6 +36,7 @@ from wrkr.backend import (
     State,
     Store,
     SystemClock,
+    ended,
     redact,
 )
 from wrkr_postgres._config import PostgresSettings
@@ -104,9 +106,10 @@ class PostgresStore(Store[PostgresReceipt]):
     async def disconnect(self) -> None:
         """Stop the cleanup and LISTEN, and close the pools."""
         self._closing.set()
-        if self._janitor is not None:
-            await asyncio.gather(self._janitor, return_exceptions=True)
-            self._janitor = None
+        janitor, self._janitor = self._janitor, None
+        if janitor is not None and not await ended(janitor, CLOSE_WAIT):
+            logger.warning("wrkr.postgres: closing: the retention cleanup did not end in %gs; "
+                           "cancelled it", CLOSE_WAIT)
         await self.listener.stop()
         pools, self._pools = self._pools, None
         for pool in pools or ():
