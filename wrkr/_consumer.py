@@ -184,9 +184,10 @@ class QueueConsumer:
         self._stopping = False
         self._forced = False
         self._unavailable = False  # the last claim failed: say so when one succeeds again
-        self._leases = LeaseKeeper(settings.backend.renew, settings.lease, self._lease_lost,
-                                   queue)
-        self._running: dict[int, HandlerDeadline] = {}  # id(delivery) -> its worker's deadline
+        # What is in flight, with the deadline of the worker running each: one map
+        self._leases: LeaseKeeper[HandlerDeadline] = LeaseKeeper(
+            settings.backend.renew, settings.lease, self._lease_lost, queue)
+        self._stop_renewing = self._leases.release  # bound once: every Ack gets it
         self._gone: set[int] = set()  # id(delivery) of handlers cut short by a lost lease
         self._threads = 0  # sync handlers running on after they were cut short
 
@@ -251,7 +252,7 @@ class QueueConsumer:
             self.queue, worker=self._settings.worker, lease=self._settings.lease,
             prefetch=concurrency)
 
-    def _lease_lost(self, delivery: Delivery[Any]) -> None:
+    def _lease_lost(self, delivery: Delivery[Any], deadline: HandlerDeadline) -> None:
         """A renewal found `delivery`'s lease lost: cut its handler short."""
         item = delivery.item
         logger.warning("item %s on %s: LeaseLost, its lease ended while its handler ran (the "
@@ -259,10 +260,8 @@ class QueueConsumer:
                        "worker may hold the item now", item.id, self.queue)
         if self._observers:
             self._observers.lease_lost(self.queue, item.id)
-        deadline = self._running.get(id(delivery))
-        if deadline is not None:
-            self._gone.add(id(delivery))
-            deadline.expire_now()
+        self._gone.add(id(delivery))
+        deadline.expire_now()
 
     async def _work(self) -> None:
         worker = asyncio.current_task()
@@ -275,14 +274,11 @@ class QueueConsumer:
                 if delivery is None:
                     return
                 self._busy.add(worker)  # no await since the item arrived: stop() sees it
-                self._leases.hold(delivery)
-                self._running[id(delivery)] = deadline
+                self._leases.hold(delivery, deadline)
                 try:
                     await self._settle(delivery, deadline)
-                finally:
+                finally:  # every way through `_settle` stopped the renewals already
                     self._busy.discard(worker)
-                    self._leases.release(delivery)
-                    del self._running[id(delivery)]
                     if self._gone:
                         self._gone.discard(id(delivery))
                 handled += 1
@@ -321,13 +317,15 @@ class QueueConsumer:
 
     async def _settle(self, delivery: Delivery[Any], deadline: HandlerDeadline) -> None:
         try:
-            await self._handle(delivery, deadline)
+            await self._handle(delivery, deadline)  # each outcome stops the renewals first
         except (LeaseLost, BackendUnavailable) as exc:
+            self._stop_renewing(delivery)
             logger.warning("item %s on %s could not be settled: %s",
                            delivery.item.id, self.queue, exc)
             if isinstance(exc, LeaseLost) and self._observers:
                 self._observers.lease_lost(self.queue, delivery.item.id)
         except Exception:
+            self._stop_renewing(delivery)
             logger.exception("item %s on %s: unexpected error", delivery.item.id, self.queue)
 
     async def _handle(self, delivery: Delivery[Any], deadline: HandlerDeadline) -> None:
@@ -365,7 +363,7 @@ class QueueConsumer:
         self, route: Route, retry: Retry, event: Event, delivery: Delivery[Any],
         deadline: HandlerDeadline,
     ) -> None:
-        ack = Ack(self._settings, delivery, self._leases.release)
+        ack = Ack(self._settings, delivery, self._stop_renewing)
         error: Exception | None = None
         observers = self._observers
         started = self._now() if observers else None
@@ -379,13 +377,13 @@ class QueueConsumer:
             return
         except Interrupted:
             if not ack.done:
+                self._stop_renewing(delivery)
                 await self._settings.backend.release(delivery)
             self._tell(event, Outcome.RELEASED, started, time.perf_counter() - clock, None)
             return
         except Exception as exc:
             error = exc
         duration = time.perf_counter() - clock
-        self._leases.release(delivery)  # settling now: a renewal would race the settlement
         try:
             outcome = await self._conclude(error, ack, retry, event, delivery)
         except LeaseLost:
@@ -403,7 +401,7 @@ class QueueConsumer:
                                event.id, error)
             return Outcome.ACKED
         if error is None:
-            await ack()
+            await ack()  # which stops the renewals first
             return Outcome.ACKED
         if isinstance(error, Fail):
             await self._fail(delivery, _record(self._now(), event.attempts, error))
@@ -485,6 +483,7 @@ class QueueConsumer:
     async def _retry_or_fail(
         self, delivery: Delivery[Any], retry: Retry, error: BaseException
     ) -> Outcome:
+        self._stop_renewing(delivery)  # settling now: a renewal would race the settlement
         attempt = delivery.item.attempts
         record = _record(self._now(), attempt, error)
         if retry.exhausted(attempt):
@@ -506,6 +505,7 @@ class QueueConsumer:
                      record.type, record.message,
                      exc_info=error if isinstance(error, Exception) and not isinstance(
                          error, Fail) else None)
+        self._stop_renewing(delivery)  # settling now: a renewal would race the settlement
         await self._settings.backend.fail(delivery, error=record)
 
     def _route_for(self, name: str) -> Route | None:

@@ -48,12 +48,16 @@ class StoreStream(Generic[R]):
         self.owner, self.store = owner, owner.store
         self.queue, self.worker, self.lease, self.prefetch = queue, worker, lease, prefetch
         self._renew_after = lease.total_seconds() * RENEW_AFTER
-        self._buffer: deque[tuple[Delivery[R], float]] = deque()
+        # One claimed batch at a time: a claim starts only once the buffer is drained
+        self._buffer: deque[Delivery[R]] = deque()
+        self._claimed_at = 0.0  # time.monotonic() when the buffered batch was claimed
         self._claiming: asyncio.Task[list[Delivery[R]]] | None = None
         self._drained = False  # the last batch is all handed out: a settlement claims more
         self._bell = owner.bell(queue)
         self._pacer = Backoff(self.store.poll_min, self.store.poll_max)
         self._inline = self.store.in_process
+        self._now = owner.clock.now
+        self._inline_claim: Claim | None = None
 
     async def run(self) -> AsyncGenerator[Delivery[R], None]:
         """Yield deliveries until the backend closes; give back the unyielded at exit."""
@@ -65,8 +69,8 @@ class StoreStream(Generic[R]):
                     if not (self._claim_inline() if self._inline else await self._refill()):
                         await self._sleep()
                     continue
-                delivery, claimed_at = self._buffer.popleft()
-                if (time.monotonic() - claimed_at >= self._renew_after
+                delivery = self._buffer.popleft()
+                if (time.monotonic() - self._claimed_at >= self._renew_after
                         and not await self._still_held(delivery)):
                     continue
                 owner.hand_out(delivery, self)
@@ -107,7 +111,7 @@ class StoreStream(Generic[R]):
 
     def take_buffer(self) -> list[Delivery[R]]:
         """Remove and return what was claimed and not handed out."""
-        rest = [delivery for delivery, _ in self._buffer]
+        rest = list(self._buffer)
         self._buffer.clear()
         return rest
 
@@ -130,12 +134,16 @@ class StoreStream(Generic[R]):
     def _claim_inline(self) -> bool:
         """Claim from an in-process store, without a task or an await; tell if any came."""
         self._bell.clear()
-        now = self.owner.now()
-        batch = self.store.claim_nowait(
-            Claim(self.queue, self.worker, now, now + self.lease, self.prefetch))
-        stamp = time.monotonic()
-        self._buffer.extend((delivery, stamp) for delivery in batch)
-        return bool(batch)
+        if self._inline_claim is None:  # one for the stream: see `Store.claim_nowait`
+            now = self._now()
+            self._inline_claim = Claim(self.queue, self.worker, now, now + self.lease,
+                                       self.prefetch)
+        batch = self.store.claim_nowait(self._inline_claim)
+        if not batch:
+            return False
+        self._claimed_at = time.monotonic()
+        self._buffer.extend(batch)
+        return True
 
     def _collect(self, claiming: asyncio.Task[list[Delivery[R]]]) -> None:
         """Move a finished claim's deliveries into the buffer (errors raise here)."""
@@ -143,11 +151,13 @@ class StoreStream(Generic[R]):
             self._claiming = None
         if claiming.cancelled():
             return
-        stamp = time.monotonic()
-        self._buffer.extend((delivery, stamp) for delivery in claiming.result())
+        batch = claiming.result()
+        if batch:
+            self._claimed_at = time.monotonic()
+            self._buffer.extend(batch)
 
     async def _claim(self) -> list[Delivery[R]]:
-        now = self.owner.now()
+        now = self._now()
         batch = await self.store.claim(
             Claim(self.queue, self.worker, now, now + self.lease, self.prefetch))
         if batch:

@@ -8,8 +8,9 @@ lease. A renewal that finds a lease lost (the process was paused past it, the ne
 was cut) calls `lost(delivery)`: the consumer cuts that handler short, since another
 worker may hold the item now.
 
-Cost per item: a dict insert and delete. The keeper's task sleeps while nothing is in
-flight for long enough to need renewing.
+Cost per item: a dict insert and delete, in the one map of what the queue has in flight
+(the consumer asks it which worker to cut short). The keeper's task sleeps while nothing
+is in flight for long enough to need renewing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from wrkr._errors import BackendUnavailable
 from wrkr._types import Delivery
@@ -29,44 +30,50 @@ __all__ = ["RENEW_EVERY", "LeaseKeeper"]
 
 logger = logging.getLogger("wrkr")
 
+W = TypeVar("W")
+
 RENEW_EVERY = 1 / 3
 """Of the lease: how often leases in flight are renewed (two renewals may fail in a row
 before the lease ends)."""
 
 
-class LeaseKeeper:
+class LeaseKeeper(Generic[W]):
     """Renews the leases of one queue's deliveries in flight; see the module docstring.
 
     Args:
         renew: `Backend.renew`, the batched call.
         lease: how long each renewal holds an item from now.
-        lost: called with a delivery whose lease a renewal found lost.
+        lost: called with a delivery whose lease a renewal found lost, and the `worker`
+            it was held for (what the consumer cuts short).
         queue: the queue's name, for logs.
     """
 
     def __init__(
         self, renew: Callable[..., Any], lease: timedelta,
-        lost: Callable[[Delivery[Any]], None], queue: str,
+        lost: Callable[[Delivery[Any], W], None], queue: str,
     ) -> None:
         self._renew = renew
         self._lease = lease
         self._period = lease.total_seconds() * RENEW_EVERY
         self._lost = lost
         self._queue = queue
-        self._held: dict[int, tuple[Delivery[Any], float]] = {}  # id -> (delivery, since)
+        # id(delivery) -> (delivery, since, worker)
+        self._held: dict[int, tuple[Delivery[Any], float, W]] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._idle = False  # the task waits for `_wake`: the next hold must set it
 
-    def hold(self, delivery: Delivery[Any]) -> None:
+    def hold(self, delivery: Delivery[Any], worker: W) -> None:
         """Keep `delivery`'s lease alive from now until `release(delivery)`."""
-        self._held[id(delivery)] = (delivery, time.monotonic())
-        if self._task is None:
-            self._task = asyncio.create_task(self._keep(), name=f"wrkr-leases:{self._queue}")
-        elif len(self._held) == 1:
+        self._held[id(delivery)] = (delivery, time.monotonic(), worker)
+        if self._idle:
+            self._idle = False
             self._wake.set()
+        elif self._task is None:
+            self._task = asyncio.create_task(self._keep(), name=f"wrkr-leases:{self._queue}")
 
     def release(self, delivery: Delivery[Any]) -> None:
-        """Stop renewing `delivery` (it is being settled)."""
+        """Stop renewing `delivery` (it is being settled); releasing twice is harmless."""
         self._held.pop(id(delivery), None)
 
     @property
@@ -77,6 +84,7 @@ class LeaseKeeper:
     async def close(self) -> None:
         """Stop renewing (the consumer has stopped; nothing is in flight any more)."""
         task, self._task = self._task, None
+        self._idle = False
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -85,7 +93,7 @@ class LeaseKeeper:
     async def renew_now(self) -> bool:
         """Renew every lease that is a period old or older, in one call; False if it failed."""
         cutoff = time.monotonic() - self._period
-        due = [delivery for delivery, since in self._held.values() if since <= cutoff]
+        due = [delivery for delivery, since, _ in self._held.values() if since <= cutoff]
         if not due:
             return True
         try:
@@ -96,23 +104,24 @@ class LeaseKeeper:
             return False
         now = time.monotonic()
         for delivery, held in zip(due, still, strict=True):
-            key = id(delivery)
-            if key not in self._held:
+            entry = self._held.get(id(delivery))
+            if entry is None:
                 continue  # settled while the renewal ran
             if held:
-                self._held[key] = (delivery, now)
+                self._held[id(delivery)] = (delivery, now, entry[2])
             else:
-                del self._held[key]
-                self._lost(delivery)
+                del self._held[id(delivery)]
+                self._lost(delivery, entry[2])
         return True
 
     async def _keep(self) -> None:
         while True:
             if not self._held:
                 self._wake.clear()
+                self._idle = True
                 await self._wake.wait()
                 continue
-            oldest = min(since for _, since in self._held.values())
+            oldest = min(since for _, since, _ in self._held.values())
             pause = oldest + self._period - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)

@@ -154,7 +154,7 @@ class MemoryQueue:
         self._pending_names: Counter[tuple[str, str | None]] | None = None
 
     def push(self, entry: MemoryEntry) -> None:
-        """Add `entry` to the pending entries (at its key) and wake the consumers."""
+        """Add `entry` to the pending entries (at its key); `wake()` tells the consumers."""
         if entry.claim is not None:
             entry.claim.state = State.READY
         lane = self.lane
@@ -164,6 +164,9 @@ class MemoryQueue:
             heapq.heappush(self.heap, entry)
         if self._pending_names is not None:
             self._count_pending(entry, 1)
+
+    def wake(self) -> None:
+        """Tell this queue's consumers it may have work (once per batch of pushes)."""
         self._wake(self.name)
 
     def pop_due(self, now: int) -> MemoryEntry | None:

@@ -36,13 +36,15 @@ from wrkr.backend import (
     SystemClock,
     new_item_id,
 )
-from wrkr_memory._clock import from_micros, to_micros
+from wrkr_memory._clock import MICROSECOND, from_micros, to_micros
 from wrkr_memory._queue import MemoryEntry, MemoryQueue, pack_key
 from wrkr_memory._routes import MemoryRoutes
 
 _ID_DIGITS = 32
 _PENDING = (None, State.SCHEDULED, State.READY)
 _HELD = (None, State.PROCESSING, State.DONE, State.FAILED)
+# Compared once per settlement: a member lookup on the enum class costs 90 ns
+_ACK, _NACK, _FAIL, _ABANDON = Settle.ACK, Settle.NACK, Settle.FAIL, Settle.ABANDON
 
 MemoryReceipt = tuple[MemoryEntry, int]
 """A delivery's receipt: the entry and the claim token it was delivered under."""
@@ -73,6 +75,8 @@ class MemoryStore(Store[MemoryReceipt]):
         self._archive: list[tuple[int, int, MemoryEntry]] = []
         self._seq = itertools.count(1)
         self._tokens = itertools.count(1)
+        self._last_claim: Claim | None = None  # and its lease in µs: see `claim_nowait`
+        self._last_lease = 0
 
     def queue(self, name: str) -> MemoryQueue:
         """Return the queue called `name`, created empty on first use."""
@@ -115,13 +119,17 @@ class MemoryStore(Store[MemoryReceipt]):
         return self.enqueue(messages)
 
     async def claim(self, claim: Claim) -> list[Delivery[MemoryReceipt]]:
-        """Claim due items; see `Store.claim`."""
-        return self.claim_nowait(claim)
+        """Claim due items at `claim.now`; see `Store.claim`."""
+        return self.claim_now(claim.queue, claim.worker, to_micros(claim.until), claim.limit,
+                              to_micros(claim.now))
 
     def claim_nowait(self, claim: Claim) -> list[Delivery[MemoryReceipt]]:
         """Claim due items, without awaiting; see `Store.claim`."""
-        now = to_micros(claim.now)
-        return self.claim_now(claim.queue, claim.worker, to_micros(claim.until), claim.limit,
+        if claim is not self._last_claim:  # a stream passes the same one every time
+            self._last_claim = claim
+            self._last_lease = (claim.until - claim.now) // MICROSECOND
+        now = self._now()
+        return self.claim_now(claim.queue, claim.worker, now + self._last_lease, claim.limit,
                               now)
 
     async def renew(self, deliveries: Sequence[Delivery[MemoryReceipt]],
@@ -132,11 +140,7 @@ class MemoryStore(Store[MemoryReceipt]):
 
     async def settle(self, settlements: Sequence[Settlement[MemoryReceipt]]) -> list[bool]:
         """Carry out settlements; see `Store.settle`."""
-        return self.settle_nowait(settlements)
-
-    def settle_nowait(self, settlements: Sequence[Settlement[MemoryReceipt]]) -> list[bool]:
-        """Carry out settlements, without awaiting; see `Store.settle`."""
-        return [self._settle_one(settlement) for settlement in settlements]
+        return [self.settle_nowait(settlement) for settlement in settlements]
 
     async def next_due(self, queue: str, now: datetime) -> datetime | None:
         """Return the next due time or lease end; see `Store.next_due`."""
@@ -186,22 +190,23 @@ class MemoryStore(Store[MemoryReceipt]):
             del self._held[entry.id]
         return len(doomed)
 
-    def _settle_one(self, settlement: Settlement[MemoryReceipt]) -> bool:
+    def settle_nowait(self, settlement: Settlement[MemoryReceipt]) -> bool:
+        """Carry out one settlement, without awaiting; see `Store.settle`."""
         receipt = settlement.delivery.receipt
         if not self.holds(receipt):
             return False
         how = settlement.how
-        if how is Settle.ACK:
+        if how is _ACK:
             self._ack(receipt, settlement.keep, settlement.expires)
-        elif how is Settle.NACK:
+        elif how is _NACK:
             assert settlement.due is not None
             assert settlement.error is not None
             self._nack(receipt, to_micros(settlement.due), settlement.error)
-        elif how is Settle.FAIL:
+        elif how is _FAIL:
             assert settlement.error is not None
             self._fail(receipt, settlement.error)
         else:
-            self._give_back(receipt, counted=how is Settle.ABANDON)
+            self._give_back(receipt, counted=how is _ABANDON)
         return True
 
     def _now(self) -> int:
@@ -216,6 +221,7 @@ class MemoryStore(Store[MemoryReceipt]):
         planned = [(message, to_micros(message.due), self.routes.queues_for(message.name))
                    for message in messages]  # everything that can raise, before any change
         ids: list[str] = []
+        touched: set[MemoryQueue] = set()
         created_at: tuple[Any, int] = (None, 0)
         for message, due, queues in planned:
             if not queues:
@@ -232,7 +238,10 @@ class MemoryStore(Store[MemoryReceipt]):
                 item_id = new_item_id()
                 key = pack_key(due, next(self._seq), created_at[1], int(item_id, 16))
                 queue.push(MemoryEntry(key, name, message.name, message.tid, payload))
+                touched.add(queue)
                 ids.append(item_id)
+        for queue in touched:
+            queue.wake()
         return ids
 
     # -- consuming -------------------------------------------------------------------
@@ -338,7 +347,9 @@ class MemoryStore(Store[MemoryReceipt]):
     def _requeue(self, entry: MemoryEntry) -> None:
         self._held.pop(entry.id, None)
         entry.claimed().worker = None
-        self.queue(entry.queue).push(entry)
+        queue = self.queue(entry.queue)
+        queue.push(entry)
+        queue.wake()
 
     def _reclaim(self, queue: MemoryQueue, now: int) -> None:
         for entry in queue.expired(now):
