@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from wrkr._backoff import Backoff
 from wrkr._errors import BackendUnavailable
+from wrkr._rates import Window
 from wrkr._store import Claim
 from wrkr._tasks import CLOSE_WAIT, ended
 from wrkr._types import Delivery
@@ -54,6 +55,8 @@ class StoreStream(Generic[R]):
         self._bell = owner.bell(queue)
         self._pacer = Backoff(self.store.poll_min, self.store.poll_max)
         self._inline = self.store.in_process
+        options = owner.options(queue)
+        self._exclusive, self._window = options.exclusive, options.window(queue)
 
     async def run(self) -> AsyncGenerator[Delivery[R], None]:
         """Yield deliveries until the backend closes; give back the unyielded at exit."""
@@ -131,8 +134,8 @@ class StoreStream(Generic[R]):
         """Claim from an in-process store, without a task or an await; tell if any came."""
         self._bell.clear()
         now = self.owner.now()
-        batch = self.store.claim_nowait(
-            Claim(self.queue, self.worker, now, now + self.lease, self.prefetch))
+        batch = self.store.claim_nowait(Claim(self.queue, self.worker, now, now + self.lease,
+                                              self.prefetch, self._exclusive, self._window))
         stamp = time.monotonic()
         self._buffer.extend((delivery, stamp) for delivery in batch)
         return bool(batch)
@@ -148,8 +151,8 @@ class StoreStream(Generic[R]):
 
     async def _claim(self) -> list[Delivery[R]]:
         now = self.owner.now()
-        batch = await self.store.claim(
-            Claim(self.queue, self.worker, now, now + self.lease, self.prefetch))
+        batch = await self.store.claim(Claim(self.queue, self.worker, now, now + self.lease,
+                                             self.prefetch, self._exclusive, self._window))
         if batch:
             self._pacer.reset()
         return batch
@@ -166,6 +169,8 @@ class StoreStream(Generic[R]):
 
     async def _sleep(self) -> None:
         """Sleep until the next due time or lease end, a wake-up, or the next poll."""
+        if self._window is not None and await self._held_back(self._window):
+            return
         pause = await self._pause()
         self.store.idle(self.queue, True)
         try:
@@ -185,3 +190,24 @@ class StoreStream(Generic[R]):
         if due is not None:
             pause = min(pause, max(0.0, (due - now).total_seconds()) + TIMER_SLACK)
         return pause
+
+    async def _held_back(self, window: Window) -> bool:
+        """Sleep until the rate's window has room, if it is full; tell whether it was.
+
+        Wake-ups cannot help meanwhile (nothing may start before the slot), so only the
+        slot's time, a moved `ManualClock` reaching it, or the backend closing end it:
+        a held-back queue costs one query per slot, never a claim per publish.
+        """
+        now = self.owner.now()
+        slot = await self.store.next_slot(window, now)
+        if slot is None:
+            return False
+        manual = self.owner.manual_clock
+        while self.owner.is_connected and now < slot:
+            self._bell.clear()
+            pause = None if manual else (slot - now).total_seconds() + TIMER_SLACK
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._bell.wait()
+            now = self.owner.now()
+        return True

@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from wrkr._delivery import StoreStream
 from wrkr._errors import BackendUnavailable, LeaseLost
+from wrkr._rates import QueueOptions, Window
 from wrkr._settling import SettlementBatcher, SettlingBackend
 from wrkr._store import Settle, Settlement, Store
 from wrkr._types import Delivery, Item, ItemFilter, Message, State
@@ -51,6 +52,7 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         self._bells: dict[str, set[asyncio.Event]] = {}
         self._unwatch: list[Callable[[], None]] = []
         self._settler = None if store.in_process else SettlementBatcher(store.settle)
+        self._options: dict[str, QueueOptions] = {}  # as stored, per configured queue
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
@@ -160,6 +162,28 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
     async def subscriptions(self) -> list[tuple[str, str]]:
         """Return every (queue, pattern); see `Backend.subscriptions`."""
         return await self._open_store().subscriptions()
+
+    # -- coordination ------------------------------------------------------------------
+
+    async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
+        """Store `options` with `queue` once; see `Backend.configure`.
+
+        What is stored is what this process's streams of `queue` claim by.
+        """
+        stored = await self._open_store().configure(queue, options)
+        self._options[queue] = stored
+        return stored
+
+    def options(self, queue: str) -> QueueOptions:
+        """Return the options `queue` was configured with here (the defaults if never)."""
+        return self._options.get(queue) or QueueOptions()
+
+    async def acquire_slot(self, window: Window) -> datetime | None:
+        """Take one start in `window` if it allows; see `Backend.acquire_slot`."""
+        store, now = self._open_store(), self.now()
+        if await store.take_slots(window, 1, now):
+            return None
+        return await store.next_slot(window, now) or now  # freed meanwhile: try again now
 
     # -- publishing and consuming ---------------------------------------------------------
 

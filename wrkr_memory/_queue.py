@@ -149,6 +149,7 @@ class MemoryQueue:
         self.lane: deque[MemoryEntry] = deque()  # ascending keys
         self.heap: list[MemoryEntry] = []
         self.processing: set[MemoryEntry] = set()
+        self.busy: set[str] | None = None  # tids processing, kept for exclusive queues only
         # (name, tid) -> pending count; built on the first `once_every` message only,
         # so that queues never deduplicated pay nothing for it.
         self._pending_names: Counter[tuple[str, str | None]] | None = None
@@ -165,6 +166,24 @@ class MemoryQueue:
         if self._pending_names is not None:
             self._count_pending(entry, 1)
         self._wake(self.name)
+
+    def hold_tids(self) -> None:
+        """Start keeping `busy`, the tids with an item processing (an exclusive queue)."""
+        if self.busy is None:
+            self.busy = {entry.tid for entry in self.processing if entry.tid is not None}
+
+    def let_go(self, entry: MemoryEntry) -> None:
+        """Forget a leased entry (settled, or its lease ended): its tid is free again."""
+        self.processing.discard(entry)
+        if self.busy is not None:
+            self.busy.discard(entry.tid)
+
+    def put_back(self, entries: list[MemoryEntry]) -> None:
+        """Return popped entries to the pending ones unchanged, waking nobody (skipped)."""
+        for entry in entries:
+            heapq.heappush(self.heap, entry)
+            if self._pending_names is not None:
+                self._count_pending(entry, 1)
 
     def pop_due(self, now: int) -> MemoryEntry | None:
         """Remove and return the first pending entry if it is due at `now`."""
