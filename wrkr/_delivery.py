@@ -187,6 +187,10 @@ class StoreStream(Generic[R]):
         now = self.owner.now()
         due = await self.store.next_due(self.queue, now)
         pause = self.store.poll_interval if self.store.wakes_live else self._pacer.next()
+        if self._exclusive:  # due items may wait for their tid: for a settlement (which
+            # wakes us) or, a dead worker's, for its lease to end (within one lease)
+            pause = min(pause, self.lease.total_seconds())
+            due = None if due is not None and due <= now else due
         if due is not None:
             pause = min(pause, max(0.0, (due - now).total_seconds()) + TIMER_SLACK)
         return pause

@@ -382,7 +382,10 @@ class MemoryStore(Store[MemoryReceipt]):
 
     def _release_hold(self, receipt: MemoryReceipt) -> MemoryEntry:
         entry = receipt[0]
-        self._queues[entry.queue].let_go(entry)
+        queue = self._queues[entry.queue]
+        queue.let_go(entry)
+        if queue.busy is not None and entry.tid is not None:
+            self.notify(entry.queue)  # its tid is free: another consumer may take the next
         return entry
 
     def _requeue(self, entry: MemoryEntry) -> None:
