@@ -239,8 +239,10 @@ class Wrkr:
         self._require_started("subscribe")
         route = self._route(queue, event_pattern, handler, concurrency, timeout, retry,
                             payload)
-        await self._configure(queue, self._declare(queue, exclusive, rate))
+        options = self._declare(queue, exclusive, rate)
+        await self._configure(queue, options)
         await self.backend.subscribe(queue, event_pattern)
+        self._queue_options[queue] = options
         self._add_route(queue, route)
 
     def on(
@@ -253,7 +255,7 @@ class Wrkr:
         def register(handler: H) -> H:
             route = self._route(queue, event_pattern, handler, concurrency, timeout, retry,
                                 payload)
-            self._declare(queue, exclusive, rate)
+            self._queue_options[queue] = self._declare(queue, exclusive, rate)
             self._routes.setdefault(queue, []).append(route)
             return handler
 
@@ -280,7 +282,7 @@ class Wrkr:
             self._require(Capability.EXCLUSIVE, f"exclusive=True on queue {quote(queue)}")
         if rate is not None:
             self._require(Capability.RATE, f"rate={quote(rate)} on queue {quote(queue)}")
-        declared = self._queue_options.setdefault(queue, options)
+        declared = self._queue_options.get(queue, options)
         if declared != options:
             raise InvalidConfig(f"queue {quote(queue)} is declared with {declared} in this "
                                 f"app, not {options}: every route of a queue uses the same")

@@ -185,12 +185,12 @@ class StoreStream(Generic[R]):
         if self.owner.manual_clock:
             return None
         now = self.owner.now()
-        due = await self.store.next_due(self.queue, now)
-        pause = self.store.poll_interval if self.store.wakes_live else self._pacer.next()
-        if self._exclusive:  # due items may wait for their tid: for a settlement (which
-            # wakes us) or, a dead worker's, for its lease to end (within one lease)
-            pause = min(pause, self.lease.total_seconds())
+        if self._exclusive:  # due items may wait for their tids: a settlement wakes us
+            due = await self.store.next_change(self.queue, now)
             due = None if due is not None and due <= now else due
+        else:
+            due = await self.store.next_due(self.queue, now)
+        pause = self.store.poll_interval if self.store.wakes_live else self._pacer.next()
         if due is not None:
             pause = min(pause, max(0.0, (due - now).total_seconds()) + TIMER_SLACK)
         return pause

@@ -254,6 +254,15 @@ class Store(abc.ABC, Generic[R]):
         """Return when `window` next allows a start: None if it does at `now` (RATE)."""
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.RATE}'")
 
+    async def next_change(self, queue: str, now: datetime) -> datetime | None:
+        """Return the earliest due time strictly after `now`, or lease end, of `queue`.
+
+        What an exclusive queue's idle consumer sleeps until: its due items may all wait
+        for their tids, so only a future due time or a lease ending (a dead worker's tid
+        coming free) can change that without a wake-up. The default is `next_due`.
+        """
+        return await self.next_due(queue, now)
+
     def claim_nowait(self, claim: Claim) -> list[Delivery[R]]:
         """`claim`, without awaiting (`in_process` stores only)."""
         raise NotImplementedError(f"{type(self).__name__} is not an in-process store")

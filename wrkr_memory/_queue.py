@@ -241,10 +241,16 @@ class MemoryQueue:
         """Return the leased entries whose lease ended by `now`."""
         return [entry for entry in self.processing if entry.claimed().lease_until <= now]
 
-    def next_change(self) -> int | None:
-        """Return when something may next become claimable (a due time or lease end)."""
+    def next_change(self, after: int | None = None) -> int | None:
+        """Return when something may next become claimable (a due time or lease end).
+
+        With `after`, only due times later than it count (O(n): exclusive queues only).
+        """
         times = [entry.claimed().lease_until for entry in self.processing]
-        first = self.first()
-        if first is not None:
-            times.append(first.due)
+        if after is None:
+            first = self.first()
+            if first is not None:
+                times.append(first.due)
+        else:
+            times.extend(due for entry in self.pending if (due := entry.due) > after)
         return min(times, default=None)

@@ -145,6 +145,11 @@ class MemoryStore(Store[MemoryReceipt]):
         self.windows.record(window, taken, at)
         return taken
 
+    async def next_change(self, queue: str, now: datetime) -> datetime | None:
+        """Return the next future due time or lease end; see `Store.next_change`."""
+        at = self.queue(queue).next_change(to_micros(now))
+        return None if at is None else from_micros(at)
+
     async def next_slot(self, window: Window, now: datetime) -> datetime | None:
         """Return when `window` next has room; see `Store.next_slot`."""
         at = self.windows.next_slot(window, to_micros(now))
@@ -317,10 +322,6 @@ class MemoryStore(Store[MemoryReceipt]):
         if not counted:
             entry.claimed().attempts -= 1
         self._requeue(entry)
-
-    def next_change(self, name: str) -> int | None:
-        """Return when something in queue `name` may next become claimable."""
-        return self.queue(name).next_change()
 
     def _claim_coordinated(self, claim: Claim, now: int) -> list[Delivery[MemoryReceipt]]:
         """Claim with a tid filter (one per tid, in due order) and a rate's allowance."""

@@ -275,6 +275,11 @@ class PostgresStore(Store[PostgresReceipt]):
             self._exclusive.add(queue)
         return stored
 
+    async def next_change(self, queue: str, now: datetime) -> datetime | None:
+        """Return the next future due time or lease end; see `Store.next_change`."""
+        rows = await self._fetch("next_change", {"queue": queue, "now": now}, settle=True)
+        return rows[0][0] if rows else None
+
     async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
         """Record up to `wanted` starts in one locked statement; see `Store.take_slots`."""
         params = {"window": window.key, "limit": window.limit, "period": window.period,

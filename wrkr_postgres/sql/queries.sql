@@ -102,6 +102,14 @@ SELECT at + %(period)s FROM (
 WHERE newer_and_this >= %(limit)s
 ORDER BY at DESC LIMIT 1
 
+-- name: next_change
+-- For an exclusive queue's idle consumer: the earliest due time after `now`, or lease end.
+SELECT least(
+    (SELECT min(due) FROM {schema}.items
+     WHERE queue = %(queue)s AND state = 'pending' AND due > %(now)s),
+    (SELECT min(lease_until) FROM {schema}.items
+     WHERE queue = %(queue)s AND state = 'processing'))
+
 -- name: next_due
 SELECT least(
     (SELECT min(due) FROM {schema}.items WHERE queue = %(queue)s AND state = 'pending'),
