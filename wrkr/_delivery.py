@@ -92,8 +92,11 @@ class StoreStream(Generic[R]):
         with it and will soon ask for more. A consumer that settles nothing (a crashed
         one) claims nothing more, and a batch stays within `prefetch` unyielded items.
         """
-        if self.store.in_process:
-            return  # its claim costs no round trip: the next refill claims inline
+        if self.store.in_process or self._exclusive:
+            # In process, a claim costs no round trip: the next refill claims inline. An
+            # exclusive queue's claim must follow the settlement, which may free a tid:
+            # the backend rings the stream once the settlement is done.
+            return
         if self._drained and self._claiming is None and self.owner.is_connected:
             self._drained = False
             self._start_claim()

@@ -53,6 +53,7 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         self._unwatch: list[Callable[[], None]] = []
         self._settler = None if store.in_process else SettlementBatcher(store.settle)
         self._options: dict[str, QueueOptions] = {}  # as stored, per configured queue
+        self._exclusive: set[str] = set()  # their acks and fails free a tid: wake streams
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
@@ -172,6 +173,8 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         """
         stored = await self._open_store().configure(queue, options)
         self._options[queue] = stored
+        if stored.exclusive:
+            self._exclusive.add(queue)
         return stored
 
     def options(self, queue: str) -> QueueOptions:
@@ -219,7 +222,8 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         else:
             [held] = store.settle_nowait([settlement])
         how = settlement.how
-        if how is not Settle.ACK and how is not Settle.FAIL:  # (Enum hashing is slow)
+        if (how is not Settle.ACK and how is not Settle.FAIL  # (Enum hashing is slow)
+                or self._exclusive and delivery.item.queue in self._exclusive):
             self.ring(delivery.item.queue)
         if not held:
             raise LeaseLost(f"item {delivery.item.id} of queue {delivery.item.queue!r} is no "
