@@ -222,8 +222,8 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         else:
             [held] = store.settle_nowait([settlement])
         how = settlement.how
-        if (how is not Settle.ACK and how is not Settle.FAIL  # (Enum hashing is slow)
-                or self._exclusive and delivery.item.queue in self._exclusive):
+        if ((how is not Settle.ACK and how is not Settle.FAIL)  # (Enum hashing is slow)
+                or (self._exclusive and delivery.item.queue in self._exclusive)):
             self.ring(delivery.item.queue)
         if not held:
             raise LeaseLost(f"item {delivery.item.id} of queue {delivery.item.queue!r} is no "
