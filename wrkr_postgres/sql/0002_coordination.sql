@@ -40,7 +40,11 @@ BEGIN
         WHERE s.window_key = take_slots.window_key;
     taken := greatest(0, least(wanted, lim - used));
     IF taken > 0 THEN
-        INSERT INTO {schema}.starts VALUES (take_slots.window_key, take_slots.now, taken);
+        -- A caller that waited for the lock stamps no earlier than the latest start, so
+        -- its start leaves the window no sooner than the ones granted before it.
+        INSERT INTO {schema}.starts
+        SELECT take_slots.window_key, greatest(take_slots.now, max(s.at)), taken
+        FROM {schema}.starts s WHERE s.window_key = take_slots.window_key;
     END IF;
     RETURN taken;
 END
@@ -101,7 +105,9 @@ BEGIN
     RETURNING i.*;
     GET DIAGNOSTICS claimed = ROW_COUNT;
     IF window_key IS NOT NULL AND claimed > 0 THEN
-        INSERT INTO {schema}.starts VALUES (window_key, now, claimed);
+        INSERT INTO {schema}.starts
+        SELECT claim_coordinated.window_key, greatest(now, max(s.at)), claimed
+        FROM {schema}.starts s WHERE s.window_key = claim_coordinated.window_key;
     END IF;
 END
 $$;
