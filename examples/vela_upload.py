@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import time
@@ -63,6 +64,7 @@ class FakeEtsy:
 
     failure_rate: float = 0.0
     clock: Clock = field(default_factory=SystemClock)
+    down_until: float = 0.0  # every call fails before this time (an outage)
     seed: int = 7
     requests: list[Request] = field(default_factory=list)
     sections: dict[str, set[str]] = field(default_factory=dict)
@@ -76,7 +78,7 @@ class FakeEtsy:
         """Serve one call; return its HTTP status (503 for a simulated failure)."""
         shop, at = path.split("/")[2], self.clock.now().timestamp()
         self.requests.append(Request(at, shop, task, path, at if granted is None else granted))
-        if self._random.random() < self.failure_rate:
+        if at < self.down_until or self._random.random() < self.failure_rate:
             return 503
         parts = path.strip("/").split("/")  # shops/{shop}/sections|listings/{id}[/variations]
         if parts[2] == "sections" and method == "POST":
@@ -112,7 +114,7 @@ class FakeEtsy:
             by_shop.setdefault(shop, []).append((first, last, task))
         for shop, tasks in by_shop.items():
             tasks.sort()
-            for (_, last, task), (first, _, other) in zip(tasks, tasks[1:], strict=False):
+            for (_, last, task), (first, _, other) in itertools.pairwise(tasks):
                 if first < last:
                     found.append((shop, task, other))
         return found
@@ -240,12 +242,17 @@ def tasks(shops: int, listings: int, per_shop: int = 2) -> list[dict[str, Any]]:
 # -- running it -----------------------------------------------------------------------------
 
 
-async def run_here(url: str, shops: int, listings: int, failure_rate: float) -> FakeEtsy:
-    """Run everything in this process; on memory the clock is a ManualClock."""
+async def run_here(url: str, shops: int, listings: int, failure_rate: float,
+                   down_for: float = 0.0) -> FakeEtsy:
+    """Run everything in this process; on memory the clock is a ManualClock.
+
+    The API is down for the first `down_for` seconds: the tasks' first attempts fail.
+    """
     from wrkr_memory import ManualClock
 
     clock = ManualClock() if url.startswith("memory:") else None
     api = FakeEtsy(failure_rate, clock or SystemClock())
+    api.down_until = api.clock.now().timestamp() + down_for
     app = build_app(url, clock)
     Uploader(app, in_process(api))
     async with app:
@@ -278,13 +285,16 @@ def main() -> None:
     parser.add_argument("--shops", type=int, default=3)
     parser.add_argument("--listings", type=int, default=250)
     parser.add_argument("--failure-rate", type=float, default=0.05)
+    parser.add_argument("--down-for", type=float, default=5.0,
+                        help="seconds the API is down at first (tasks are retried at 10 s)")
     args = parser.parse_args()
     url = os.environ.get("WRKR_URL", "memory://")
     if args.mode == "worker":
         asyncio.run(run_worker(url, args.etsy))
         return
     began = time.monotonic()
-    api = asyncio.run(run_here(url, args.shops, args.listings, args.failure_rate))
+    api = asyncio.run(run_here(url, args.shops, args.listings, args.failure_rate,
+                               args.down_for))
     print(orjson.dumps({
         "requests": len(api.requests), "most_per_second": api.most_per_window(),
         "uploaded": {shop: len(ids) for shop, ids in sorted(api.listings.items())},

@@ -15,12 +15,15 @@ SHOPS, LISTINGS = 3, 250
 
 
 async def test_uploads_every_shop_on_memory_in_virtual_time_with_retries() -> None:
-    api = await run_here("memory://", SHOPS, LISTINGS, failure_rate=0.2)
+    api = await run_here("memory://", SHOPS, LISTINGS, failure_rate=0.1, down_for=5)
     assert [api.uploaded(f"shop-{n}") for n in range(SHOPS)] == [LISTINGS] * SHOPS
     assert api.overlapping_tasks() == []
     assert api.most_per_window(1.0) <= 30
-    retried = {request.task for request in api.requests if not request.task.endswith(":1")}
-    assert retried, "with a fifth of calls failing, some task should have been retried"
+    began = api.requests[0].at
+    retries = [request.at - began for request in api.requests
+               if request.task.endswith(":2")]
+    assert retries, "every task's first attempt met the outage: each is retried"
+    assert min(retries) >= 10.0, "the first retry comes 10 s after the failure"
 
 
 async def _wait_for_uploads(api: FakeEtsy, seconds: float) -> None:
