@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 
-from wrkr import Event, Fail, InvalidConfig, NotSupported, Retry
+from wrkr import Event, Fail, InvalidConfig, Retry
 from wrkr.backend import Backend, Capability, QueueOptions
 
 from ._helpers import (
@@ -231,13 +231,3 @@ class ExclusiveSuite(SuiteBase):
         with pytest.raises(InvalidConfig, match="exclusive=True"):
             await other.subscribe(queue, names.event("y"), recorder.handle)
         await other.subscribe(queue, names.event("y"), recorder.handle, exclusive=True)
-
-    async def test_exclusive_without_the_capability_raises_not_supported_naming_it(
-            self, app: AppFactory, names: Names, capabilities: frozenset[Capability]) -> None:
-        if Capability.EXCLUSIVE in capabilities:
-            pytest.skip("the backend has the capability exclusive")
-        wrkr = await app()
-        with pytest.raises(NotSupported, match="'exclusive'"):
-            await wrkr.subscribe(names.queue("a"), names.event("x"), Recorder().handle,
-                                 exclusive=True)
-

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from wrkr import Event, InvalidConfig, NotSupported
+from wrkr import Event, InvalidConfig
 from wrkr.backend import Capability
 
 from ._helpers import WAIT, AppFactory, BackendFactory, Names, Recorder, SuiteBase, needs
@@ -109,17 +109,6 @@ class RateSuite(SuiteBase):
             with pytest.raises(InvalidConfig, match="'30/s'"):
                 await other.subscribe(queue, names.event("y"), recorder.handle, **wrong)
         await other.subscribe(queue, names.event("y"), recorder.handle, rate="30 per second")
-
-    async def test_rate_without_the_capability_raises_not_supported_naming_it(
-            self, app: AppFactory, names: Names, capabilities: frozenset[Capability]) -> None:
-        if Capability.RATE in capabilities:
-            pytest.skip("the backend has the capability rate")
-        wrkr = await app()
-        with pytest.raises(NotSupported, match="'rate'"):
-            await wrkr.subscribe(names.queue("a"), names.event("x"), Recorder().handle,
-                                 rate="30/s")
-        with pytest.raises(NotSupported, match="'rate'"):
-            wrkr.limiter("etsy", "30/s")
 
 
 class LimiterSuite(SuiteBase):

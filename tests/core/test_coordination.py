@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from wrkr import Event, InvalidConfig, Wrkr
+from wrkr import Capability, Event, InvalidConfig, NotSupported, Wrkr
 from wrkr._rates import Rate, parse_rate
 from wrkr_memory import ManualClock, MemoryBackend, MemoryStore
 
@@ -92,3 +92,20 @@ async def test_queue_options_must_agree_within_one_app() -> None:
         app.on("f", queue="q")(lambda event: None)
     with pytest.raises(InvalidConfig, match="invalid exclusive"):
         app.on("g", queue="r", exclusive="yes")(lambda event: None)  # type: ignore[arg-type]
+
+
+class PlainMemoryBackend(MemoryBackend):
+    """A backend without EXCLUSIVE and RATE, as RabbitMQ is today."""
+
+    capabilities = MemoryBackend.capabilities - {Capability.EXCLUSIVE, Capability.RATE}
+
+
+async def test_exclusive_and_rate_raise_not_supported_naming_the_capability() -> None:
+    async with Wrkr(PlainMemoryBackend()) as app:
+        with pytest.raises(NotSupported, match="'exclusive'"):
+            await app.subscribe("q", "e", lambda event: None, exclusive=True)
+        with pytest.raises(NotSupported, match="'rate'"):
+            await app.subscribe("q", "e", lambda event: None, rate="30/s")
+        with pytest.raises(NotSupported, match="'rate'"):
+            app.limiter("etsy", "30/s")
+        await app.subscribe("q", "e", lambda event: None)  # the defaults need neither
