@@ -33,8 +33,8 @@ import pytest
 # Readable assertion failures in the suites, also when they are imported as a plugin.
 pytest.register_assert_rewrite(
     *(f"backend_conformance_tests.{module}" for module in (
-        "_helpers", "delivery", "inspection", "leases", "lifecycle", "publishing", "retries",
-        "scheduling"))
+        "_helpers", "delivery", "exclusive", "inspection", "leases", "lifecycle", "publishing",
+        "rates", "retries", "scheduling"))
 )
 
 from backend_conformance_tests._helpers import (  # noqa: E402
@@ -46,6 +46,7 @@ from backend_conformance_tests._helpers import (  # noqa: E402
     needs,
 )
 from backend_conformance_tests.delivery import ConsumingSuite, RoutingSuite  # noqa: E402
+from backend_conformance_tests.exclusive import ExclusiveSuite  # noqa: E402
 from backend_conformance_tests.inspection import (  # noqa: E402
     ArchiveSuite,
     CancelSuite,
@@ -54,6 +55,7 @@ from backend_conformance_tests.inspection import (  # noqa: E402
 from backend_conformance_tests.leases import LeaseSuite  # noqa: E402
 from backend_conformance_tests.lifecycle import LifecycleSuite  # noqa: E402
 from backend_conformance_tests.publishing import EnqueueContractSuite, PublishingSuite  # noqa: E402
+from backend_conformance_tests.rates import LimiterSuite, RateSuite  # noqa: E402
 from backend_conformance_tests.retries import FailedItemsSuite, RetriesSuite  # noqa: E402
 from backend_conformance_tests.scheduling import OnceEverySuite, SchedulingSuite  # noqa: E402
 
@@ -65,13 +67,16 @@ __all__ = [
     "CancelSuite",
     "ConsumingSuite",
     "EnqueueContractSuite",
+    "ExclusiveSuite",
     "FailedItemsSuite",
     "InspectionSuite",
     "LeaseSuite",
     "LifecycleSuite",
+    "LimiterSuite",
     "Names",
     "OnceEverySuite",
     "PublishingSuite",
+    "RateSuite",
     "Recorder",
     "RetriesSuite",
     "RoutingSuite",
@@ -95,5 +100,8 @@ class BackendSuite(
     CancelSuite,
     ArchiveSuite,
     LifecycleSuite,
+    ExclusiveSuite,
+    RateSuite,
+    LimiterSuite,
 ):
     """Every suite of the contract; subclass it and provide `backend_factory`."""

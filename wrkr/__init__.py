@@ -22,6 +22,7 @@ from wrkr._errors import (
 )
 from wrkr._event import Event
 from wrkr._hooks import Handled, Observer, Outcome
+from wrkr._limiter import Limiter
 from wrkr._retry import Retry
 from wrkr._version import __version__ as __version__
 from wrkr.backend import Capability, ErrorRecord, State
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidWhen",
     "ItemNotFound",
     "LeaseLost",
+    "Limiter",
     "NotStarted",
     "NotSupported",
     "Observer",

@@ -36,8 +36,10 @@ from wrkr._errors import (
 )
 from wrkr._event import Event, from_item, to_event, to_message
 from wrkr._hooks import Observer, Observers
+from wrkr._limiter import Limiter
 from wrkr._models import check_model
 from wrkr._names import check_name, check_pattern, check_queue, is_wildcard
+from wrkr._rates import QueueOptions, Rate, parse_rate
 from wrkr._retry import Retry
 from wrkr._signals import signals_routed
 from wrkr._when import parse_duration
@@ -95,6 +97,7 @@ class Wrkr:
         self._settings = Settings(backend, self.worker_id, retry or Retry(), archive == "keep",
                                   keep_for, self.observers, hold_for)
         self._routes: dict[str, list[Route]] = {}
+        self._queue_options: dict[str, QueueOptions] = {}  # as declared in this app
         self._consumers: dict[str, QueueConsumer] = {}
         self._started = False
         self._listening = False
@@ -123,6 +126,7 @@ class Wrkr:
         self._run_ends.clear()
         try:
             for queue, routes in self._routes.items():
+                await self._configure(queue, self._queue_options.get(queue, QueueOptions()))
                 for route in routes:
                     await self.backend.subscribe(queue, route.pattern)
         except BaseException:
@@ -216,7 +220,7 @@ class Wrkr:
     async def subscribe(
         self, queue: str, event_pattern: str, handler: Handler, *, concurrency: int = 1,
         timeout: Duration = "5 minutes", retry: Retry | None = None,
-        payload: type | None = None,
+        payload: type | None = None, exclusive: bool = False, rate: str | Rate | None = None,
     ) -> None:
         """Route events matching `event_pattern` to `queue` (durably) and handle them here.
 
@@ -225,27 +229,72 @@ class Wrkr:
         (a dataclass, pydantic model or msgspec Struct class), the handler's
         `event.payload` is that model; a payload that does not validate is parked as
         failed with the validation error, since retrying cannot fix it.
+
+        `exclusive=True`: at most one item per tid of `queue` processing at a time, across
+        every process, in due order per tid. `rate="30/s"` (or N/min, N/h, "N per
+        second|minute|hour"): at most N handler starts of `queue` in any such window, all
+        workers together. Both are stored with the queue: subscribing it again with other
+        values raises `InvalidConfig`.
         """
         self._require_started("subscribe")
         route = self._route(queue, event_pattern, handler, concurrency, timeout, retry,
                             payload)
+        options = self._declare(queue, exclusive, rate)
+        await self._configure(queue, options)
         await self.backend.subscribe(queue, event_pattern)
+        self._queue_options[queue] = options
         self._add_route(queue, route)
 
     def on(
         self, event_pattern: str, *, queue: str, concurrency: int = 1,
         timeout: Duration = "5 minutes", retry: Retry | None = None,
-        payload: type | None = None,
+        payload: type | None = None, exclusive: bool = False, rate: str | Rate | None = None,
     ) -> Callable[[H], H]:
         """Decorate a handler in a worker module; it is subscribed when the app starts."""
 
         def register(handler: H) -> H:
             route = self._route(queue, event_pattern, handler, concurrency, timeout, retry,
                                 payload)
+            self._queue_options[queue] = self._declare(queue, exclusive, rate)
             self._routes.setdefault(queue, []).append(route)
             return handler
 
         return register
+
+    def limiter(self, name: str, rate: str | Rate) -> Limiter:
+        """Return the rate limit called `name`, shared by every process on the backend.
+
+        `async with limiter:` (or `await limiter.acquire()`) waits for a slot: at most
+        `rate` acquisitions in any window of its period, counted in the backend.
+        """
+        self._require(Capability.RATE, f"limiter {quote(name)}")
+        if not isinstance(name, str) or not 0 < len(name) <= 200:
+            raise InvalidConfig(f"invalid limiter name {quote(name)}: expected a str of 1 to "
+                                "200 characters")
+        return Limiter(self.backend, name, parse_rate(rate))
+
+    def _declare(self, queue: str, exclusive: bool, rate: str | Rate | None) -> QueueOptions:
+        """Check a subscription's `exclusive` and `rate`; they must match the queue's."""
+        if not isinstance(exclusive, bool):
+            raise InvalidConfig(f"invalid exclusive {quote(exclusive)}: expected True or False")
+        options = QueueOptions(exclusive, None if rate is None else parse_rate(rate))
+        if exclusive:
+            self._require(Capability.EXCLUSIVE, f"exclusive=True on queue {quote(queue)}")
+        if rate is not None:
+            self._require(Capability.RATE, f"rate={quote(rate)} on queue {quote(queue)}")
+        declared = self._queue_options.get(queue, options)
+        if declared != options:
+            raise InvalidConfig(f"queue {quote(queue)} is declared with {declared} in this "
+                                f"app, not {options}: every route of a queue uses the same")
+        return options
+
+    async def _configure(self, queue: str, options: QueueOptions) -> None:
+        stored = await self.backend.configure(queue, options)
+        if stored != options:
+            raise InvalidConfig(
+                f"queue {quote(queue)} is stored with {stored}, not {options}: every "
+                "consumer of a queue obeys the same settings (leaving one out means "
+                "exclusive=False, rate=None); subscribe with those, or use another queue")
 
     async def unsubscribe(self, queue: str, event_pattern: str) -> None:
         """Stop routing `event_pattern` to `queue`; items already queued stay."""

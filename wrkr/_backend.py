@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from wrkr._errors import NotStarted, NotSupported
+from wrkr._rates import QueueOptions, Window
 from wrkr._types import (
     Capability,
     Clock,
@@ -131,6 +132,25 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def subscriptions(self) -> list[tuple[str, str]]:
         """Return every subscription as (queue, pattern) pairs, sorted."""
+
+    # -- coordination (EXCLUSIVE, RATE) ------------------------------------------------
+
+    async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
+        """Store `options` with `queue` unless some are stored; return the stored ones.
+
+        Durable and atomic among processes: the first to configure a queue decides, so
+        every consumer of the queue obeys the same options. The core checks the
+        capabilities first: a backend without EXCLUSIVE and RATE only ever gets the
+        defaults, and by default stores nothing.
+        """
+        return options
+
+    async def acquire_slot(self, window: Window) -> datetime | None:
+        """Take one start in `window` now if it allows one (None); else say when it may.
+
+        Counted in the backend, so every process sharing it shares the window (RATE).
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.RATE}'")
 
     # -- publishing ----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from wrkr._backoff import Backoff
 from wrkr._errors import BackendUnavailable
+from wrkr._rates import Window
 from wrkr._store import Claim
 from wrkr._tasks import CLOSE_WAIT, ended
 from wrkr._types import Delivery
@@ -58,6 +59,8 @@ class StoreStream(Generic[R]):
         self._inline = self.store.in_process
         self._now = owner.clock.now
         self._inline_claim: Claim | None = None
+        options = owner.options(queue)
+        self._exclusive, self._window = options.exclusive, options.window(queue)
 
     async def run(self) -> AsyncGenerator[Delivery[R], None]:
         """Yield deliveries until the backend closes; give back the unyielded at exit."""
@@ -93,8 +96,11 @@ class StoreStream(Generic[R]):
         with it and will soon ask for more. A consumer that settles nothing (a crashed
         one) claims nothing more, and a batch stays within `prefetch` unyielded items.
         """
-        if self.store.in_process:
-            return  # its claim costs no round trip: the next refill claims inline
+        if self.store.in_process or self._exclusive:
+            # In process, a claim costs no round trip: the next refill claims inline. An
+            # exclusive queue's claim must follow the settlement, which may free a tid:
+            # the backend rings the stream once the settlement is done.
+            return
         if self._drained and self._claiming is None and self.owner.is_connected:
             self._drained = False
             self._start_claim()
@@ -137,7 +143,7 @@ class StoreStream(Generic[R]):
         if self._inline_claim is None:  # one for the stream: see `Store.claim_nowait`
             now = self._now()
             self._inline_claim = Claim(self.queue, self.worker, now, now + self.lease,
-                                       self.prefetch)
+                                       self.prefetch, self._exclusive, self._window)
         batch = self.store.claim_nowait(self._inline_claim)
         if not batch:
             return False
@@ -158,8 +164,8 @@ class StoreStream(Generic[R]):
 
     async def _claim(self) -> list[Delivery[R]]:
         now = self._now()
-        batch = await self.store.claim(
-            Claim(self.queue, self.worker, now, now + self.lease, self.prefetch))
+        batch = await self.store.claim(Claim(self.queue, self.worker, now, now + self.lease,
+                                             self.prefetch, self._exclusive, self._window))
         if batch:
             self._pacer.reset()
         return batch
@@ -176,6 +182,8 @@ class StoreStream(Generic[R]):
 
     async def _sleep(self) -> None:
         """Sleep until the next due time or lease end, a wake-up, or the next poll."""
+        if self._window is not None and await self._held_back(self._window):
+            return
         pause = await self._pause()
         self.store.idle(self.queue, True)
         try:
@@ -190,8 +198,33 @@ class StoreStream(Generic[R]):
         if self.owner.manual_clock:
             return None
         now = self.owner.now()
-        due = await self.store.next_due(self.queue, now)
+        if self._exclusive:  # due items may wait for their tids: a settlement wakes us
+            due = await self.store.next_change(self.queue, now)
+            due = None if due is not None and due <= now else due
+        else:
+            due = await self.store.next_due(self.queue, now)
         pause = self.store.poll_interval if self.store.wakes_live else self._pacer.next()
         if due is not None:
             pause = min(pause, max(0.0, (due - now).total_seconds()) + TIMER_SLACK)
         return pause
+
+    async def _held_back(self, window: Window) -> bool:
+        """Sleep until the rate's window has room, if it is full; tell whether it was.
+
+        Wake-ups cannot help meanwhile (nothing may start before the slot), so only the
+        slot's time, a moved `ManualClock` reaching it, or the backend closing end it:
+        a held-back queue costs one query per slot, never a claim per publish.
+        """
+        now = self.owner.now()
+        slot = await self.store.next_slot(window, now)
+        if slot is None:
+            return False
+        manual = self.owner.manual_clock
+        while self.owner.is_connected and now < slot:
+            self._bell.clear()
+            pause = None if manual else (slot - now).total_seconds() + TIMER_SLACK
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._bell.wait()
+            now = self.owner.now()
+        return True

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from wrkr._errors import NotSupported
+from wrkr._rates import QueueOptions, Window
 from wrkr._types import (
     Capability,
     Clock,
@@ -44,8 +45,12 @@ Wake = Callable[[str | None], None]
 class Claim(NamedTuple):
     """What one claim asks for: up to `limit` due items of `queue` for `worker`.
 
-    A claimed item is leased until `until`. Coordination adds fields here (a tid filter,
-    a rate's allowance) without changing the method's signature.
+    A claimed item is leased until `until`. With `exclusive`, an item whose tid has
+    another item `processing` (lease not ended) is skipped, and so is an item whose tid
+    has an earlier-due pending one: one per tid, in due order; items without a tid are
+    not restricted. With `window`, the claim takes at most what the window allows at
+    `now` and records what it took there, atomically across processes (see
+    `take_slots`).
     """
 
     queue: str
@@ -53,6 +58,8 @@ class Claim(NamedTuple):
     now: datetime
     until: datetime
     limit: int
+    exclusive: bool = False
+    window: Window | None = None
 
 
 class Settle(StrEnum):
@@ -223,6 +230,38 @@ class Store(abc.ABC, Generic[R]):
         The earliest future due time or lease end; None when the queue holds neither.
         Idle consumers sleep until then (or until woken).
         """
+
+    # -- coordination (EXCLUSIVE, RATE) --------------------------------------------------
+
+    async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
+        """Store `options` with `queue` unless some are stored already; return the stored.
+
+        Atomic among processes: the first to configure a queue decides, the others get
+        what it stored (the core compares). A store without EXCLUSIVE and RATE stores
+        nothing: only the default options reach it.
+        """
+        return options
+
+    async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
+        """Record up to `wanted` starts in `window` at `now`, as many as it allows; how many.
+
+        The window allows `window.limit` starts in (now - period, now]; concurrent calls
+        from any process never together exceed it (RATE).
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.RATE}'")
+
+    async def next_slot(self, window: Window, now: datetime) -> datetime | None:
+        """Return when `window` next allows a start: None if it does at `now` (RATE)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.RATE}'")
+
+    async def next_change(self, queue: str, now: datetime) -> datetime | None:
+        """Return the earliest due time strictly after `now`, or lease end, of `queue`.
+
+        What an exclusive queue's idle consumer sleeps until: its due items may all wait
+        for their tids, so only a future due time or a lease ending (a dead worker's tid
+        coming free) can change that without a wake-up. The default is `next_due`.
+        """
+        return await self.next_due(queue, now)
 
     def claim_nowait(self, claim: Claim) -> list[Delivery[R]]:
         """`claim`, without awaiting (`in_process` stores only).

@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from wrkr._delivery import StoreStream
 from wrkr._errors import BackendUnavailable, LeaseLost
+from wrkr._rates import QueueOptions, Window
 from wrkr._settling import SettlementBatcher, SettlingBackend
 from wrkr._store import Settle, Settlement, Store
 from wrkr._types import Delivery, Item, ItemFilter, Message, State
@@ -52,6 +53,8 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         self._bells: dict[str, set[asyncio.Event]] = {}
         self._unwatch: list[Callable[[], None]] = []
         self._settler = None if store.in_process else SettlementBatcher(store.settle)
+        self._options: dict[str, QueueOptions] = {}  # as stored, per configured queue
+        self._exclusive: set[str] = set()  # their acks and fails free a tid: wake streams
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
@@ -162,6 +165,30 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         """Return every (queue, pattern); see `Backend.subscriptions`."""
         return await self._open_store().subscriptions()
 
+    # -- coordination ------------------------------------------------------------------
+
+    async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
+        """Store `options` with `queue` once; see `Backend.configure`.
+
+        What is stored is what this process's streams of `queue` claim by.
+        """
+        stored = await self._open_store().configure(queue, options)
+        self._options[queue] = stored
+        if stored.exclusive:
+            self._exclusive.add(queue)
+        return stored
+
+    def options(self, queue: str) -> QueueOptions:
+        """Return the options `queue` was configured with here (the defaults if never)."""
+        return self._options.get(queue) or QueueOptions()
+
+    async def acquire_slot(self, window: Window) -> datetime | None:
+        """Take one start in `window` if it allows; see `Backend.acquire_slot`."""
+        store, now = self._open_store(), self.now()
+        if await store.take_slots(window, 1, now):
+            return None
+        return await store.next_slot(window, now) or now  # freed meanwhile: try again now
+
     # -- publishing and consuming ---------------------------------------------------------
 
     async def enqueue(self, messages: Sequence[Message], *, connection: Any = None) -> list[str]:
@@ -198,7 +225,8 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         else:
             held = store.settle_nowait(settlement)
         how = settlement.how
-        if how is not _ACK and how is not _FAIL:  # (Enum hashing is slow)
+        if ((how is not _ACK and how is not _FAIL)  # (Enum hashing is slow)
+                or (self._exclusive and delivery.item.queue in self._exclusive)):
             self.ring(delivery.item.queue)
         if not held:
             raise LeaseLost(f"item {delivery.item.id} of queue {delivery.item.queue!r} is no "

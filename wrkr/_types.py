@@ -42,6 +42,8 @@ class Capability(StrEnum):
     ARCHIVE = "archive"  # keep acked items as `done` until they expire
     FAILED = "failed"  # list failed items (items(state=FAILED, queue=...)) and retry() them
     TRANSACTIONAL = "transactional"  # enqueue inside the caller's own open transaction
+    EXCLUSIVE = "exclusive"  # subscribe(exclusive=True): one item per tid processing at a time
+    RATE = "rate"  # subscribe(rate=...) and app.limiter(): sliding-window limits in the store
 
 
 class State(StrEnum):

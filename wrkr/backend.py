@@ -39,6 +39,7 @@ from wrkr._errors import (
 )
 from wrkr._frozen import fast_builder
 from wrkr._names import is_wildcard, matches
+from wrkr._rates import QueueOptions, Rate, Window
 from wrkr._store import Claim, Settle, Settlement, Store, Wake
 from wrkr._stored import StoreBackend
 from wrkr._tasks import CLOSE_WAIT, ended
@@ -79,6 +80,8 @@ __all__ = [
     "Message",
     "NotStarted",
     "NotSupported",
+    "QueueOptions",
+    "Rate",
     "Settle",
     "Settlement",
     "State",
@@ -87,6 +90,7 @@ __all__ = [
     "SystemClock",
     "UnknownBackend",
     "Wake",
+    "Window",
     "ended",
     "fast_builder",
     "is_wildcard",

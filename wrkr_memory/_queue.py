@@ -149,6 +149,7 @@ class MemoryQueue:
         self.lane: deque[MemoryEntry] = deque()  # ascending keys
         self.heap: list[MemoryEntry] = []
         self.processing: set[MemoryEntry] = set()
+        self.busy: set[str] | None = None  # tids processing, kept for exclusive queues only
         # (name, tid) -> pending count; built on the first `once_every` message only,
         # so that queues never deduplicated pay nothing for it.
         self._pending_names: Counter[tuple[str, str | None]] | None = None
@@ -168,6 +169,24 @@ class MemoryQueue:
     def wake(self) -> None:
         """Tell this queue's consumers it may have work (once per batch of pushes)."""
         self._wake(self.name)
+
+    def hold_tids(self) -> None:
+        """Start keeping `busy`, the tids with an item processing (an exclusive queue)."""
+        if self.busy is None:
+            self.busy = {entry.tid for entry in self.processing if entry.tid is not None}
+
+    def let_go(self, entry: MemoryEntry) -> None:
+        """Forget a leased entry (settled, or its lease ended): its tid is free again."""
+        self.processing.discard(entry)
+        if self.busy is not None:
+            self.busy.discard(entry.tid)
+
+    def put_back(self, entries: list[MemoryEntry]) -> None:
+        """Return popped entries to the pending ones unchanged, waking nobody (skipped)."""
+        for entry in entries:
+            heapq.heappush(self.heap, entry)
+            if self._pending_names is not None:
+                self._count_pending(entry, 1)
 
     def pop_due(self, now: int) -> MemoryEntry | None:
         """Remove and return the first pending entry if it is due at `now`."""
@@ -225,10 +244,16 @@ class MemoryQueue:
         """Return the leased entries whose lease ended by `now`."""
         return [entry for entry in self.processing if entry.claimed().lease_until <= now]
 
-    def next_change(self) -> int | None:
-        """Return when something may next become claimable (a due time or lease end)."""
+    def next_change(self, after: int | None = None) -> int | None:
+        """Return when something may next become claimable (a due time or lease end).
+
+        With `after`, only due times later than it count (O(n): exclusive queues only).
+        """
         times = [entry.claimed().lease_until for entry in self.processing]
-        first = self.first()
-        if first is not None:
-            times.append(first.due)
+        if after is None:
+            first = self.first()
+            if first is not None:
+                times.append(first.due)
+        else:
+            times.extend(due for entry in self.pending if (due := entry.due) > after)
         return min(times, default=None)

@@ -29,16 +29,19 @@ from wrkr.backend import (
     ItemFilter,
     ItemNotFound,
     Message,
+    QueueOptions,
     Settle,
     Settlement,
     State,
     Store,
     SystemClock,
+    Window,
     new_item_id,
 )
 from wrkr_memory._clock import MICROSECOND, from_micros, to_micros
 from wrkr_memory._queue import MemoryEntry, MemoryQueue, pack_key
 from wrkr_memory._routes import MemoryRoutes
+from wrkr_memory._windows import MemoryWindows
 
 _ID_DIGITS = 32
 _PENDING = (None, State.SCHEDULED, State.READY)
@@ -77,6 +80,8 @@ class MemoryStore(Store[MemoryReceipt]):
         self._tokens = itertools.count(1)
         self._last_claim: Claim | None = None  # and its lease in µs: see `claim_nowait`
         self._last_lease = 0
+        self._options: dict[str, QueueOptions] = {}
+        self.windows = MemoryWindows()
 
     def queue(self, name: str) -> MemoryQueue:
         """Return the queue called `name`, created empty on first use."""
@@ -120,17 +125,45 @@ class MemoryStore(Store[MemoryReceipt]):
 
     async def claim(self, claim: Claim) -> list[Delivery[MemoryReceipt]]:
         """Claim due items at `claim.now`; see `Store.claim`."""
-        return self.claim_now(claim.queue, claim.worker, to_micros(claim.until), claim.limit,
-                              to_micros(claim.now))
+        return self._claim_at(claim, to_micros(claim.now), to_micros(claim.until))
 
     def claim_nowait(self, claim: Claim) -> list[Delivery[MemoryReceipt]]:
-        """Claim due items, without awaiting; see `Store.claim`."""
+        """Claim due items now, without awaiting; see `Store.claim_nowait`."""
         if claim is not self._last_claim:  # a stream passes the same one every time
             self._last_claim = claim
             self._last_lease = (claim.until - claim.now) // MICROSECOND
         now = self._now()
-        return self.claim_now(claim.queue, claim.worker, now + self._last_lease, claim.limit,
+        return self._claim_at(claim, now, now + self._last_lease)
+
+    def _claim_at(self, claim: Claim, now: int, until: int) -> list[Delivery[MemoryReceipt]]:
+        if claim.exclusive or claim.window is not None:
+            return self._claim_coordinated(claim, now, until)
+        return self.claim_now(claim.queue, claim.worker, until, claim.limit,
                               now)
+
+    async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
+        """Keep `options` for `queue` unless it has some; see `Store.configure`."""
+        stored = self._options.setdefault(queue, options)
+        if stored.exclusive:
+            self.queue(queue).hold_tids()
+        return stored
+
+    async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
+        """Count up to `wanted` starts in `window`; see `Store.take_slots`."""
+        at = to_micros(now)
+        taken = min(wanted, self.windows.room(window, at))
+        self.windows.record(window, taken, at)
+        return taken
+
+    async def next_change(self, queue: str, now: datetime) -> datetime | None:
+        """Return the next future due time or lease end; see `Store.next_change`."""
+        at = self.queue(queue).next_change(to_micros(now))
+        return None if at is None else from_micros(at)
+
+    async def next_slot(self, window: Window, now: datetime) -> datetime | None:
+        """Return when `window` next has room; see `Store.next_slot`."""
+        at = self.windows.next_slot(window, to_micros(now))
+        return None if at is None else from_micros(at)
 
     async def renew(self, deliveries: Sequence[Delivery[MemoryReceipt]],
                     until: datetime) -> list[bool]:
@@ -301,9 +334,28 @@ class MemoryStore(Store[MemoryReceipt]):
             entry.claimed().attempts -= 1
         self._requeue(entry)
 
-    def next_change(self, name: str) -> int | None:
-        """Return when something in queue `name` may next become claimable."""
-        return self.queue(name).next_change()
+    def _claim_coordinated(self, claim: Claim, now: int,
+                           until: int) -> list[Delivery[MemoryReceipt]]:
+        """Claim with a tid filter (one per tid, in due order) and a rate's allowance."""
+        limit = claim.limit
+        if claim.window is not None:
+            limit = min(limit, self.windows.room(claim.window, now))
+        queue = self.queue(claim.queue)
+        if queue.processing:
+            self._reclaim(queue, now)
+        busy = queue.busy if claim.exclusive else None
+        claimed: list[Delivery[MemoryReceipt]] = []
+        skipped: list[MemoryEntry] = []  # their tid is processing: back in line, unchanged
+        while len(claimed) < limit and (entry := queue.pop_due(now)) is not None:
+            if busy is not None and entry.tid in busy:
+                skipped.append(entry)
+            else:
+                claimed.append(self._lease(queue, entry, claim.worker, until,
+                                           now))
+        queue.put_back(skipped)
+        if claim.window is not None:
+            self.windows.record(claim.window, len(claimed), now)
+        return claimed
 
     # -- inspection --------------------------------------------------------------------
 
@@ -336,12 +388,17 @@ class MemoryStore(Store[MemoryReceipt]):
         claim.worker, claim.lease_until, claim.token = worker, until, next(self._tokens)
         claim.state = State.PROCESSING
         queue.processing.add(entry)
+        if queue.busy is not None and entry.tid is not None:
+            queue.busy.add(entry.tid)
         self._held[entry.id] = entry
         return Delivery(entry.snapshot(now), (entry, claim.token))
 
     def _release_hold(self, receipt: MemoryReceipt) -> MemoryEntry:
         entry = receipt[0]
-        self._queues[entry.queue].processing.discard(entry)
+        queue = self._queues[entry.queue]
+        queue.let_go(entry)
+        if queue.busy is not None and entry.tid is not None:
+            self.notify(entry.queue)  # its tid is free: another consumer may take the next
         return entry
 
     def _requeue(self, entry: MemoryEntry) -> None:
@@ -353,7 +410,7 @@ class MemoryStore(Store[MemoryReceipt]):
 
     def _reclaim(self, queue: MemoryQueue, now: int) -> None:
         for entry in queue.expired(now):
-            queue.processing.discard(entry)
+            queue.let_go(entry)
             self._requeue(entry)
 
     def _purge(self, now: int) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import psycopg
@@ -31,11 +31,14 @@ from wrkr.backend import (
     ItemNotFound,
     Message,
     NotStarted,
+    QueueOptions,
+    Rate,
     Settle,
     Settlement,
     State,
     Store,
     SystemClock,
+    Window,
     ended,
     redact,
 )
@@ -71,6 +74,7 @@ class PostgresStore(Store[PostgresReceipt]):
         self._pools: tuple[PostgresPool, PostgresPool] | None = None
         self._janitor: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
+        self._exclusive: set[str] = set()  # queues whose acks must wake other processes
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.settings.conninfo)!r}, schema={self.settings.schema!r})"
@@ -193,7 +197,15 @@ class PostgresStore(Store[PostgresReceipt]):
         """
         params = {"queue": claim.queue, "now": claim.now, "limit": claim.limit,
                   "worker": claim.worker, "lease": uuid.uuid4(), "until": claim.until}
-        rows = await self._fetch("claim", params, settle=True)
+        if claim.exclusive or claim.window is not None:
+            window = claim.window
+            params |= {"exclusive": claim.exclusive,
+                       "window": None if window is None else window.key,
+                       "rate_limit": None if window is None else window.limit,
+                       "period": None if window is None else window.period}
+            rows = await self._fetch("claim_coordinated", params, settle=True)
+        else:
+            rows = await self._fetch("claim", params, settle=True)
         return sorted(map(to_delivery, rows), key=lambda d: (d.item.due, d.receipt.seq))
 
     async def renew(self, deliveries: Sequence[Delivery[PostgresReceipt]],
@@ -219,12 +231,18 @@ class PostgresStore(Store[PostgresReceipt]):
             first.append(receipt not in seen)
             seen.add(receipt)
         batch = [s for s, new in zip(settlements, first, strict=True) if new]
+        # An ack or fail in an exclusive queue frees a tid: wake every process's consumers.
+        frees = bool(self._exclusive) and any(
+            s.delivery.item.queue in self._exclusive for s in batch)
         if all(s.how is Settle.ACK and not s.keep for s in batch):  # the common case
             params = {"seqs": [s.delivery.receipt.seq for s in batch],
                       "leases": [s.delivery.receipt.lease for s in batch]}
-            rows = await self._fetch("ack", params, settle=True)
+            if frees:
+                params["channel"] = self.channel
+            rows = await self._fetch("ack_waking" if frees else "ack", params, settle=True)
         else:
-            rows = await self._fetch("settle", self._settle_params(batch), settle=True)
+            params = self._settle_params(batch) | {"wake_all": frees}
+            rows = await self._fetch("settle", params, settle=True)
         held = {PostgresReceipt(*row) for row in rows}
         return [new and s.delivery.receipt in held
                 for s, new in zip(settlements, first, strict=True)]
@@ -240,6 +258,39 @@ class PostgresStore(Store[PostgresReceipt]):
     async def next_due(self, queue: str, now: datetime) -> datetime | None:
         """Return the earliest due time or lease end of `queue`; see `Store.next_due`."""
         rows = await self._fetch("next_due", {"queue": queue}, settle=True)
+        return rows[0][0] if rows else None
+
+    # -- coordination ----------------------------------------------------------------------
+
+    async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
+        """Store `options` with `queue` unless it has some; see `Store.configure`."""
+        rate = options.rate
+        params = {"queue": queue, "exclusive": options.exclusive,
+                  "rate_limit": None if rate is None else rate.limit,
+                  "rate_period": None if rate is None else rate.period.total_seconds()}
+        [(exclusive, limit, period)] = await self._fetch("configure", params)
+        stored = QueueOptions(exclusive, None if limit is None else
+                              Rate(limit, timedelta(seconds=period)))
+        if stored.exclusive:
+            self._exclusive.add(queue)
+        return stored
+
+    async def next_change(self, queue: str, now: datetime) -> datetime | None:
+        """Return the next future due time or lease end; see `Store.next_change`."""
+        rows = await self._fetch("next_change", {"queue": queue, "now": now}, settle=True)
+        return rows[0][0] if rows else None
+
+    async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
+        """Record up to `wanted` starts in one locked statement; see `Store.take_slots`."""
+        params = {"window": window.key, "limit": window.limit, "period": window.period,
+                  "wanted": wanted, "now": now}
+        return int((await self._fetch("take_slots", params, settle=True))[0][0])
+
+    async def next_slot(self, window: Window, now: datetime) -> datetime | None:
+        """Return when `window` next has room; see `Store.next_slot`."""
+        params = {"window": window.key, "limit": window.limit, "period": window.period,
+                  "now": now}
+        rows = await self._fetch("next_slot", params, settle=True)
         return rows[0][0] if rows else None
 
     # -- inspection and control ----------------------------------------------------------

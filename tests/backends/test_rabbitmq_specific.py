@@ -518,3 +518,13 @@ async def _rabbitmqctl(command: str) -> None:
         "rabbitmqctl", "-q", command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     async with asyncio.timeout(60):
         assert await process.wait() == 0, f"rabbitmqctl {command} failed"
+
+
+def test_exclusive_and_rate_raise_not_supported_naming_the_capability() -> None:
+    app = Wrkr(RabbitMQBackend("amqp://guest:guest@127.0.0.1:5672/"))
+    with pytest.raises(NotSupported, match="'exclusive'"):
+        app.on("e", queue="q", exclusive=True)(lambda event: None)
+    with pytest.raises(NotSupported, match="'rate'"):
+        app.on("e", queue="q", rate="30/s")(lambda event: None)
+    with pytest.raises(NotSupported, match="'rate'"):
+        app.limiter("etsy", "30/s")

@@ -69,6 +69,47 @@ SET state = 'processing', attempts = i.attempts + 1, worker = %(worker)s, dedupe
 FROM picked WHERE i.seq = picked.seq
 RETURNING {columns}
 
+-- name: claim_coordinated
+-- An exclusive or rated queue's claim (see the function in 0002_coordination.sql).
+SELECT {columns} FROM {schema}.claim_coordinated(
+    %(queue)s, %(worker)s, %(now)s, %(until)s, %(limit)s, %(lease)s, %(exclusive)s,
+    %(window)s, %(rate_limit)s, %(period)s) AS i
+
+-- name: configure
+-- Store a queue's options unless it has some; return what is stored.
+WITH ins AS (
+    INSERT INTO {schema}.queues (queue, exclusive, rate_limit, rate_period)
+    VALUES (%(queue)s, %(exclusive)s, %(rate_limit)s, %(rate_period)s)
+    ON CONFLICT DO NOTHING
+    RETURNING exclusive, rate_limit, rate_period
+)
+SELECT exclusive, rate_limit, rate_period FROM ins
+UNION ALL
+SELECT exclusive, rate_limit, rate_period FROM {schema}.queues WHERE queue = %(queue)s
+LIMIT 1
+
+-- name: take_slots
+SELECT {schema}.take_slots(%(window)s, %(limit)s, %(period)s, %(wanted)s, %(now)s)
+
+-- name: next_slot
+-- When the window next has room: the time its oldest starts leave it, enough of them
+-- that fewer than `limit` remain; no row when it has room at `now`.
+SELECT at + %(period)s FROM (
+    SELECT s.at, sum(s.n) OVER (ORDER BY s.at DESC) AS newer_and_this
+    FROM {schema}.starts s
+    WHERE s.window_key = %(window)s AND s.at > %(now)s::timestamptz - %(period)s
+) w
+WHERE newer_and_this >= %(limit)s
+ORDER BY at DESC LIMIT 1
+
+-- name: next_change
+-- For an exclusive queue's idle consumer: the earliest due time after `now`, or lease end.
+SELECT least(
+    (SELECT min(due) FROM {schema}.items
+     WHERE queue = %(queue)s AND state = 'pending' AND due > %(now)s),
+    (SELECT min(lease_until) FROM {schema}.items
+     WHERE queue = %(queue)s AND state = 'processing'))
+
 -- name: next_due
 SELECT least(
     (SELECT min(due) FROM {schema}.items WHERE queue = %(queue)s AND state = 'pending'),
@@ -91,10 +132,22 @@ USING unnest(%(seqs)b::bigint[], %(leases)b::uuid[]) AS a(seq, lease)
 WHERE i.seq = a.seq AND i.lease = a.lease AND i.state = 'processing'
 RETURNING i.seq, i.lease
 
+-- name: ack_waking
+-- `ack` in an exclusive queue: each ack frees a tid, so its queue is NOTIFYed (at commit;
+-- PostgreSQL sends one per queue however many rows ask, and a RETURNING always runs).
+WITH gone AS (
+    DELETE FROM {schema}.items i
+    USING unnest(%(seqs)b::bigint[], %(leases)b::uuid[]) AS a(seq, lease)
+    WHERE i.seq = a.seq AND i.lease = a.lease AND i.state = 'processing'
+    RETURNING i.seq, i.lease, pg_notify(%(channel)s, i.queue)
+)
+SELECT seq, lease FROM gone
+
 -- name: settle
 -- A batch of settlements (Settle: ack, nack, fail, release, abandon), fenced by the lease
 -- token: the rows returned still held their item. An ack without `keep` deletes the row;
--- the others update it. Queues getting an item back are NOTIFYed (at commit).
+-- the others update it. Queues getting an item back are NOTIFYed (at commit), and with
+-- `wake_all` (an exclusive queue: an ack or fail frees a tid) every queue settled in.
 WITH s AS (
     SELECT * FROM unnest(%(seqs)b::bigint[], %(leases)b::uuid[], %(hows)b::text[],
                          %(dues)s::timestamptz[], %(errors)s::text[], %(keeps)b::boolean[],
@@ -104,7 +157,7 @@ WITH s AS (
     DELETE FROM {schema}.items i USING s
     WHERE i.seq = s.seq AND i.lease = s.lease AND i.state = 'processing'
       AND s.how = 'ack' AND NOT s.keep
-    RETURNING i.seq, s.lease
+    RETURNING i.seq, s.lease, CASE WHEN %(wake_all)s THEN pg_notify(%(channel)s, i.queue) END
 ), changed AS (
     UPDATE {schema}.items i
     SET state = CASE s.how WHEN 'ack' THEN 'done' WHEN 'fail' THEN 'failed'
@@ -122,7 +175,8 @@ WITH s AS (
     RETURNING i.seq, s.lease, i.queue, s.how
 ), woken AS (
     SELECT count(pg_notify(%(channel)s, q.queue)) AS n
-    FROM (SELECT DISTINCT queue FROM changed WHERE how NOT IN ('ack', 'fail')) q
+    FROM (SELECT DISTINCT queue FROM changed
+          WHERE %(wake_all)s OR how NOT IN ('ack', 'fail')) q
 )
 SELECT seq, lease FROM gone UNION ALL SELECT seq, lease FROM changed, woken
 

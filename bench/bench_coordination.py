@@ -1,0 +1,95 @@
+"""Coordination: claim throughput with `exclusive=True`, and achieved rate against `rate`.
+
+    python -m bench.bench_coordination [memory|postgres]
+
+Exclusive: 5,000 items over 1,000 distinct tids, a no-op handler, concurrency 50, beside
+the same queue without `exclusive` (a ratio, same run, alternating). Rate: a queue with
+plenty of due items and `rate` 30/s and 1,000/s; the starts counted over the run against
+the rate (the first window's burst of N left out: it is allowed at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import time
+from collections.abc import Callable
+
+from wrkr import Event, Wrkr
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def new_app(kind: str, schema: str) -> Wrkr:
+    """Return an app on a fresh memory store or the benchmark's PostgreSQL schema."""
+    if kind == "memory":
+        return Wrkr()
+    return Wrkr.from_url(f"{PG_URL}?schema={schema}")
+
+
+async def drain(make: Callable[[], Wrkr], exclusive: bool, items: int = 5000,
+                tids: int = 1000) -> float:
+    """Return items per second through a queue, exclusive or not."""
+    app, done = make(), asyncio.Event()
+    handled = 0
+
+    async def handle(event: Event) -> None:
+        nonlocal handled
+        handled += 1
+        if handled == items:
+            done.set()
+
+    queue = f"bench.{secrets.token_hex(4)}"
+    async with app:
+        await app.subscribe(queue, queue, handle, concurrency=50, exclusive=exclusive)
+        for start in range(0, items, 1000):
+            await app.publish([{"name": queue, "tid": f"t{n % tids}"}
+                               for n in range(start, start + 1000)])
+        began = time.perf_counter()
+        await app.listen()
+        await done.wait()
+        return items / (time.perf_counter() - began)
+
+
+async def achieved(make: Callable[[], Wrkr], rate: int, seconds: float) -> float:
+    """Return the starts per second a queue rated `rate`/s reaches, after its burst."""
+    app, starts = make(), []
+
+    async def handle(event: Event) -> None:
+        starts.append(time.perf_counter())
+
+    queue = f"bench.{secrets.token_hex(4)}"
+    async with app:
+        await app.subscribe(queue, queue, handle, concurrency=50, rate=f"{rate}/s")
+        await app.publish([{"name": queue} for _ in range(int(rate * (seconds + 2)))])
+        await app.listen()
+        await asyncio.sleep(seconds + 1)
+    first = starts[0]
+    later = [at for at in starts if first + 1.0 <= at < first + 1.0 + seconds]
+    return len(later) / seconds
+
+
+async def main(kind: str) -> None:
+    """Print the figures for one backend."""
+    schema = f"wrkr_bench_{secrets.token_hex(3)}"
+    make = lambda: new_app(kind, schema)  # noqa: E731
+    plain, exclusive = [], []
+    for _ in range(3):
+        plain.append(await drain(make, False))
+        exclusive.append(await drain(make, True))
+    best_plain, best_exclusive = max(plain), max(exclusive)
+    print(f"{kind}: claim throughput, 1,000 tids: plain {best_plain:,.0f}/s, exclusive "
+          f"{best_exclusive:,.0f}/s, ratio {best_exclusive / best_plain:.2f}")
+    for rate, seconds in ((30, 3.0), (1000, 3.0)):
+        got = await achieved(make, rate, seconds)
+        print(f"{kind}: rate {rate}/s achieved {got:,.1f}/s ({got / rate:.1%})")
+    if kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "memory"))

@@ -1,0 +1,311 @@
+"""Vela's upload worker on wrkr: one shop at a time, Etsy's 30 requests per second.
+
+An upload task (tid = shop id) creates the shop's missing sections, then uploads its
+listings in batches of 100 in parallel; each listing is a PUT of its basic fields then a
+POST of its variations, then its sync status is noted (Vela's own database: here the
+per-shop countdown `LEFT`, readable while the task runs). A failed API call is tried
+again at once (up to `CALL_TRIES`); a task that still fails is rescheduled at 10 s,
+30 min, then 2 h (`Retry`). Every API call goes through `app.limiter("etsy", "30/s")`,
+shared by every worker process, and the queue is `exclusive`: two tasks of one shop
+never run at once, in one process or across many (what Vela's `get_task()` did).
+
+`FakeEtsy` stands in for the API: it fails a share of calls and records every request
+(when, which shop, which task), in process or over HTTP on 127.0.0.1.
+
+Run it:
+    python -m examples.vela_upload                 # memory, a ManualClock: the 30/s limit
+                                                   # and every retry run in virtual time
+    WRKR_URL=postgresql://postgres@127.0.0.1/test python -m examples.vela_upload
+    python -m examples.vela_upload worker --etsy http://127.0.0.1:8123   # a worker process
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from wrkr import Event, Retry, Wrkr
+from wrkr.backend import Clock, SystemClock
+
+QUEUE = "vela.uploads"
+EVENT = "vela.upload.requested"
+BATCH = 100
+CALL_TRIES = 5
+LEFT: dict[str, int] = {}  # listings left per shop, while its task runs
+
+
+# -- the fake Etsy API ------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """One request the API received."""
+
+    at: float  # seconds since the epoch, by the API's clock
+    shop: str
+    task: str
+    path: str
+    granted: float  # when the client's rate limit granted the call (its clock)
+
+
+@dataclass
+class FakeEtsy:
+    """Counts requests per second and per shop, and fails `failure_rate` of them."""
+
+    failure_rate: float = 0.0
+    clock: Clock = field(default_factory=SystemClock)
+    down_until: float = 0.0  # every call fails before this time (an outage)
+    seed: int = 7
+    requests: list[Request] = field(default_factory=list)
+    sections: dict[str, set[str]] = field(default_factory=dict)
+    listings: dict[str, set[str]] = field(default_factory=dict)  # shop -> with variations
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+
+    def handle(self, method: str, path: str, task: str, granted: float | None = None) -> int:
+        """Serve one call; return its HTTP status (503 for a simulated failure)."""
+        shop, at = path.split("/")[2], self.clock.now().timestamp()
+        self.requests.append(Request(at, shop, task, path, at if granted is None else granted))
+        if at < self.down_until or self._random.random() < self.failure_rate:
+            return 503
+        parts = path.strip("/").split("/")  # shops/{shop}/sections|listings/{id}[/variations]
+        if parts[2] == "sections" and method == "POST":
+            self.sections.setdefault(shop, set()).add(parts[3])
+        elif parts[2] == "listings" and parts[-1] == "variations":
+            self.listings.setdefault(shop, set()).add(parts[3])
+        self.changed.set()
+        return 200
+
+    def uploaded(self, shop: str) -> int:
+        """Return how many of `shop`'s listings have their variations."""
+        return len(self.listings.get(shop, ()))
+
+    def most_per_window(self, seconds: float = 1.0, *, granted: bool = False) -> int:
+        """Return the most requests received (or `granted`) in any window of `seconds`."""
+        times = sorted(request.granted if granted else request.at for request in self.requests)
+        most, start = 0, 0
+        for end, at in enumerate(times):
+            while at - times[start] >= seconds:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
+
+    def overlapping_tasks(self) -> list[tuple[str, str, str]]:
+        """Return (shop, task, task) for tasks of one shop whose requests interleaved."""
+        spans: dict[tuple[str, str], list[float]] = {}
+        for request in self.requests:
+            span = spans.setdefault((request.shop, request.task), [request.at, request.at])
+            span[1] = request.at
+        found = []
+        by_shop: dict[str, list[tuple[float, float, str]]] = {}
+        for (shop, task), (first, last) in spans.items():
+            by_shop.setdefault(shop, []).append((first, last, task))
+        for shop, tasks in by_shop.items():
+            tasks.sort()
+            for (_, last, task), (first, _, other) in itertools.pairwise(tasks):
+                if first < last:
+                    found.append((shop, task, other))
+        return found
+
+    async def serve(self, port: int = 0) -> asyncio.Server:
+        """Serve the API over HTTP on 127.0.0.1 (`port` 0: any free one)."""
+        return await asyncio.start_server(self._serve_one, "127.0.0.1", port)
+
+    async def _serve_one(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            head = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+            method, path, _ = head[0].split(" ")
+            headers = dict(line.split(": ", 1) for line in head[1:] if line)
+            status = self.handle(method, path, headers.get("X-Task", "?"),
+                                 float(headers["X-Granted"]))
+            writer.write(f"HTTP/1.1 {status} -\r\nContent-Length: 0\r\n\r\n".encode())
+            await writer.drain()
+        writer.close()
+
+
+Slot = Callable[[], Any]  # awaits a slot of the rate limit
+Transport = Callable[[str, str, str, Slot], Any]  # (method, path, task, slot) -> status
+
+
+def in_process(api: FakeEtsy) -> Transport:
+    """Call `api` directly."""
+    async def call(method: str, path: str, task: str, slot: Slot) -> int:
+        await slot()
+        return api.handle(method, path, task)
+    return call
+
+
+def over_http(base: str) -> Transport:
+    """Call the API served at `base` ("http://127.0.0.1:8123").
+
+    The slot is taken once connected, just before the request is written: the API
+    counts arrivals, so the time between the two must be as short as can be.
+    """
+    host, port = base.removeprefix("http://").split(":")
+
+    async def call(method: str, path: str, task: str, slot: Slot) -> int:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        await slot()
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nX-Task: {task}\r\n"
+                     f"X-Granted: {time.time()}\r\nContent-Length: 0\r\n\r\n".encode())
+        status = int((await reader.readline()).split()[1])
+        writer.close()
+        return status
+    return call
+
+
+# -- the worker ---------------------------------------------------------------------------
+
+
+class EtsyDown(Exception):
+    """An API call failed `CALL_TRIES` times: the task is retried later."""
+
+
+def build_app(url: str, clock: Clock | None = None) -> Wrkr:
+    """Build the app; with a ManualClock, leases long enough for virtual time.
+
+    Leases are renewed by real time, while a test's virtual time may run much faster.
+    """
+    if clock is None:
+        return Wrkr.from_url(url, name="vela", lease="10 seconds")
+    return Wrkr.from_url(url, name="vela", lease="1 day", clock=clock)
+
+
+@dataclass
+class Uploader:
+    """Uploads shops to Etsy through `transport`, within `app`'s "etsy" limit."""
+
+    app: Wrkr
+    transport: Transport
+    rate: str = "30/s"
+
+    def __post_init__(self) -> None:
+        self.etsy = self.app.limiter("etsy", self.rate)
+        self.app.on(EVENT, queue=QUEUE, concurrency=10, exclusive=True,
+                    retry=Retry(attempts=4, backoff=("10 seconds", "30 minutes", "2 hours")),
+                    timeout="1 hour")(self.upload)
+
+    async def call(self, method: str, path: str, task: str) -> None:
+        """Make one API call within the limit, tried again at once when it fails."""
+        for _ in range(CALL_TRIES):
+            if await self.transport(method, path, task, self.etsy.acquire) == 200:
+                return
+        raise EtsyDown(f"{method} {path} failed {CALL_TRIES} times")
+
+    async def upload(self, event: Event) -> None:
+        """Create the shop's missing sections, then upload its listings in batches."""
+        shop, task = str(event.tid), f"{event.id}:{event.attempts}"
+        for section in event.payload["sections"]:
+            await self.call("POST", f"/shops/{shop}/sections/{section}", task)
+        listings = list(event.payload["listings"])
+        LEFT[shop] = len(listings)
+        for start in range(0, len(listings), BATCH):
+            batch = listings[start:start + BATCH]
+            async with asyncio.TaskGroup() as group:  # one failure cancels the batch
+                for listing in batch:
+                    group.create_task(self.upload_listing(shop, listing, task))
+        LEFT.pop(shop, None)
+
+    async def upload_listing(self, shop: str, listing: str, task: str) -> None:
+        """PUT the basic fields, POST the variations, note the sync status."""
+        await self.call("PUT", f"/shops/{shop}/listings/{listing}", task)
+        await self.call("POST", f"/shops/{shop}/listings/{listing}/variations", task)
+        LEFT[shop] -= 1  # Vela's sync status: this listing is done
+
+
+def tasks(shops: int, listings: int, per_shop: int = 2) -> list[dict[str, Any]]:
+    """Return upload events: `per_shop` tasks per shop sharing its `listings`."""
+    events = []
+    for number in range(shops):
+        shop, share = f"shop-{number}", -(-listings // per_shop)
+        for part in range(per_shop):
+            names = [f"l{index}" for index in range(part * share,
+                                                    min(listings, (part + 1) * share))]
+            events.append({"name": EVENT, "tid": shop,
+                           "payload": {"sections": ["new", "sale"], "listings": names}})
+    return events
+
+
+# -- running it -----------------------------------------------------------------------------
+
+
+async def run_here(url: str, shops: int, listings: int, failure_rate: float,
+                   down_for: float = 0.0) -> FakeEtsy:
+    """Run everything in this process; on memory the clock is a ManualClock.
+
+    The API is down for the first `down_for` seconds: the tasks' first attempts fail.
+    """
+    from wrkr_memory import ManualClock
+
+    clock = ManualClock() if url.startswith("memory:") else None
+    api = FakeEtsy(failure_rate, clock or SystemClock())
+    api.down_until = api.clock.now().timestamp() + down_for
+    app = build_app(url, clock)
+    Uploader(app, in_process(api))
+    async with app:
+        await app.publish(tasks(shops, listings))
+        await app.listen()
+        while await app.items(queue=QUEUE, limit=1):
+            if clock is not None:
+                clock.advance(0.05)  # virtual time: the limit refills, retries fall due
+                await asyncio.sleep(0.001)
+            else:
+                api.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        await api.changed.wait()
+    return api
+
+
+async def run_worker(url: str, etsy: str) -> None:
+    """Run one worker process against the API at `etsy` until SIGTERM or SIGINT."""
+    app = build_app(url)
+    Uploader(app, over_http(etsy))
+    await app.run()
+
+
+def main() -> None:
+    """Parse the command line and run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", choices=("demo", "worker"), default="demo")
+    parser.add_argument("--etsy", help="the API's base URL (worker mode)")
+    parser.add_argument("--shops", type=int, default=3)
+    parser.add_argument("--listings", type=int, default=250)
+    parser.add_argument("--failure-rate", type=float, default=0.05)
+    parser.add_argument("--down-for", type=float, default=5.0,
+                        help="seconds the API is down at first (tasks are retried at 10 s)")
+    args = parser.parse_args()
+    url = os.environ.get("WRKR_URL", "memory://")
+    if args.mode == "worker":
+        asyncio.run(run_worker(url, args.etsy))
+        return
+    began = time.monotonic()
+    api = asyncio.run(run_here(url, args.shops, args.listings, args.failure_rate,
+                               args.down_for))
+    print(orjson.dumps({
+        "requests": len(api.requests), "most_per_second": api.most_per_window(),
+        "uploaded": {shop: len(ids) for shop, ids in sorted(api.listings.items())},
+        "overlapping_tasks": api.overlapping_tasks(), "seconds": round(
+            time.monotonic() - began, 2),
+        "virtual_seconds": round(api.requests[-1].at - api.requests[0].at, 1),
+    }).decode())
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["FakeEtsy", "Uploader", "build_app", "tasks"]

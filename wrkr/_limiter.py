@@ -1,0 +1,74 @@
+"""`Limiter`: a named sliding-window rate limit shared by every process on the backend.
+
+`app.limiter("etsy", "30/s")` gives code inside handlers the limit a queue's `rate`
+gives its handler starts: at most N acquisitions in any window of the period's length,
+counted in the backend. Waiters of one process queue in arrival order (an
+`asyncio.Lock` is FIFO), so only the first of them asks the backend; it sleeps until
+the window's next slot (never polling the database meanwhile), woken early only by a
+`ManualClock` that moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+
+from wrkr._backend import Backend
+from wrkr._rates import Rate, limiter_window
+
+__all__ = ["Limiter"]
+
+TIMER_SLACK = 0.002  # seconds added to a sleep, so that we wake after the slot
+
+
+class Limiter:
+    """Waits for a slot of a named rate limit: `async with limiter:` or `await acquire()`.
+
+    Args:
+        backend: where the window is counted (shared by every process using it).
+        name: the limit's name; limits of one name share one window.
+        rate: at most `rate.limit` acquisitions in any `rate.period`.
+    """
+
+    def __init__(self, backend: Backend, name: str, rate: Rate) -> None:
+        self.name, self.rate = name, rate
+        self._backend = backend
+        self._window = limiter_window(name, rate)
+        self._turn = asyncio.Lock()  # FIFO: waiters of this process take slots in order
+
+    def __repr__(self) -> str:
+        return f"Limiter({self.name!r}, {str(self.rate)!r})"
+
+    async def acquire(self) -> None:
+        """Wait until the window allows one more start, and take it."""
+        async with self._turn:
+            while (slot := await self._backend.acquire_slot(self._window)) is not None:
+                await self._sleep_until(slot)
+
+    async def __aenter__(self) -> Limiter:
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        """Nothing to give back: a start counts whether the call succeeded or not."""
+
+    async def _sleep_until(self, slot: datetime) -> None:
+        clock = self._backend.clock
+        watch: Callable[[Callable[[], None]], None] | None = getattr(clock, "watch", None)
+        if watch is None:
+            pause = (slot - clock.now()).total_seconds() + TIMER_SLACK
+            await asyncio.sleep(max(0.0, pause))
+            return
+        moved = asyncio.Event()  # a ManualClock: sleep until it moves to (or past) the slot
+        watch(moved.set)
+        try:
+            while clock.now() < slot:
+                moved.clear()
+                await moved.wait()
+        finally:
+            with contextlib.suppress(AttributeError):
+                clock.unwatch(moved.set)  # type: ignore[attr-defined]
