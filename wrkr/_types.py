@@ -40,6 +40,7 @@ class Capability(StrEnum):
     ARCHIVE = "archive"  # keep acked items as `done` until they expire
     FAILED = "failed"  # list failed items (items(state=FAILED, queue=...)) and retry() them
     TRANSACTIONAL = "transactional"  # enqueue inside the caller's own open transaction
+    SCHEDULES = "schedules"  # recurring schedules, each firing published once (app.schedule)
 
 
 class State(StrEnum):

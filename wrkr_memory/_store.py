@@ -25,10 +25,12 @@ from wrkr.backend import (
     Clock,
     Delivery,
     ErrorRecord,
+    Firing,
     Item,
     ItemFilter,
     ItemNotFound,
     Message,
+    ScheduleRecord,
     Settle,
     Settlement,
     State,
@@ -39,6 +41,7 @@ from wrkr.backend import (
 from wrkr_memory._clock import from_micros, to_micros
 from wrkr_memory._queue import MemoryEntry, MemoryQueue, pack_key
 from wrkr_memory._routes import MemoryRoutes
+from wrkr_memory._schedules import MemorySchedules
 
 _ID_DIGITS = 32
 _PENDING = (None, State.SCHEDULED, State.READY)
@@ -73,6 +76,7 @@ class MemoryStore(Store[MemoryReceipt]):
         self._archive: list[tuple[int, int, MemoryEntry]] = []
         self._seq = itertools.count(1)
         self._tokens = itertools.count(1)
+        self.schedule_book = MemorySchedules()
 
     def queue(self, name: str) -> MemoryQueue:
         """Return the queue called `name`, created empty on first use."""
@@ -185,6 +189,26 @@ class MemoryStore(Store[MemoryReceipt]):
         for entry in doomed:
             del self._held[entry.id]
         return len(doomed)
+
+    # -- recurring schedules -----------------------------------------------------------
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return every schedule, by name; see `Store.schedules`."""
+        return self.schedule_book.all()
+
+    async def save_schedule(self, record: ScheduleRecord) -> bool:
+        """Store or update a schedule; see `Store.save_schedule`."""
+        return self.schedule_book.save(record)
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; see `Store.remove_schedule`."""
+        return self.schedule_book.remove(name)
+
+    async def fire_schedule(self, firing: Firing) -> list[str] | None:
+        """Carry out a firing in one step, or nothing; see `Store.fire_schedule`."""
+        if not self.schedule_book.take(firing):
+            return None
+        return self.enqueue(firing.messages)
 
     def _settle_one(self, settlement: Settlement[MemoryReceipt]) -> bool:
         receipt = settlement.delivery.receipt
