@@ -34,7 +34,7 @@ import pytest
 pytest.register_assert_rewrite(
     *(f"backend_conformance_tests.{module}" for module in (
         "_helpers", "delivery", "inspection", "leases", "lifecycle", "publishing", "retries",
-        "scheduling"))
+        "schedules", "scheduling"))
 )
 
 from backend_conformance_tests._helpers import (  # noqa: E402
@@ -55,6 +55,7 @@ from backend_conformance_tests.leases import LeaseSuite  # noqa: E402
 from backend_conformance_tests.lifecycle import LifecycleSuite  # noqa: E402
 from backend_conformance_tests.publishing import EnqueueContractSuite, PublishingSuite  # noqa: E402
 from backend_conformance_tests.retries import FailedItemsSuite, RetriesSuite  # noqa: E402
+from backend_conformance_tests.schedules import ScheduleSuite  # noqa: E402
 from backend_conformance_tests.scheduling import OnceEverySuite, SchedulingSuite  # noqa: E402
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "Recorder",
     "RetriesSuite",
     "RoutingSuite",
+    "ScheduleSuite",
     "SchedulingSuite",
     "SuiteBase",
     "needs",
@@ -95,5 +97,6 @@ class BackendSuite(
     CancelSuite,
     ArchiveSuite,
     LifecycleSuite,
+    ScheduleSuite,
 ):
     """Every suite of the contract; subclass it and provide `backend_factory`."""
