@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from datetime import datetime, timedelta
 
 import pytest
@@ -115,7 +116,8 @@ class ScheduleSuite(SuiteBase):
         await backend.subscribe(queue, saved.name)
         await backend.save_schedule(saved)
         ids = await backend.fire_schedule(firing(saved))
-        assert ids is not None and len(ids) == 1
+        assert ids is not None
+        assert len(ids) == 1
         assert await listed(backend, saved.name) == dataclasses.replace(
             saved, next=saved.next + HOUR, last=saved.next)
         if Capability.QUERY in backend.capabilities:
@@ -195,7 +197,7 @@ class ScheduleSuite(SuiteBase):
         whens = [event.when for event in recorder.events]
         assert len(set(whens)) == len(whens), f"a firing was published twice: {whens}"
         assert [event.tid for event in fired] == ["shared"] * 3
-        steps = {b - a for a, b in zip(whens, whens[1:], strict=False)}  # type: ignore[operator]
+        steps = {b - a for a, b in itertools.pairwise(whens)}  # type: ignore[operator]
         assert steps == {SECOND}
 
     @needs(Capability.SCHEDULES)
