@@ -244,7 +244,7 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         return await self._open_store().remove_schedule(name)
 
     async def fire_schedule(self, firing: Firing) -> list[str] | None:
-        """Carry out a firing once, or nothing; wake the queues it reached."""
+        """Carry out a firing once, or nothing; see `Store.fire_schedule`."""
         return await self._open_store().fire_schedule(firing)
 
     # -- internals ---------------------------------------------------------------------------
