@@ -34,7 +34,7 @@ import pytest
 pytest.register_assert_rewrite(
     *(f"backend_conformance_tests.{module}" for module in (
         "_helpers", "delivery", "exclusive", "inspection", "leases", "lifecycle", "publishing",
-        "rates", "retries", "scheduling"))
+        "rates", "retries", "schedules", "scheduling"))
 )
 
 from backend_conformance_tests._helpers import (  # noqa: E402
@@ -57,6 +57,7 @@ from backend_conformance_tests.lifecycle import LifecycleSuite  # noqa: E402
 from backend_conformance_tests.publishing import EnqueueContractSuite, PublishingSuite  # noqa: E402
 from backend_conformance_tests.rates import LimiterSuite, RateSuite  # noqa: E402
 from backend_conformance_tests.retries import FailedItemsSuite, RetriesSuite  # noqa: E402
+from backend_conformance_tests.schedules import ScheduleSuite  # noqa: E402
 from backend_conformance_tests.scheduling import OnceEverySuite, SchedulingSuite  # noqa: E402
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "Recorder",
     "RetriesSuite",
     "RoutingSuite",
+    "ScheduleSuite",
     "SchedulingSuite",
     "SuiteBase",
     "needs",
@@ -103,5 +105,6 @@ class BackendSuite(
     ExclusiveSuite,
     RateSuite,
     LimiterSuite,
+    ScheduleSuite,
 ):
     """Every suite of the contract; subclass it and provide `backend_factory`."""

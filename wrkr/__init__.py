@@ -24,6 +24,7 @@ from wrkr._event import Event
 from wrkr._hooks import Handled, Observer, Outcome
 from wrkr._limiter import Limiter
 from wrkr._retry import Retry
+from wrkr._schedules import Schedule
 from wrkr._version import __version__ as __version__
 from wrkr.backend import Capability, ErrorRecord, State
 
@@ -48,6 +49,7 @@ __all__ = [
     "Observer",
     "Outcome",
     "Retry",
+    "Schedule",
     "State",
     "UnknownBackend",
     "Wrkr",

@@ -8,6 +8,7 @@ one `QueueConsumer` per subscribed queue once `listen()` is called.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -41,6 +42,9 @@ from wrkr._models import check_model
 from wrkr._names import check_name, check_pattern, check_queue, is_wildcard
 from wrkr._rates import QueueOptions, Rate, parse_rate
 from wrkr._retry import Retry
+from wrkr._schedule_args import build_record, to_schedule
+from wrkr._scheduler import Scheduler
+from wrkr._schedules import Schedule, ScheduleRecord
 from wrkr._signals import signals_routed
 from wrkr._when import parse_duration
 from wrkr.backend import Backend, Capability, ItemFilter, Message, State
@@ -99,6 +103,8 @@ class Wrkr:
         self._routes: dict[str, list[Route]] = {}
         self._queue_options: dict[str, QueueOptions] = {}  # as declared in this app
         self._consumers: dict[str, QueueConsumer] = {}
+        self._schedules: dict[str, Callable[[datetime], ScheduleRecord]] = {}
+        self._scheduler: Scheduler | None = None
         self._started = False
         self._listening = False
         self._stopping: asyncio.Future[None] | None = None
@@ -129,6 +135,8 @@ class Wrkr:
                 await self._configure(queue, self._queue_options.get(queue, QueueOptions()))
                 for route in routes:
                     await self.backend.subscribe(queue, route.pattern)
+            for declared in self._schedules.values():
+                await self.backend.save_schedule(declared(self.backend.now()))
         except BaseException:
             await self.stop()
             raise
@@ -150,6 +158,9 @@ class Wrkr:
     async def _shut_down(self, timeout: float) -> None:
         try:
             consumers, self._consumers = list(self._consumers.values()), {}
+            scheduler, self._scheduler = self._scheduler, None
+            if scheduler is not None:
+                await scheduler.stop()
             await asyncio.gather(*(consumer.stop(timeout) for consumer in consumers))
             self._started = self._listening = False
             await self.backend.close()
@@ -357,6 +368,9 @@ class Wrkr:
         for queue in self._routes:
             if queue not in self._consumers:
                 self._start_consumer(queue)
+        if self._scheduler is None and Capability.SCHEDULES in self.backend.capabilities:
+            self._scheduler = Scheduler(self.backend, self.observers)
+            self._scheduler.start()
 
     def _start_consumer(self, queue: str) -> None:
         consumer = QueueConsumer(queue, self._settings)
@@ -375,6 +389,45 @@ class Wrkr:
                 await self._run_ends.wait()
             finally:
                 await self.stop()  # a second signal meanwhile is harmless: already set
+
+    # -- recurring schedules ---------------------------------------------------------
+
+    async def schedule(
+        self, name: str, *, cron: str | None = None, every: Duration | None = None,
+        tz: str = "UTC", tid: str | None = None, payload: dict[str, Any] | None = None,
+        catch_up: Literal["latest", "all", "none"] = "latest",
+    ) -> None:
+        """Publish the event `name` (with `tid`, `payload`) on a recurring schedule.
+
+        Give `cron` (read in `tz`; needs ``wrkr[cron]``) or `every` (the first firing
+        one interval from now). Before `start()` the schedule is declared and made
+        durable at start; after, at once. The same name again updates the schedule (a
+        no-op when nothing changed), so every process may run the same module. Each
+        firing is published once however many apps listen; firings missed while no
+        app ran: `catch_up="latest"` publishes the most recent, `"all"` each, `"none"`
+        none.
+        """
+        self._require(Capability.SCHEDULES, "schedule()")
+        declared = functools.partial(build_record, name, cron=cron, every=every, tz=tz,
+                                     tid=tid, payload=payload, catch_up=catch_up)
+        record = declared(now=self.backend.now())  # bad arguments fail here, at the call
+        self._schedules[name] = lambda now: declared(now=now)
+        if self._started:
+            await self.backend.save_schedule(record)
+            if self._scheduler is not None:
+                self._scheduler.wake()
+
+    async def unschedule(self, name: str) -> bool:
+        """Remove the schedule called `name`; tell whether there was one."""
+        self._require(Capability.SCHEDULES, "unschedule()")
+        declared = self._schedules.pop(check_name(name), None) is not None
+        return await self.backend.remove_schedule(name) if self._started else declared
+
+    async def schedules(self) -> list[Schedule]:
+        """Return every stored schedule (this app's and other processes'), by name."""
+        self._require_started("schedules")
+        self._require(Capability.SCHEDULES, "schedules()")
+        return [to_schedule(record) for record in await self.backend.schedules()]
 
     # -- inspection and control ------------------------------------------------------
 

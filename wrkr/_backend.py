@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self
 
 from wrkr._errors import NotStarted, NotSupported
 from wrkr._rates import QueueOptions, Window
+from wrkr._schedules import Firing, ScheduleRecord
 from wrkr._types import (
     Capability,
     Clock,
@@ -296,3 +297,21 @@ class Backend(abc.ABC):
         """Delete `state` items (DONE or FAILED) of `queue` (any if None) finished before
         `older_than` (any time if None); return how many."""
         raise NotSupported(f"{type(self).__name__} does not support purge")
+
+    # -- recurring schedules (optional capability SCHEDULES) ---------------------------
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return every stored schedule, sorted by name (SCHEDULES; see `Store`)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")
+
+    async def save_schedule(self, record: ScheduleRecord) -> bool:
+        """Store or update a schedule; False if unchanged (see `Store.save_schedule`)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; tell whether there was one (SCHEDULES)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")
+
+    async def fire_schedule(self, firing: Firing) -> list[str] | None:
+        """Carry out a firing once, or nothing (see `Store.fire_schedule`)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")

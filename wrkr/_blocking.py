@@ -14,12 +14,14 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from wrkr._app import Wrkr
 from wrkr._errors import AlreadyStarted, CallTimedOut, InvalidConfig, NotStarted, WrkrError
 from wrkr._event import Event
+from wrkr._schedules import Schedule
 from wrkr.backend import State
 
 __all__ = ["BlockingWrkr"]
@@ -177,6 +179,23 @@ class BlockingWrkr:
     def subscriptions(self, event_name: str) -> list[str]:
         """Return the queues an event called `event_name` would reach (`Wrkr.subscriptions`)."""
         return self._call(self.app.subscriptions, event_name)
+
+    def schedule(
+        self, name: str, *, cron: str | None = None, every: timedelta | float | str | None = None,
+        tz: str = "UTC", tid: str | None = None, payload: dict[str, Any] | None = None,
+        catch_up: Literal["latest", "all", "none"] = "latest",
+    ) -> None:
+        """Store or update a recurring schedule (`Wrkr.schedule`); listening apps fire it."""
+        self._call(self.app.schedule, name, cron=cron, every=every, tz=tz, tid=tid,
+                   payload=payload, catch_up=catch_up)
+
+    def unschedule(self, name: str) -> bool:
+        """Remove a schedule; tell whether there was one (`Wrkr.unschedule`)."""
+        return self._call(self.app.unschedule, name)
+
+    def schedules(self) -> list[Schedule]:
+        """Return every stored schedule, by name (`Wrkr.schedules`)."""
+        return self._call(self.app.schedules)
 
     def _call(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
               **kwargs: Any) -> T:

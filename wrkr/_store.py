@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from wrkr._errors import NotSupported
 from wrkr._rates import QueueOptions, Window
+from wrkr._schedules import Firing, ScheduleRecord
 from wrkr._types import (
     Capability,
     Clock,
@@ -313,3 +314,34 @@ class Store(abc.ABC, Generic[R]):
     async def purge(self, queue: str | None, state: State, older_than: datetime | None) -> int:
         """Delete `state` items (done or failed) finished before `older_than`; how many."""
         raise NotSupported(f"{type(self).__name__} does not support purge")
+
+    # -- recurring schedules (optional capability SCHEDULES) -----------------------------
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return every stored schedule, sorted by name (SCHEDULES)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")
+
+    async def save_schedule(self, record: ScheduleRecord) -> bool:
+        """Store `record`, or update the stored schedule of its name; durable (SCHEDULES).
+
+        An update replaces the definition (cron, every, tz, tid, payload, catch_up); it
+        replaces `next` only when the timing (cron, every, tz) changed, so a restart that
+        saves the same schedule never delays or repeats a firing; `last` is kept.
+        Returns False when the stored definition was already this one (nothing changed).
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete the schedule called `name`; tell whether there was one (SCHEDULES)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")
+
+    async def fire_schedule(self, firing: Firing) -> list[str] | None:
+        """Carry out `firing` atomically if its schedule is still due at `firing.due`.
+
+        Then, in one step: the schedule's `next` becomes `firing.next`, its `last`
+        becomes `firing.fired` (unless None), and `firing.messages` are stored as `put`
+        stores them; the new item ids are returned. Otherwise (another app fired it,
+        or it was updated or removed meanwhile) nothing changes and None is returned:
+        of any number of apps firing one schedule at once, exactly one publishes.
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from wrkr._delivery import StoreStream
 from wrkr._errors import BackendUnavailable, LeaseLost
 from wrkr._rates import QueueOptions, Window
+from wrkr._schedules import Firing, ScheduleRecord
 from wrkr._settling import SettlementBatcher, SettlingBackend
 from wrkr._store import Settle, Settlement, Store
 from wrkr._types import Delivery, Item, ItemFilter, Message, State
@@ -258,6 +259,24 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
     async def purge(self, queue: str | None, state: State, older_than: datetime | None) -> int:
         """Delete finished items; see `Backend.purge`."""
         return await self._open_store().purge(queue, state, older_than)
+
+    # -- recurring schedules -------------------------------------------------------------------
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return every stored schedule; see `Store.schedules`."""
+        return await self._open_store().schedules()
+
+    async def save_schedule(self, record: ScheduleRecord) -> bool:
+        """Store or update a schedule; see `Store.save_schedule`."""
+        return await self._open_store().save_schedule(record)
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; see `Store.remove_schedule`."""
+        return await self._open_store().remove_schedule(name)
+
+    async def fire_schedule(self, firing: Firing) -> list[str] | None:
+        """Carry out a firing once, or nothing; see `Store.fire_schedule`."""
+        return await self._open_store().fire_schedule(firing)
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ class Capability(StrEnum):
     TRANSACTIONAL = "transactional"  # enqueue inside the caller's own open transaction
     EXCLUSIVE = "exclusive"  # subscribe(exclusive=True): one item per tid processing at a time
     RATE = "rate"  # subscribe(rate=...) and app.limiter(): sliding-window limits in the store
+    SCHEDULES = "schedules"  # recurring schedules, each firing published once (app.schedule)
 
 
 class State(StrEnum):

@@ -22,6 +22,8 @@ Vocabulary:
                 core hands back to settle it and never inspects.
     settlement  what the core decided for a delivery (`Settlement`): ack, nack, fail,
                 release, or abandon (a closing process's, as if its lease had expired).
+    schedule    a recurring schedule as stored (`ScheduleRecord`); a `Firing` is one of
+                its steps, which the store carries out once or not at all.
 """
 
 from wrkr._backend import Backend
@@ -40,6 +42,7 @@ from wrkr._errors import (
 from wrkr._frozen import fast_builder
 from wrkr._names import is_wildcard, matches
 from wrkr._rates import QueueOptions, Rate, Window
+from wrkr._schedules import Firing, ScheduleRecord
 from wrkr._store import Claim, Settle, Settlement, Store, Wake
 from wrkr._stored import StoreBackend
 from wrkr._tasks import CLOSE_WAIT, ended
@@ -72,6 +75,7 @@ __all__ = [
     "Clock",
     "Delivery",
     "ErrorRecord",
+    "Firing",
     "InvalidConfig",
     "Item",
     "ItemFilter",
@@ -82,6 +86,7 @@ __all__ = [
     "NotSupported",
     "QueueOptions",
     "Rate",
+    "ScheduleRecord",
     "Settle",
     "Settlement",
     "State",

@@ -25,11 +25,13 @@ from wrkr.backend import (
     Clock,
     Delivery,
     ErrorRecord,
+    Firing,
     Item,
     ItemFilter,
     ItemNotFound,
     Message,
     QueueOptions,
+    ScheduleRecord,
     Settle,
     Settlement,
     State,
@@ -41,6 +43,7 @@ from wrkr.backend import (
 from wrkr_memory._clock import MICROSECOND, from_micros, to_micros
 from wrkr_memory._queue import MemoryEntry, MemoryQueue, pack_key
 from wrkr_memory._routes import MemoryRoutes
+from wrkr_memory._schedules import MemorySchedules
 from wrkr_memory._windows import MemoryWindows
 
 _ID_DIGITS = 32
@@ -82,6 +85,7 @@ class MemoryStore(Store[MemoryReceipt]):
         self._last_lease = 0
         self._options: dict[str, QueueOptions] = {}
         self.windows = MemoryWindows()
+        self.schedule_book = MemorySchedules()
 
     def queue(self, name: str) -> MemoryQueue:
         """Return the queue called `name`, created empty on first use."""
@@ -222,6 +226,26 @@ class MemoryStore(Store[MemoryReceipt]):
         for entry in doomed:
             del self._held[entry.id]
         return len(doomed)
+
+    # -- recurring schedules -----------------------------------------------------------
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return every schedule, by name; see `Store.schedules`."""
+        return self.schedule_book.all()
+
+    async def save_schedule(self, record: ScheduleRecord) -> bool:
+        """Store or update a schedule; see `Store.save_schedule`."""
+        return self.schedule_book.save(record)
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; see `Store.remove_schedule`."""
+        return self.schedule_book.remove(name)
+
+    async def fire_schedule(self, firing: Firing) -> list[str] | None:
+        """Carry out a firing in one step, or nothing; see `Store.fire_schedule`."""
+        if not self.schedule_book.take(firing):
+            return None
+        return self.enqueue(firing.messages)
 
     def settle_nowait(self, settlement: Settlement[MemoryReceipt]) -> bool:
         """Carry out one settlement, without awaiting; see `Store.settle`."""

@@ -18,10 +18,12 @@ from wrkr.backend import (
     Capability,
     Claim,
     Delivery,
+    Firing,
     Item,
     ItemFilter,
     Message,
     NotStarted,
+    ScheduleRecord,
     Settle,
     Settlement,
     State,
@@ -34,6 +36,7 @@ from wrkr_mongodb._errors import MongoDBErrors
 from wrkr_mongodb._inspection import MongoDBInspector
 from wrkr_mongodb._publishing import MongoDBPublisher
 from wrkr_mongodb._routes import MongoDBRoutes
+from wrkr_mongodb._schedules import MongoDBSchedules
 from wrkr_mongodb._settlements import MongoDBSettler
 from wrkr_mongodb._transactions import supports_transactions
 from wrkr_mongodb._wakeups import MongoDBChangeStream, woken_queue
@@ -52,6 +55,7 @@ class MongoDBConnection:
         self.claimer, self.settler = MongoDBClaimer(self.items), MongoDBSettler(self.items)
         self.inspector = MongoDBInspector(self.items)
         self.publisher = MongoDBPublisher(self.items, self.routes)
+        self.schedule_book = MongoDBSchedules(db[f"{prefix}schedules"], self.publisher)
 
 
 class MongoDBStore(Store[MongoDBReceipt]):
@@ -70,6 +74,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.DELAY, Capability.WILDCARDS, Capability.QUERY, Capability.CANCEL,
         Capability.ONCE_EVERY, Capability.ARCHIVE, Capability.FAILED,
+        Capability.SCHEDULES,
     })
 
     def __init__(self, address: MongoDBAddress, *, client: Any = None, prefix: str = "wrkr_",
@@ -250,3 +255,28 @@ class MongoDBStore(Store[MongoDBReceipt]):
         """Delete finished `state` items of `queue` finished before `older_than`."""
         with self.errors.unavailable(f"purging {state} items"):
             return await self._connection().inspector.purge(queue, state, older_than)
+
+    # -- recurring schedules ---------------------------------------------------------------
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return every schedule, by name; see `Store.schedules`."""
+        with self.errors.unavailable("reading schedules"):
+            return await self._connection().schedule_book.all()
+
+    async def save_schedule(self, record: ScheduleRecord) -> bool:
+        """Insert or update a schedule; see `Store.save_schedule`."""
+        with self.errors.unavailable(f"saving schedule {record.name!r}"):
+            return await self._connection().schedule_book.save(record, self.clock.now())
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; see `Store.remove_schedule`."""
+        with self.errors.unavailable(f"removing schedule {name!r}"):
+            return await self._connection().schedule_book.remove(name)
+
+    async def fire_schedule(self, firing: Firing) -> list[str] | None:
+        """Carry out a firing once or not at all; see `Store.fire_schedule`."""
+        with self.errors.unavailable(f"firing schedule {firing.schedule!r}"):
+            ids = await self._connection().schedule_book.fire(firing, self.clock.now())
+        if ids:
+            self.notify(None)
+        return ids

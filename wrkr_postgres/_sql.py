@@ -41,8 +41,8 @@ def render(text: str, schema: str) -> str:
 
 
 def load_queries(schema: str) -> dict[str, str]:
-    """Return every named statement of `queries.sql`, rendered for `schema`."""
-    text = _read("queries.sql")
+    """Return every named statement of `queries.sql` and `schedules.sql`, for `schema`."""
+    text = _read("queries.sql") + "\n" + _read("schedules.sql")
     parts = _SECTION.split(text)[1:]
     return {name: render(body.strip(), schema) for name, body in zip(parts[::2], parts[1::2],
                                                                     strict=True)}

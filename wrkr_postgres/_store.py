@@ -25,6 +25,7 @@ from wrkr.backend import (
     Claim,
     Clock,
     Delivery,
+    Firing,
     InvalidConfig,
     Item,
     ItemFilter,
@@ -33,6 +34,7 @@ from wrkr.backend import (
     NotStarted,
     QueueOptions,
     Rate,
+    ScheduleRecord,
     Settle,
     Settlement,
     State,
@@ -47,6 +49,7 @@ from wrkr_postgres._db import PostgresPool, Row, wrapped
 from wrkr_postgres._listener import PostgresListener
 from wrkr_postgres._names import channel_for, pattern_regex
 from wrkr_postgres._rows import PostgresReceipt, error_json, parse_item_id, to_delivery, to_item
+from wrkr_postgres._schedules import firing_params, record_params, to_record
 from wrkr_postgres._sql import load_queries, migrate
 
 logger = logging.getLogger("wrkr.postgres")
@@ -372,3 +375,29 @@ class PostgresStore(Store[PostgresReceipt]):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.cleanup_interval):
                     await self._closing.wait()
+
+    # -- recurring schedules -------------------------------------------------------------
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return every schedule, by name; see `Store.schedules`."""
+        return [to_record(row) for row in await self._fetch("schedules", {})]
+
+    async def save_schedule(self, record: ScheduleRecord) -> bool:
+        """Insert or update in one statement; see `Store.save_schedule`."""
+        return bool(await self._fetch("save_schedule", record_params(record, self.clock.now())))
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; see `Store.remove_schedule`."""
+        return bool(await self._fetch("remove_schedule", {"name": name}))
+
+    async def fire_schedule(self, firing: Firing) -> list[str] | None:
+        """Move the schedule on and publish in one transaction; see `Store.fire_schedule`."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(self.queries["take_firing"],
+                                     firing_params(firing, self.clock.now()))
+            if not await cur.fetchall():
+                return None
+            ids = await self.put(firing.messages, connection=conn) if firing.messages else []
+        if ids and not self.wakes_live:  # else the NOTIFY at commit wakes our consumers
+            self.notify(None)
+        return ids

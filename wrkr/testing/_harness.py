@@ -19,7 +19,13 @@ from wrkr._when import parse_when
 from wrkr.backend import ItemFilter, State
 from wrkr.testing._errors import DrainLimitReached, DrainTimeout
 from wrkr.testing._recorder import Recorder
-from wrkr.testing._swap import SavedApp, give_back, routed_queues, take_over
+from wrkr.testing._swap import (
+    SavedApp,
+    give_back,
+    routed_queues,
+    schedules_settled,
+    take_over,
+)
 from wrkr_memory import ManualClock, MemoryBackend
 
 __all__ = ["Harness", "harness"]
@@ -116,7 +122,8 @@ class Harness:
 
         With `until` ("7 days", a timedelta, seconds, an aware datetime), also move
         `clock` to each item due by then, in due order, handling each at its time
-        (retries included: they are scheduled items), then to `until` itself.
+        (retries included: they are scheduled items), and to each firing of a
+        recurring schedule (`app.schedule`), then to `until` itself.
 
         Args:
             until: how far to move the clock (a `when` value); None: do not move it.
@@ -153,6 +160,7 @@ class Harness:
         changed = self._recorder.changed
         while True:
             changed.clear()  # before looking: a settlement from now on wakes the wait
+            await schedules_settled(self.app)  # what fell due by the clock is published
             if not await self._busy():
                 return
             if len(self._recorder.reports) >= budget:
@@ -166,10 +174,11 @@ class Harness:
                    for state in (State.READY, State.PROCESSING))
 
     async def _next_due(self, deadline: datetime) -> datetime | None:
-        """Return the earliest due time of a scheduled item, if it falls by `deadline`."""
+        """Return the earliest due item or schedule firing, if it falls by `deadline`."""
         dues = [item.due for queue in routed_queues(self.app)
                 for item in await self.backend.items(
                     ItemFilter(queue=queue, state=State.SCHEDULED, limit=1))]
+        dues += [schedule.next for schedule in await self.backend.schedules()]
         due = min(dues, default=None)
         return due if due is not None and due <= deadline else None
 

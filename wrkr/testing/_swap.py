@@ -14,7 +14,7 @@ from wrkr import Wrkr
 from wrkr._consumer import Route, Settings
 from wrkr.backend import Backend
 
-__all__ = ["SavedApp", "give_back", "routed_queues", "take_over"]
+__all__ = ["SavedApp", "give_back", "routed_queues", "schedules_settled", "take_over"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,13 @@ async def give_back(app: Wrkr, saved: SavedApp) -> None:
 def routed_queues(app: Wrkr) -> list[str]:
     """Return the queues `app` has handlers for (the ones its consumers drain)."""
     return list(app._routes)
+
+
+async def schedules_settled(app: Wrkr) -> None:
+    """Wait until the app's scheduler has fired everything due by its clock."""
+    scheduler = app._scheduler
+    if scheduler is not None:
+        await scheduler.quiet.wait()
 
 
 def _point(app: Wrkr, backend: Backend, settings: Settings) -> None:
