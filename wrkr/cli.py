@@ -270,7 +270,8 @@ def _backend_url(args: argparse.Namespace) -> str:
         raise InvalidConfig(
             f"{url!r} lives inside one process, so this command would see an empty store of "
             "its own, not your app's: use a backend that processes share (sqlite://, "
-            "postgresql://, amqp://, mongodb://), or inspect a memory app from its own code (app.items())")
+            "postgresql://, amqp://, mongodb://), or inspect a memory app from its own code "
+            "(app.items())")
     return url
 
 
