@@ -12,10 +12,14 @@
     wrkr unsubscribe QUEUE PATTERN      stop routing PATTERN to QUEUE
 
 Every command talks to the backend named by `--url`, else by the environment variable
-`WRKR_URL` (read here, when the command runs; never at import). A memory:// backend
-lives inside one process, so only `wrkr worker` accepts it. `wrkr worker` runs the app
-its module builds; when a URL is given, that app must run on it (else the command
-refuses, saying why): build it with `Wrkr.from_url(os.environ["WRKR_URL"])`.
+`WRKR_URL` (read here, when the command runs; never at import), else by `DEFAULT_URL`:
+the SQLite file ``wrkr.db`` in the working directory, whose path is printed on stderr,
+so that a worker in one terminal and `wrkr publish` in another need no server and no
+configuration. A memory:// backend lives inside one process, so only `wrkr worker`
+accepts it. `wrkr worker` runs the app its module builds; when a URL is given, that app
+must run on it (else the command refuses, saying why): build it with
+`Wrkr.from_url(os.environ["WRKR_URL"])`. Without one, `WRKR_URL` is set to the default
+before the module is imported, and an app built otherwise runs where it was built.
 
 Exit status: 0 on success, 2 for a usage error, 1 for any other error; an error is one
 line on stderr (`wrkr: error: ...`), with the password of any URL replaced by `***`.
@@ -48,6 +52,8 @@ __all__ = ["main"]
 Command = Callable[[Wrkr, argparse.Namespace], Awaitable[None]]
 Subparsers = Any  # argparse's _SubParsersAction is private
 DEFAULT_LIMIT = 50
+DEFAULT_URL = "sqlite:///wrkr.db"
+"""The backend without --url or WRKR_URL: a file every process started here shares."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,11 +95,13 @@ def _fail(message: str, status: int, argv: Sequence[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the `wrkr` command and its subcommands."""
     parser = _Parser(prog="wrkr", description="Publish, inspect and consume wrkr events.",
-                     epilog="The backend is --url URL, else the WRKR_URL environment variable.")
+                     epilog="The backend is --url URL, else the WRKR_URL environment variable, "
+                            f"else {DEFAULT_URL} (wrkr.db in the working directory).")
     parser.add_argument("--version", action="version", version=f"wrkr {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     url = _Parser(add_help=False)
-    url.add_argument("--url", help="backend URL (default: the WRKR_URL environment variable)")
+    url.add_argument("--url", help="backend URL (default: the WRKR_URL environment variable, "
+                     f"else {DEFAULT_URL})")
     for add in (_add_worker, _add_publish, _add_items, _add_get, _add_cancel, _add_retry,
                 _add_purge, _add_queues, _add_subscriptions, _add_unsubscribe):
         add(commands, url)
@@ -256,14 +264,22 @@ def _with_app(command: Command) -> Callable[[argparse.Namespace], int]:
 def _backend_url(args: argparse.Namespace) -> str:
     url: str | None = args.url or os.environ.get("WRKR_URL")
     if not url:
-        raise UsageError("no backend: pass --url URL or set WRKR_URL "
-                         "(e.g. postgresql://user@host/db)")
+        _say_default()
+        return DEFAULT_URL
     if urlsplit(url).scheme == "memory":
         raise InvalidConfig(
             f"{url!r} lives inside one process, so this command would see an empty store of "
-            "its own, not your app's: use a backend that processes share (postgresql://, "
-            "amqp://, mongodb://), or inspect a memory app from its own code (app.items())")
+            "its own, not your app's: use a backend that processes share (sqlite://, "
+            "postgresql://, amqp://, mongodb://), or inspect a memory app from its own code "
+            "(app.items())")
     return url
+
+
+def _say_default() -> None:
+    """Tell, on stderr, which file the default backend is (it depends on where one runs)."""
+    path = os.path.join(os.getcwd(), "wrkr.db")
+    print(f"wrkr: no --url or WRKR_URL: using {DEFAULT_URL} ({path})", file=sys.stderr,
+          flush=True)
 
 
 async def _on_app(url: str, command: Command, args: argparse.Namespace) -> None:
@@ -362,9 +378,14 @@ def _worker(args: argparse.Namespace) -> int:
     if args.url:
         os.environ["WRKR_URL"] = args.url
     url = os.environ.get("WRKR_URL") or None
+    if url is None:  # a module built from WRKR_URL then runs on the default
+        os.environ["WRKR_URL"] = DEFAULT_URL
     app = worker.load_app(args.target)
     if url is not None:
         worker.check_backend(app, args.target, url, "--url" if args.url else "WRKR_URL")
+    elif app.url == DEFAULT_URL:
+        _say_default()
+        url = DEFAULT_URL
     worker.configure_logging(args.log_level)
     asyncio.run(worker.serve(app, url, args.stop_timeout))
     return 0

@@ -289,11 +289,15 @@ def test_memory_from_wrkr_url_is_refused_too(
 # -- errors in one line ---------------------------------------------------------------------
 
 
-def test_no_url_at_all_is_a_usage_error(capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_url_at_all_uses_wrkr_db_in_the_working_directory_and_says_so(
+    capsys: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("WRKR_URL", raising=False)
-    status, out, err = run(capsys, "items")
-    assert (status, out) == (2, [])
-    assert_one_error_line(err, "--url", "WRKR_URL")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, "subscriptions")
+    assert (status, out) == (0, ["queue  pattern"])
+    assert err == [f"wrkr: no --url or WRKR_URL: using sqlite:///wrkr.db ({tmp_path / 'wrkr.db'})"]
+    assert (tmp_path / "wrkr.db").is_file()
 
 
 def test_a_password_in_the_url_is_never_printed(capsys: Any) -> None:

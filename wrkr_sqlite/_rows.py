@@ -1,0 +1,55 @@
+"""Rows of ``wrkr_items`` into the contract's types; times as integer microseconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+import orjson
+
+from wrkr.backend import Delivery, ErrorRecord, Item, State
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class SQLiteReceipt(NamedTuple):
+    """Which row a delivery claimed (`seq`) and under which lease token.
+
+    Every claim draws a new token; a settlement only touches the row while it still
+    carries that token, so a worker whose lease expired cannot ack another's claim.
+    """
+
+    seq: int
+    lease: int
+
+
+def to_micros(moment: datetime) -> int:
+    """Return `moment` (aware) as whole microseconds since the Unix epoch."""
+    return (moment - EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """Return the aware UTC datetime `micros` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(0, 0, micros)
+
+
+def to_item(row: tuple[Any, ...]) -> Item:
+    """Build an `Item` from a row selected with the ``{columns}`` list of queries.sql."""
+    (item_id, queue, name, tid, payload, due, created, state, attempts, errors, worker,
+     finished) = row[:12]
+    return Item(
+        id=item_id, queue=queue, name=name, tid=tid, payload=payload, due=from_micros(due),
+        created=from_micros(created), state=State(state), attempts=attempts,
+        errors=tuple(ErrorRecord.from_dict(error) for error in orjson.loads(errors)),
+        worker=worker, finished=None if finished is None else from_micros(finished))
+
+
+def to_delivery(row: tuple[Any, ...]) -> Delivery[SQLiteReceipt]:
+    """Build a `Delivery` from a claimed row (its last two columns: seq and lease)."""
+    return Delivery(to_item(row), SQLiteReceipt(row[12], row[13]))
+
+
+def error_json(error: ErrorRecord) -> str:
+    """Return `error` as JSON, to append to an item's history."""
+    return orjson.dumps(error.to_dict()).decode()

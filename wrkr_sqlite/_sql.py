@@ -1,0 +1,88 @@
+"""The SQL files of the package: named queries, and versioned migrations applied at connect.
+
+`sql/NNNN_*.sql` are migrations, applied in order, each once per database file,
+recorded in ``wrkr_migrations``; a later release adds a file and existing databases
+catch up at their next connect. `sql/queries.sql` holds every statement the backend
+runs, one per ``-- name:`` section. Every table's name starts with ``wrkr_``, so the
+application's own tables may share the file (as transactional publishing needs).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from importlib import resources
+
+from wrkr_sqlite._db import immediate
+
+_SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
+STATE = ("CASE WHEN state = 'pending' AND due > :now THEN 'scheduled' "
+         "WHEN state = 'pending' THEN 'ready' "
+         "WHEN state = 'processing' AND lease_until <= :now THEN 'ready' ELSE state END")
+_COLUMNS = (f"id, queue, name, tid, payload, due, created, {STATE} AS state, attempts, "
+            "errors, worker, finished, seq, lease")
+_BOOKKEEPING = """CREATE TABLE IF NOT EXISTS wrkr_migrations (
+    version INTEGER PRIMARY KEY,
+    name    TEXT NOT NULL,
+    applied TEXT NOT NULL DEFAULT (datetime('now'))
+)"""
+
+
+def _read(name: str) -> str:
+    return resources.files("wrkr_sqlite").joinpath("sql", name).read_text("utf-8")
+
+
+def render(text: str) -> str:
+    """Fill ``{columns}`` and ``{state}`` into a SQL text."""
+    return text.replace("{columns}", _COLUMNS).replace("{state}", STATE)
+
+
+def load_queries() -> dict[str, str]:
+    """Return every named statement of `queries.sql`, rendered."""
+    parts = _SECTION.split(_read("queries.sql"))[1:]
+    return {name: render(body.strip()) for name, body in zip(parts[::2], parts[1::2],
+                                                            strict=True)}
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Return (version, file name) of every migration shipped, oldest first."""
+    names = (entry.name for entry in resources.files("wrkr_sqlite").joinpath("sql").iterdir())
+    found = [(int(match.group(1)), name) for name in names if (match := _MIGRATION.match(name))]
+    return sorted(found)
+
+
+def statements(script: str) -> Iterator[str]:
+    """Yield the complete statements of `script` one by one (comments kept with them).
+
+    Not `executescript`, which commits the transaction the migration runs in.
+    """
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip() and not pending.strip().startswith("--"):
+        yield pending.strip()
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Bring the file up to date in one transaction; return the versions applied now.
+
+    BEGIN IMMEDIATE takes the file's write lock first, so twenty workers starting at
+    once on a new file apply each migration exactly once.
+    """
+    with immediate(conn):
+        conn.execute(_BOOKKEEPING)
+        done = {row[0] for row in conn.execute("SELECT version FROM wrkr_migrations")}
+        applied = []
+        for version, name in migrations():
+            if version not in done:
+                for statement in statements(_read(name)):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO wrkr_migrations (version, name) VALUES (?, ?)",
+                             (version, name))
+                applied.append(version)
+        return applied
