@@ -67,7 +67,9 @@ class SQLiteStore(Store[SQLiteReceipt]):
         clock: what "now" is; every time written is passed in from it.
     """
 
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
+    # Coordination (issue 11) is not built here yet: exclusive, rate and schedules
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {
+        Capability.EXCLUSIVE, Capability.RATE, Capability.SCHEDULES}
 
     def __init__(self, settings: SQLiteSettings, clock: Clock | None = None) -> None:
         self.settings = settings
