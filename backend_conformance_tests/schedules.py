@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from wrkr import NotSupported
 from wrkr.backend import Backend, Capability, Firing, ItemFilter, Message, ScheduleRecord
 
 from ._helpers import (
@@ -242,14 +241,6 @@ class ScheduleSuite(SuiteBase):
             await backend.remove_schedule(missed.name)
         expected = [missed.next + k * HOUR for k in range(4)][4 - published:]
         assert [event.when for event in events] == expected
-
-    async def test_schedule_without_the_capability_raises_not_supported_naming_it(
-            self, app: AppFactory, names: Names, capabilities: frozenset[Capability]) -> None:
-        if Capability.SCHEDULES in capabilities:
-            pytest.skip("the backend has the capability schedules")
-        wrkr = await app()
-        with pytest.raises(NotSupported, match="'schedules'"):
-            await wrkr.schedule(names.event("tick"), every="1 hour")
 
 
 def _in(queue: str) -> ItemFilter:

@@ -11,7 +11,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from wrkr import Event, InvalidConfig, InvalidEvent, InvalidWhen, NotStarted, Schedule, Wrkr
+from wrkr import (
+    Capability,
+    Event,
+    InvalidConfig,
+    InvalidEvent,
+    InvalidWhen,
+    NotStarted,
+    NotSupported,
+    Schedule,
+    Wrkr,
+)
 from wrkr._blocking import BlockingWrkr
 from wrkr.testing import harness
 from wrkr_memory import ManualClock, MemoryBackend, MemoryStore
@@ -284,3 +294,15 @@ def _literal(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+class UnscheduledMemoryBackend(MemoryBackend):
+    """A backend without SCHEDULES, as RabbitMQ and SQLite are today."""
+
+    capabilities = MemoryBackend.capabilities - {Capability.SCHEDULES}
+
+
+async def test_schedule_without_the_capability_raises_not_supported_naming_it() -> None:
+    async with Wrkr(UnscheduledMemoryBackend()) as app:
+        with pytest.raises(NotSupported, match="'schedules'"):
+            await app.schedule("tick", every="1 hour")
