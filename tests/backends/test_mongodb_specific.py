@@ -440,8 +440,9 @@ async def store(any_backend: MongoDBBackend) -> AsyncIterator[MongoDBStore]:
         await any_backend.close()
 
 
-async def _put(store: MongoDBStore, count: int) -> list[str]:
-    now = datetime.now(UTC)
+async def _put(store: MongoDBStore, count: int, ago: float = 0.0) -> list[str]:
+    """Put `count` items, created and due `ago` seconds before now."""
+    now = datetime.now(UTC) - timedelta(seconds=ago)
     return await store.put([Message("x", str(n), b"{}", now, now) for n in range(count)])
 
 
@@ -470,9 +471,11 @@ async def test_a_batch_claim_returns_items_in_due_order_with_the_worker_recorded
 
 
 async def test_renewing_a_batch_tells_which_leases_still_held(store: MongoDBStore) -> None:
-    await _put(store, 2)
-    stale, kept = await store.claim(_claim("old", 2, lease=0.001))
-    [again] = await store.claim(_claim("new", 1, later=1))  # after the first lease
+    await _put(store, 2, ago=10)
+    # Claimed 5 s ago for 1 ms: both leases ended long before the renewal below, however
+    # fast the in-process mock answers.
+    stale, kept = await store.claim(_claim("old", 2, lease=0.001, later=-5))
+    [again] = await store.claim(_claim("new", 1))  # after the first lease
     assert again.item.id == stale.item.id
     until = datetime.now(UTC) + timedelta(minutes=5)
     # `kept` was claimed by nobody else, but its lease ended: an ended lease is not renewed.
