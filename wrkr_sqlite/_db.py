@@ -86,8 +86,9 @@ class SQLiteThread:
         self._thread.start()
         try:
             await ready
-        except BaseException:
+        except BaseException:  # failed, or cancelled: a thread that did connect closes
             self._thread = None
+            self._jobs.put(None)
             raise
 
     async def close(self) -> None:
@@ -123,9 +124,14 @@ class SQLiteThread:
         try:
             conn = self._connect()
         except BaseException as exc:  # reported to open(), which raises it
-            loop.call_soon_threadsafe(_deliver, ready, None, exc)
+            with contextlib.suppress(RuntimeError):  # open()'s loop closed meanwhile
+                loop.call_soon_threadsafe(_deliver, ready, None, exc)
             return
-        loop.call_soon_threadsafe(_deliver, ready, None, None)
+        try:
+            loop.call_soon_threadsafe(_deliver, ready, None, None)
+        except RuntimeError:  # open()'s loop closed meanwhile: nobody will use it
+            conn.close()
+            return
         try:
             while (job := self._jobs.get()) is not None:
                 work, future, job_loop = job

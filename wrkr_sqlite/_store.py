@@ -49,7 +49,7 @@ from wrkr_sqlite._rows import (
     to_item,
     to_micros,
 )
-from wrkr_sqlite._sql import load_queries, migrate
+from wrkr_sqlite._sql import load_queries, migrate, use_wal
 
 logger = logging.getLogger("wrkr.sqlite")
 T = TypeVar("T")
@@ -94,7 +94,7 @@ class SQLiteStore(Store[SQLiteReceipt]):
         self._janitor = asyncio.create_task(self._clean_forever(), name="wrkr-sqlite-janitor")
 
     def _setup(self, conn: sqlite3.Connection) -> None:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = use_wal(conn, self.settings.busy_timeout)
         if mode != "wal":
             logger.warning("wrkr.sqlite: %s cannot use WAL (journal_mode is %s): readers and "
                            "the writer then block each other", self.settings.path, mode)
