@@ -58,6 +58,16 @@ class Request:
     granted: float  # when the client's rate limit granted the call (its clock)
 
 
+def most_per_window(times: list[float], seconds: float) -> int:
+    """Return the most of the sorted `times` that fall in any window of `seconds`."""
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= seconds:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 @dataclass
 class FakeEtsy:
     """Counts requests per second and per shop, and fails `failure_rate` of them."""
@@ -94,13 +104,9 @@ class FakeEtsy:
 
     def most_per_window(self, seconds: float = 1.0, *, granted: bool = False) -> int:
         """Return the most requests received (or `granted`) in any window of `seconds`."""
-        times = sorted(request.granted if granted else request.at for request in self.requests)
-        most, start = 0, 0
-        for end, at in enumerate(times):
-            while at - times[start] >= seconds:
-                start += 1
-            most = max(most, end - start + 1)
-        return most
+        return most_per_window(
+            sorted(request.granted if granted else request.at for request in self.requests),
+            seconds)
 
     def overlapping_tasks(self) -> list[tuple[str, str, str]]:
         """Return (shop, task, task) for tasks of one shop whose requests interleaved."""

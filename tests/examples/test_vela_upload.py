@@ -7,11 +7,21 @@ import os
 import signal
 import sys
 
+import psycopg
 import pytest
 
-from examples.vela_upload import FakeEtsy, Uploader, build_app, over_http, run_here, tasks
+from examples.vela_upload import (
+    FakeEtsy,
+    Uploader,
+    build_app,
+    most_per_window,
+    over_http,
+    run_here,
+    tasks,
+)
 
 SHOPS, LISTINGS = 3, 250
+DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 async def test_uploads_every_shop_on_memory_in_virtual_time_with_retries() -> None:
@@ -26,6 +36,32 @@ async def test_uploads_every_shop_on_memory_in_virtual_time_with_retries() -> No
     assert min(retries) >= 10.0, "the first retry comes 10 s after the failure"
 
 
+async def _log_grants(schema: str) -> None:
+    """Copy every start the backend records for the "etsy" limiter into a log table
+    (the window itself deletes its rows once they are a period old)."""
+    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+        await conn.execute(f"""
+            CREATE TABLE "{schema}".granted (at timestamptz NOT NULL, n integer NOT NULL);
+            CREATE FUNCTION "{schema}".log_grant() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.window_key = 'limiter:etsy' THEN
+                    INSERT INTO "{schema}".granted VALUES (NEW.at, NEW.n);
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER log_grant AFTER INSERT ON "{schema}".starts
+                FOR EACH ROW EXECUTE FUNCTION "{schema}".log_grant();""")
+
+
+async def _grants(schema: str) -> list[float]:
+    """Return the time stamp of each start granted, one per start, in order."""
+    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+        rows = await (await conn.execute(
+            f'SELECT extract(epoch FROM at)::float8, n FROM "{schema}".granted ORDER BY at'
+        )).fetchall()
+    return [at for at, n in rows for _ in range(n)]
+
+
 async def _wait_for_uploads(api: FakeEtsy, seconds: float) -> None:
     async with asyncio.timeout(seconds):
         while any(api.uploaded(f"shop-{n}") < LISTINGS for n in range(SHOPS)):
@@ -37,13 +73,14 @@ async def _wait_for_uploads(api: FakeEtsy, seconds: float) -> None:
 @pytest.mark.timeout(240)
 async def test_two_worker_processes_on_postgres_upload_everything_one_shop_at_a_time(
         pg_schema: str) -> None:
-    url = f"postgresql://postgres@127.0.0.1:5432/test?schema={pg_schema}"
+    url = f"{DSN}?schema={pg_schema}"
     api = FakeEtsy(failure_rate=0.03)
     server = await api.serve()
     etsy = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     publisher = build_app(url)
     Uploader(publisher, over_http(etsy))  # declares the queue, exclusive, as workers do
     async with publisher:
+        await _log_grants(pg_schema)
         workers = [await asyncio.create_subprocess_exec(
             sys.executable, "-m", "examples.vela_upload", "worker", "--etsy", etsy,
             env={**os.environ, "WRKR_URL": url}) for _ in range(2)]
@@ -58,13 +95,15 @@ async def test_two_worker_processes_on_postgres_upload_everything_one_shop_at_a_
             server.close()
     assert [api.uploaded(f"shop-{n}") for n in range(SHOPS)] == [LISTINGS] * SHOPS
     assert api.overlapping_tasks() == []
-    # The backend stamps a start when it grants the slot; the worker sees the grant a
-    # round trip later, so grants are checked in windows 100 ms narrower. Arrivals are
-    # printed, not asserted: they are timed by this test process's own event loop,
-    # which under load reads queued connections in bursts (up to 47 in 0.9 s measured
-    # while the whole suite ran, 30 when alone).
-    print(f"most per second: {api.most_per_window(1.0)} arrived, "
-          f"{api.most_per_window(1.0, granted=True)} granted; per 0.9 s: "
-          f"{api.most_per_window(0.9)} arrived")
-    assert api.most_per_window(0.9, granted=True) <= 30
+    # The limit is on the grants the backend stamps, shared by both processes: at most
+    # 30 in any second, exactly. What the workers and the fake API see of them is
+    # printed, not asserted: each is timed by a loaded process's event loop, which sees
+    # a grant late, or reads queued connections in bursts (32 grants seen and 35
+    # arrivals in one second, measured on a loaded machine).
+    stamps = await _grants(pg_schema)
+    print(f"most per second: {most_per_window(stamps, 1.0)} granted by the backend, "
+          f"{api.most_per_window(1.0, granted=True)} seen granted by the workers, "
+          f"{api.most_per_window(1.0)} arrived")
+    assert len(stamps) == len(api.requests)
+    assert most_per_window(stamps, 1.0) <= 30
     assert len({request.task for request in api.requests}) >= SHOPS * 2
