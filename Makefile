@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 BASE   := $(VENV)/.installed-base
 FULL   := $(VENV)/.installed-full
 
-.PHONY: demo test lint typecheck services packages unit alone bench faults clean
+.PHONY: demo test lint typecheck services packages unit alone bench faults dist clean
 
 $(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,5 +56,11 @@ faults: $(FULL) services
 	$(PY) -m bench.faults --url "postgresql://postgres@127.0.0.1:5432/test?schema=wrkr_faults"
 	$(PY) -m bench.faults --url "amqp://guest:guest@127.0.0.1:5672/?prefix=wrkr_faults"
 
+## Build the sdist and the wheel into dist/ and check them as PyPI would (twine --strict).
+dist: $(FULL)
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist
