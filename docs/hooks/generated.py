@@ -1,0 +1,174 @@
+"""Pages the docs build generates from the code, so they cannot drift from it.
+
+A page holds a marker comment; `on_page_markdown` (an MkDocs hook, listed under `hooks:`
+in mkdocs.yml) replaces it with Markdown made here:
+
+    <!-- generated: capabilities -->   each installed backend's declared `capabilities`
+    <!-- generated: conformance -->    per suite class, the tests each backend runs
+    <!-- generated: cli -->            the `wrkr` command's help, from its argparse parser
+    <!-- generated: errors -->         the exception tree, from `wrkr._errors`' docstring
+
+The functions are plain (no MkDocs import) so tests/docs can call them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+import textwrap
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from backend_conformance_tests import BackendSuite
+from wrkr.backend import Backend, Capability
+
+MARKER = re.compile(r"<!-- generated: ([a-z-]+) -->")
+YES, NO = "✓", "\N{EN DASH}"
+
+
+def backends() -> dict[type[Backend], list[str]]:
+    """Return every backend registered under `wrkr.backends`, with its URL schemes.
+
+    Loading the entry point imports the backend's package: a backend whose driver is
+    missing fails the build rather than vanishing from the table.
+    """
+    found: dict[type[Backend], list[str]] = {}
+    for point in sorted(entry_points(group="wrkr.backends"), key=lambda p: p.name):
+        found.setdefault(point.load(), []).append(point.name)
+    return dict(sorted(found.items(), key=lambda pair: _order(pair[0])))
+
+
+def _order(backend: type[Backend]) -> tuple[bool, int, str]:
+    # memory first (the default), then by how many capabilities, then by name
+    memory = backend.__module__.startswith("wrkr_memory")
+    return (not memory, -len(backend.capabilities), backend.__name__)
+
+
+def capabilities_table() -> str:
+    """Return a Markdown table: one row per capability, one column per backend."""
+    found = backends()
+    head = "| capability | " + " | ".join(_label(cls, schemes) for cls, schemes in found.items())
+    rule = "|---|" + "---|" * len(found)
+    rows = [f"| [`{cap.value}`](#{cap.value}) | "
+            + " | ".join(YES if cap in cls.capabilities else NO for cls in found) + " |"
+            for cap in Capability]
+    return "\n".join([head + " |", rule, *rows])
+
+
+def capability_list() -> str:
+    """Return a definition list of every capability and what it means (its comment)."""
+    source = inspect.getsource(Capability)
+    meaning = dict(re.findall(r'^\s+[A-Z_]+ = "([a-z_]+)"\s+#\s*(.+)$', source, re.MULTILINE))
+    return "\n".join(f"### `{cap.value}`\n\n`Capability.{cap.name}`: {meaning[cap.value]}.\n"
+                     for cap in Capability)
+
+
+def _label(cls: type[Backend], schemes: list[str]) -> str:
+    urls = ", ".join(f"`{scheme}://`" for scheme in schemes)
+    return f"{cls.__name__}<br>({urls})"
+
+
+def suite_classes() -> list[type[Any]]:
+    """Return the suite classes `BackendSuite` combines, in its order."""
+    return [cls for cls in BackendSuite.__mro__[1:]
+            if cls.__name__.endswith("Suite") and cls.__name__ != "SuiteBase"
+            and cls.__module__.startswith("backend_conformance_tests")]
+
+
+def _tests(suite: type[Any]) -> list[tuple[str, tuple[Capability, ...]]]:
+    return [(name, tuple(getattr(test, "__wrkr_needs__", ())))
+            for name, test in vars(suite).items()
+            if name.startswith("test_") and callable(test)]
+
+
+def conformance_table() -> str:
+    """Return, per suite class and backend, how many of its tests run (the rest are skipped).
+
+    A test is skipped exactly when it needs a capability the backend does not declare
+    (`backend_conformance_tests.needs`), so the count follows from the declarations.
+    """
+    found = backends()
+    head = "| suite | tests | " + " | ".join(cls.__name__ for cls in found) + " |"
+    rule = "|---|---|" + "---|" * len(found)
+    rows = []
+    for suite in suite_classes():
+        tests = _tests(suite)
+        cells = [_runs(tests, cls.capabilities) for cls in found]
+        doc = (suite.__doc__ or "").strip().splitlines()[0] if suite.__doc__ else ""
+        rows.append(f"| `{suite.__name__}`<br><small>{_cell(doc)}</small> | {len(tests)} | "
+                    + " | ".join(cells) + " |")
+    return "\n".join([head, rule, *rows])
+
+
+def _runs(tests: list[tuple[str, tuple[Capability, ...]]], have: frozenset[Capability]) -> str:
+    runs = sum(all(cap in have for cap in needs) for _, needs in tests)
+    return YES if runs == len(tests) else f"{runs} of {len(tests)}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def cli_reference() -> str:
+    """Return the `wrkr` command's help and each subcommand's, as argparse prints them."""
+    from wrkr.cli import build_parser
+
+    parser = build_parser()
+    parts = ["## `wrkr`\n", _help(parser)]
+    for name, sub in _subcommands(parser).items():
+        parts += [f"## `wrkr {name}`\n", _help(sub)]
+    return "\n".join(parts)
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _help(parser: argparse.ArgumentParser) -> str:
+    formatter = parser.formatter_class
+    parser.formatter_class = lambda prog: formatter(prog, width=88)  # type: ignore[misc]
+    try:
+        return f"```text\n{parser.format_help().rstrip()}\n```\n"
+    finally:
+        parser.formatter_class = formatter
+
+
+def error_tree() -> str:
+    """Return the exception tree as `wrkr._errors` draws it in its docstring."""
+    from wrkr import _errors
+
+    doc = inspect.getdoc(_errors) or ""
+    tree = textwrap.dedent(doc.split("\n\n")[1])
+    return f"```text\n{tree}\n```\n"
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "capabilities": capabilities_table,
+    "capability-list": capability_list,
+    "conformance": conformance_table,
+    "cli": cli_reference,
+    "errors": error_tree,
+}
+
+
+def render(markdown: str) -> str:
+    """Replace every marker in `markdown` by its generated Markdown."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in GENERATORS:
+            raise ValueError(f"unknown generated section {name!r}; known: {sorted(GENERATORS)}")
+        return GENERATORS[name]()
+
+    return MARKER.sub(fill, markdown)
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    """MkDocs hook: fill the page's markers."""
+    return render(markdown)
+

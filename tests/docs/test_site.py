@@ -1,0 +1,100 @@
+"""The site builds strictly, its generated pages say what the code declares, and a broken
+link fails the build (so `make docs` in `make test` keeps the docs true)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from backend_conformance_tests import BackendSuite
+from wrkr.backend import Capability
+from wrkr.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKENDS = ["MemoryBackend", "SQLiteBackend", "PostgresBackend", "MongoDBBackend",
+            "RabbitMQBackend"]
+
+
+def generated() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("generated", ROOT / "docs/hooks/generated.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict",
+         "--config-file", str(config), "--site-dir", str(site)],
+        cwd=config.parent, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    result = build(ROOT / "mkdocs.yml", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def test_capability_table_has_every_backend_and_capability_as_declared() -> None:
+    table = generated().capabilities_table().splitlines()
+    header, rows = table[0], table[2:]
+    assert all(name in header for name in BACKENDS), header
+    assert len(rows) == len(Capability)
+    backends = list(generated().backends())
+    for row, capability in zip(rows, Capability, strict=True):
+        cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
+        assert f"`{capability.value}`" in row
+        assert cells == [generated().YES if capability in cls.capabilities else generated().NO
+                         for cls in backends]
+
+
+def test_conformance_table_counts_every_suite_test() -> None:
+    rows = generated().conformance_table().splitlines()[2:]
+    suites = generated().suite_classes()
+    assert len(rows) == len(suites)
+    total = sum(int(row.split("|")[2]) for row in rows)
+    assert total == len([name for name in dir(BackendSuite) if name.startswith("test_")])
+
+
+def test_cli_reference_shows_every_subcommand() -> None:
+    text = generated().cli_reference()
+    commands = generated()._subcommands(build_parser())
+    assert {"worker", "publish", "items", "retry"} <= set(commands)
+    for name, parser in commands.items():
+        assert f"## `wrkr {name}`" in text
+        assert parser.format_usage().split()[1] in text
+
+
+def test_unknown_marker_fails_loudly() -> None:
+    with pytest.raises(ValueError, match="nope"):
+        generated().render("<!-- generated: nope -->")
+
+
+def test_site_builds_strictly_with_generated_pages_and_api(site: Path) -> None:
+    capabilities = (site / "reference/capabilities.html").read_text()
+    assert all(name in capabilities for name in BACKENDS)
+    assert "<!-- generated" not in capabilities
+    api = (site / "reference/api.html").read_text()
+    assert "Build an app whose backend is chosen by the URL" in api   # Wrkr.from_url's docstring
+    cli = (site / "reference/cli.html").read_text()
+    assert "--stop-timeout" in cli
+
+
+def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    page = tmp_path / "docs" / "index.md"
+    page.write_text(page.read_text() + "\nSee [the missing page](no-such-page.md).\n")
+    result = build(tmp_path / "mkdocs.yml", tmp_path / "site")
+    assert result.returncode != 0
+    assert "no-such-page.md" in result.stdout + result.stderr
