@@ -7,6 +7,7 @@ in mkdocs.yml) replaces it with Markdown made here:
     <!-- generated: conformance -->    per suite class, the tests each backend runs
     <!-- generated: cli -->            the `wrkr` command's help, from its argparse parser
     <!-- generated: errors -->         the exception tree, from `wrkr._errors`' docstring
+    <!-- generated: when-grammar -->   the interval grammar and spellings of `wrkr._when`
 
 The functions are plain (no MkDocs import) so tests/docs can call them too.
 """
@@ -147,12 +148,26 @@ def error_tree() -> str:
     return f"```text\n{tree}\n```\n"
 
 
+def when_grammar() -> str:
+    """Return the interval grammar, the unit spellings and the number words of `wrkr._when`."""
+    from wrkr import _when
+
+    doc = inspect.getdoc(_when) or ""
+    grammar = textwrap.dedent(doc.split("::\n", 1)[1].lstrip("\n").split("\n\n", 1)[0])
+    units = "\n".join(f"| {unit} | " + ", ".join(f"`{s}`" for s in spellings) + " |"
+                      for unit, spellings in _when._SPELLINGS.items())
+    words = ", ".join(f"`{word}`" for word in _when._NUMBER_WORDS)
+    return (f"```text\n{grammar}\n```\n\n| unit | spellings |\n|---|---|\n{units}\n\n"
+            f"Number words: {words}.\n")
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "capabilities": capabilities_table,
     "capability-list": capability_list,
     "conformance": conformance_table,
     "cli": cli_reference,
     "errors": error_tree,
+    "when-grammar": when_grammar,
 }
 
 
