@@ -4,6 +4,7 @@ link fails the build (so `make docs` in `make test` keeps the docs true)."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -98,3 +99,14 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     result = build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert result.returncode != 0
     assert "no-such-page.md" in result.stdout + result.stderr
+
+
+def test_the_shrunk_readme_links_to_files_that_exist_and_its_quick_start_is_short() -> None:
+    text = (ROOT / "docs" / "readme-shrunk.md").read_text()
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    local = [target for target in targets if "://" not in target]
+    assert len(local) > 10, local
+    missing = [target for target in local if not (ROOT / target).exists()]
+    assert not missing, missing      # paths as they will be from the repository's root
+    quick_start = text.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```")[0]
+    assert len(quick_start.splitlines()) < 20
