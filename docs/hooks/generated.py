@@ -68,7 +68,7 @@ def capability_list() -> str:
 
 def _label(cls: type[Backend], schemes: list[str]) -> str:
     urls = ", ".join(f"`{scheme}://`" for scheme in schemes)
-    return f"{cls.__name__}<br>({urls})"
+    return f"{_short(cls)}<br><small>{urls}</small>"
 
 
 def suite_classes() -> list[type[Any]]:
@@ -89,27 +89,38 @@ def conformance_table() -> str:
 
     A test is skipped exactly when it needs a capability the backend does not declare
     (`backend_conformance_tests.needs`), so the count follows from the declarations.
+    Below the table, what each suite class checks (its docstring's first line).
     """
     found = backends()
-    head = "| suite | tests | " + " | ".join(cls.__name__ for cls in found) + " |"
+    head = "| suite | tests | " + " | ".join(_short(cls) for cls in found) + " |"
     rule = "|---|---|" + "---|" * len(found)
-    rows = []
+    rows, meanings, every = [], [], []
     for suite in suite_classes():
         tests = _tests(suite)
+        every += tests
         cells = [_runs(tests, cls.capabilities) for cls in found]
-        doc = (suite.__doc__ or "").strip().splitlines()[0] if suite.__doc__ else ""
-        rows.append(f"| `{suite.__name__}`<br><small>{_cell(doc)}</small> | {len(tests)} | "
-                    + " | ".join(cells) + " |")
-    return "\n".join([head, rule, *rows])
+        rows.append(f"| {suite.__name__} | {len(tests)} | " + " | ".join(cells) + " |")
+        doc = (suite.__doc__ or "").strip().splitlines()
+        meanings.append(f"`{suite.__name__}`\n:   {doc[0] if doc else ''}\n")
+    total = [f"**{_count(every, cls.capabilities)}**" for cls in found]
+    rows.append(f"| **all** | **{len(every)}** | " + " | ".join(total) + " |")
+    return "\n".join([head, rule, *rows]) + "\n\n" + "\n".join(meanings)
 
 
-def _runs(tests: list[tuple[str, tuple[Capability, ...]]], have: frozenset[Capability]) -> str:
-    runs = sum(all(cap in have for cap in needs) for _, needs in tests)
+def _short(cls: type[Backend]) -> str:
+    return cls.__name__.removesuffix("Backend")
+
+
+Tests = list[tuple[str, tuple[Capability, ...]]]
+
+
+def _count(tests: Tests, have: frozenset[Capability]) -> int:
+    return sum(all(cap in have for cap in needs) for _, needs in tests)
+
+
+def _runs(tests: Tests, have: frozenset[Capability]) -> str:
+    runs = _count(tests, have)
     return YES if runs == len(tests) else f"{runs} of {len(tests)}"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def cli_reference() -> str:
