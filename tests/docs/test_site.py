@@ -92,14 +92,22 @@ def test_site_builds_strictly_with_generated_pages_and_api(site: Path) -> None:
     assert "--stop-timeout" in cli
 
 
-def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
+BROKEN = {  # what a page says -> what the failed build must name
+    "See [the missing page](no-such-page.md).": "no-such-page.md",
+    "See [a missing section](tutorial.md#no-such-section).": "no-such-section",
+    "See [a missing API][wrkr.NoSuchThing].": "wrkr.NoSuchThing",
+}
+
+
+def test_a_broken_link_anchor_or_reference_fails_the_build(tmp_path: Path) -> None:
     shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
     page = tmp_path / "docs" / "index.md"
-    page.write_text(page.read_text() + "\nSee [the missing page](no-such-page.md).\n")
+    page.write_text(page.read_text() + "".join(f"\n{line}\n" for line in BROKEN))
     result = build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert result.returncode != 0
-    assert "no-such-page.md" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert [name for name in BROKEN.values() if name not in output] == [], output
 
 
 def test_the_shrunk_readme_links_to_files_that_exist_and_its_quick_start_is_short() -> None:
