@@ -6,7 +6,7 @@ in mkdocs.yml) replaces it with Markdown made here:
     <!-- generated: capabilities -->   each installed backend's declared `capabilities`
     <!-- generated: conformance -->    per suite class, the tests each backend runs
     <!-- generated: cli -->            the `wrkr` command's help, from its argparse parser
-    <!-- generated: errors -->         the exception tree, from `wrkr._errors`' docstring
+    <!-- generated: errors -->         the exception tree, from the error classes
     <!-- generated: when-grammar -->   the interval grammar and spellings of `wrkr._when`
 
 The functions are plain (no MkDocs import) so tests/docs can call them too.
@@ -151,12 +151,31 @@ def _help(parser: argparse.ArgumentParser) -> str:
 
 
 def error_tree() -> str:
-    """Return the exception tree as `wrkr._errors` draws it in its docstring."""
-    from wrkr import _errors
+    """Return the exception tree under `WrkrError`, from the classes themselves.
 
-    doc = inspect.getdoc(_errors) or ""
-    tree = textwrap.dedent(doc.split("\n\n")[1])
-    return f"```text\n{tree}\n```\n"
+    Each public error (exported by `wrkr` or `wrkr.testing`) with its other bases and
+    the first line of its docstring; an error added to either module shows up here.
+    """
+    import wrkr
+    import wrkr.testing
+
+    public = {getattr(module, name): f"{module.__name__}.{name}"
+              for module in (wrkr, wrkr.testing) for name in module.__all__}
+    lines = ["WrkrError"]
+    _branch(wrkr.WrkrError, public, "", lines)
+    return "```text\n" + "\n".join(lines) + "\n```\n"
+
+
+def _branch(parent: type, public: dict[object, str], indent: str, lines: list[str]) -> None:
+    children = [child for child in parent.__subclasses__() if child in public]
+    for number, child in enumerate(children):
+        last = number == len(children) - 1
+        others = [base.__name__ for base in child.__bases__ if base is not parent]
+        name = child.__name__ + (f"({', '.join(others)})" if others else "")
+        summary = (child.__doc__ or "").strip().splitlines()[0].rstrip(".")
+        branch = f"{indent}{'└── ' if last else '├── '}{name}"
+        lines.append(f"{branch:<42} {summary}")
+        _branch(child, public, indent + ("    " if last else "│   "), lines)
 
 
 def when_grammar() -> str:

@@ -77,6 +77,19 @@ def test_cli_reference_shows_every_subcommand() -> None:
         assert parser.format_usage().split()[1] in text
 
 
+def test_error_tree_shows_every_public_error_under_wrkr_error() -> None:
+    import wrkr
+    import wrkr.testing
+
+    tree = generated().error_tree()
+    errors = [name for module in (wrkr, wrkr.testing) for name in module.__all__
+              if isinstance(getattr(module, name), type)
+              and issubclass(getattr(module, name), wrkr.WrkrError) and name != "WrkrError"]
+    assert len(errors) >= 14, errors
+    assert [name for name in errors if f"── {name}" not in tree] == []
+    assert "── Fail" not in tree       # handlers raise it; it is not a WrkrError
+
+
 def test_unknown_marker_fails_loudly() -> None:
     with pytest.raises(ValueError, match="nope"):
         generated().render("<!-- generated: nope -->")
