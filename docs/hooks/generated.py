@@ -15,12 +15,13 @@ The functions are plain (no MkDocs import) so tests/docs can call them too.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import re
 import textwrap
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 from backend_conformance_tests import BackendSuite
 from wrkr.backend import Backend, Capability
@@ -143,7 +144,8 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 def _help(parser: argparse.ArgumentParser) -> str:
     formatter = parser.formatter_class
-    parser.formatter_class = lambda prog: formatter(prog, width=88)  # type: ignore[misc]
+    kind = cast(type[argparse.HelpFormatter], formatter)   # the parser's own, width fixed:
+    parser.formatter_class = functools.partial(kind, width=88)  # not the terminal's
     try:
         return f"```text\n{parser.format_help().rstrip()}\n```\n"
     finally:
@@ -166,7 +168,8 @@ def error_tree() -> str:
     return "```text\n" + "\n".join(lines) + "\n```\n"
 
 
-def _branch(parent: type, public: dict[object, str], indent: str, lines: list[str]) -> None:
+def _branch(parent: type[BaseException], public: dict[object, str], indent: str,
+            lines: list[str]) -> None:
     children = [child for child in parent.__subclasses__() if child in public]
     for number, child in enumerate(children):
         last = number == len(children) - 1
