@@ -54,6 +54,10 @@ def unavailable(exc: sqlite3.Error, path: str, busy_timeout: float) -> NoReturn:
     raise BackendUnavailable(f"SQLite file {path} failed: {text}") from None
 
 
+def _close(conn: sqlite3.Connection) -> None:
+    """The job that ends the thread (never called: the thread sees it and stops)."""
+
+
 def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():  # the caller was cancelled; the work itself is finished or undone
         return
@@ -97,8 +101,13 @@ class SQLiteThread:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._jobs.put(None)
-        await asyncio.to_thread(thread.join)
+        # The thread says when its connection is closed. (Not `to_thread(thread.join)`:
+        # that starts an executor thread, which fails once the interpreter is exiting,
+        # where a BlockingWrkr left open is closed by its atexit hook.)
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+        self._jobs.put((_close, closed, loop))
+        await closed
 
     @property
     def is_open(self) -> bool:
@@ -133,14 +142,21 @@ class SQLiteThread:
         except RuntimeError:  # open()'s loop closed meanwhile: nobody will use it
             conn.close()
             return
+        closing: Job | None = None
         try:
             while (job := self._jobs.get()) is not None:
                 work, future, job_loop = job
+                if work is _close:
+                    closing = job
+                    break
                 result, error = self._call(conn, work)
                 with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
                     job_loop.call_soon_threadsafe(_deliver, future, result, error)
         finally:
             conn.close()
+            if closing is not None:
+                with contextlib.suppress(RuntimeError):
+                    closing[2].call_soon_threadsafe(_deliver, closing[1], None, None)
 
     def _connect(self) -> sqlite3.Connection:
         conn = None

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +206,17 @@ def test_a_call_that_gets_no_answer_in_time_raises_call_timed_out() -> None:
     finally:
         release.set()
         events.close()
+
+
+def test_a_blocking_app_left_open_on_sqlite_closes_quietly_at_exit(tmp_path: Path) -> None:
+    # its atexit hook closes it while the interpreter shuts down, when no new thread
+    # may start (the SQLite connection's close once started one: a traceback at exit)
+    script = tmp_path / "left_open.py"
+    script.write_text(textwrap.dedent(f"""\
+        from wrkr import BlockingWrkr
+        app = BlockingWrkr("sqlite:///{tmp_path / 'left.db'}").start()
+        print(len(app.publish({{"name": "test.left.open"}})))
+        """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "0\n", "")
