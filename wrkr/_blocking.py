@@ -59,15 +59,15 @@ class BlockingWrkr:
         app_or_url: a backend URL such as ``postgresql://...``, or an unstarted `Wrkr`.
         call_timeout: seconds a call waits for its answer before raising `CallTimedOut`
             (None: no limit). A publish that timed out may still have been stored.
+        options: `Wrkr.from_url` options (app and backend ones), with a URL only.
+
+    Raises:
+        AlreadyStarted: the `Wrkr` given is already running.
 
     In a process forked after `start()` (gunicorn `--preload`, uwsgi), the parent's
     loop thread does not exist and its connections are the parent's: a facade built
     from a URL starts afresh in the child, with its own thread and connections, on
     its first call there.
-        options: `Wrkr.from_url` options (app and backend ones), with a URL only.
-
-    Raises:
-        AlreadyStarted: the `Wrkr` given is already running.
     """
 
     def __init__(
