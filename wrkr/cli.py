@@ -1,6 +1,8 @@
 """The `wrkr` command: run a worker, publish events, inspect and control items.
 
-    wrkr worker MODULE:ATTR [--stop-timeout S]   run the app until SIGINT / SIGTERM
+    wrkr worker MODULE:ATTR [--stop-timeout S] [--http HOST:PORT]   run the app until SIGINT
+                                        / SIGTERM; --http serves /healthz /readyz /metrics
+    wrkr serve [--host H] [--port P] [--token T] [--root-path P]   the HTTP API and dashboard
     wrkr publish NAME [--tid T] [--payload JSON] [--when WHEN] [--once-every INTERVAL]
     wrkr items [--queue Q] [--name N] [--tid T] [--state S] [--limit N] [--offset N] [--json]
     wrkr get ID [--json]                one item in full, payload and error history included
@@ -38,6 +40,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from wrkr import _cli_format as fmt
+from wrkr import _cli_serve as web
 from wrkr import _cli_worker as worker
 from wrkr._app import Wrkr
 from wrkr._cli_worker import CommandError, UsageError
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_worker, _add_publish, _add_items, _add_get, _add_cancel, _add_retry,
                 _add_purge, _add_queues, _add_subscriptions, _add_unsubscribe):
         add(commands, url)
+    web.add_serve(commands, url, _backend_url)
     return parser
 
 
@@ -126,6 +130,10 @@ def _add_worker(commands: Subparsers, url: argparse.ArgumentParser) -> None:
                         help="of the wrkr logger (drivers show warnings only)")
     parser.add_argument("--stop-timeout", type=_seconds, default=10.0, metavar="SECONDS",
                         help="how long a stop waits for running handlers (default: 10)")
+    parser.add_argument("--http", metavar="HOST:PORT",
+                        help="also serve /healthz, /readyz and /metrics, e.g. 127.0.0.1:9100")
+    parser.add_argument("--token", help=f"bearer token for --http (or {web.TOKEN_ENV}); "
+                        "needed to listen beyond loopback")
     parser.set_defaults(run=_worker)
 
 
@@ -375,6 +383,12 @@ def _print_lines(lines: Sequence[str]) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    http = None
+    if args.http is not None:
+        host, port = web.http_address(args.http)
+        token = web.token_of(args.token)
+        web.check_bind(host, token, "--http")
+        http = (web.open_socket(host, port), token)
     if args.url:
         os.environ["WRKR_URL"] = args.url
     url = os.environ.get("WRKR_URL") or None
@@ -387,7 +401,7 @@ def _worker(args: argparse.Namespace) -> int:
         _say_default()
         url = DEFAULT_URL
     worker.configure_logging(args.log_level)
-    asyncio.run(worker.serve(app, url, args.stop_timeout))
+    asyncio.run(worker.serve(app, url, args.stop_timeout, http))
     return 0
 
 

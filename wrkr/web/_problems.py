@@ -7,7 +7,6 @@ names the bad value), with the password of the app's URL scrubbed.
 
 from __future__ import annotations
 
-import logging
 from http import HTTPStatus
 
 from starlette.exceptions import HTTPException
@@ -26,7 +25,6 @@ from wrkr._urls import scrub
 
 __all__ = ["Conflict", "Problem", "problem", "problem_from_error"]
 
-logger = logging.getLogger("wrkr.web")
 MEDIA_TYPE = "application/problem+json"
 
 # Most specific first: NotSupported is also a NotImplementedError, NotStarted a RuntimeError.
@@ -83,6 +81,8 @@ async def on_problem(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
-    """Answer any other exception with a 500 that tells nothing of the server's insides."""
-    logger.exception("%s %s failed", request.method, request.url.path)
+    """Answer any other exception with a 500 that tells nothing of the server's insides.
+
+    Starlette raises the exception again once this is sent, so the server logs it.
+    """
     return problem(500, "internal error: see the server's log")
