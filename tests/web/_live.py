@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import wrkr.web
-from wrkr import Fail, Wrkr
+from wrkr import Fail, Retry, Wrkr
 from wrkr.web._server import HTTPServer, bind
 
 START_TIMEOUT = 20.0
@@ -39,14 +39,23 @@ class Live:
         return asyncio.run_coroutine_threadsafe(make(), self.loop).result(timeout)
 
 
-def demo_app(url: str = "memory://", **options: Any) -> Wrkr:
-    """An app with two queues: `test.web.mail` fails an event whose payload says so."""
-    app = Wrkr.from_url(url, **options)
+def demo_app(url: str = "memory://", fixed: set[str] | None = None, **options: Any) -> Wrkr:
+    """An app with two queues; `test.web.mail` fails an event whose payload says so.
 
-    @app.on("user.*", queue="test.web.mail", retry=None)
+    `{"fail": why}` raises `Fail`, `{"crash": why}` a RuntimeError (one attempt, so it
+    fails with a traceback), unless the event's tid is in `fixed`.
+    """
+    app = Wrkr.from_url(url, **options)
+    repaired = set() if fixed is None else fixed
+
+    @app.on("user.*", queue="test.web.mail", retry=Retry(attempts=1))
     async def mail(event: Any) -> None:
+        if event.tid in repaired:
+            return
         if event.payload.get("fail"):
             raise Fail(f"cannot mail {event.tid}: {event.payload['fail']}")
+        if event.payload.get("crash"):
+            raise RuntimeError(f"mail server said {event.payload['crash']}")
 
     @app.on("report.due", queue="test.web.reports")
     async def report(event: Any) -> None:
@@ -57,10 +66,16 @@ def demo_app(url: str = "memory://", **options: Any) -> Wrkr:
 
 @contextmanager
 def live_server(app: Wrkr, *, token: str | None = None, prefix: str = "",
-                started: bool = True, listen: bool = True) -> Iterator[Live]:
-    """Serve `app` (mounted under `prefix` if given) until the block ends."""
+                started: bool = True, listen: bool = True, worker: Wrkr | None = None,
+                ) -> Iterator[Live]:
+    """Serve `app` (mounted under `prefix` if given) until the block ends.
+
+    `started=False` leaves the app stopped (as before a lifespan starts it); `listen=False`
+    starts it without consuming; `worker`, another app, is started and listens beside it
+    (a worker process of its own, in a real deployment).
+    """
     ready: concurrent.futures.Future[Live] = concurrent.futures.Future()
-    stop = threading.Event()
+    stopping: list[asyncio.Event] = []
 
     async def main() -> None:
         sock = bind("127.0.0.1", 0)
@@ -68,16 +83,21 @@ def live_server(app: Wrkr, *, token: str | None = None, prefix: str = "",
         outer = Starlette(routes=[Mount(prefix, app=inner)]) if prefix else inner
         server = HTTPServer(outer, sock)
         serving = asyncio.create_task(server.serve())
+        stopping.append(asyncio.Event())
         try:
             if started:
                 await app.start()
                 if listen:
                     await app.listen()
+            if worker is not None:
+                await worker.start()
+                await worker.listen()
             ready.set_result(Live(f"http://127.0.0.1:{server.port}{prefix}", app,
                                   asyncio.get_running_loop()))
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
+            await stopping[0].wait()
         finally:
+            if worker is not None:
+                await worker.stop()
             await app.stop()
             server.stop()
             await serving
@@ -92,8 +112,9 @@ def live_server(app: Wrkr, *, token: str | None = None, prefix: str = "",
 
     thread = threading.Thread(target=run, name="wrkr-web-live", daemon=True)
     thread.start()
+    live = ready.result(START_TIMEOUT)
     try:
-        yield ready.result(START_TIMEOUT)
+        yield live
     finally:
-        stop.set()
+        live.loop.call_soon_threadsafe(stopping[0].set)
         thread.join(START_TIMEOUT)
