@@ -63,6 +63,7 @@ def test_an_event_nobody_subscribed_stores_nothing(client: httpx.Client) -> None
     ({"name": "user.added", "colour": "red"}, "colour"),
     ([{"name": "user.added"}, {"name": ""}], "''"),
     ("user.added", "expected an event object"),
+    ({"name": "user.added", "tid": "a\x00b"}, "NUL"),
 ])
 def test_an_invalid_event_is_a_400_naming_it(
     client: httpx.Client, body: object, fragment: str
@@ -102,6 +103,7 @@ def test_items_are_paged_with_a_cursor(client: httpx.Client) -> None:
     ({"limit": "0"}, "'0'"), ({"limit": "x"}, "'x'"), ({"limit": "501"}, "'501'"),
     ({"cursor": "garbage"}, "'garbage'"), ({"state": "lost"}, "'lost'"),
     ({"queue": "bad queue!"}, "'bad queue!'"), ({"colour": "red"}, "colour"),
+    ({"tid": "a\x00b"}, "NUL"),
 ])
 def test_a_bad_listing_query_is_a_400(
     client: httpx.Client, params: dict[str, str], fragment: str

@@ -57,6 +57,9 @@ class ApiV1:
         body = await _json_body(request)
         if not isinstance(body, dict | list):
             raise Problem(400, "expected an event object or a list of event objects")
+        for event in body if isinstance(body, list) else [body]:
+            if isinstance(event, dict) and isinstance(event.get("tid"), str):
+                _check_text(event["tid"], "tid")
         try:
             ids = await self.app.publish(body)
         except (TypeError, OverflowError) as exc:  # a value of a JSON type wrkr cannot use
@@ -76,11 +79,12 @@ class ApiV1:
 
     async def item(self, request: Request) -> Response:
         """GET /v1/items/{id}: one item in full; 404 when unknown."""
-        return JSONResponse(item_fields(await self.app.get(request.path_params["id"])))
+        item_id = _check_text(request.path_params["id"], "item id")
+        return JSONResponse(item_fields(await self.app.get(item_id)))
 
     async def retry(self, request: Request) -> Response:
         """POST /v1/items/{id}/retry: a failed item back to ready; 409 if it is not failed."""
-        item_id = request.path_params["id"]
+        item_id = _check_text(request.path_params["id"], "item id")
         event = await self.app.get(item_id)
         if event.state is not State.FAILED:
             raise Conflict(f"item {item_id!r} is {event.state}, not failed: only a failed "
@@ -137,7 +141,14 @@ def _only(request: Request, allowed: set[str]) -> dict[str, str]:
     repeated = [key for key in request.query_params if len(request.query_params.getlist(key)) > 1]
     if repeated:
         raise Problem(400, f"query parameter {repeated[0]} given more than once")
-    return dict(request.query_params)
+    return {key: _check_text(value, key) for key, value in request.query_params.items()}
+
+
+def _check_text(value: str, what: str) -> str:
+    """Refuse a NUL character, which no backend's text columns can hold (PostgreSQL's)."""
+    if "\x00" in value:
+        raise Problem(400, f"invalid {what} {value[:100]!r}: contains a NUL character")
+    return value
 
 
 def _limit(text: str | None) -> int:
