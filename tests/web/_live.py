@@ -20,6 +20,7 @@ from starlette.routing import Mount
 
 import wrkr.web
 from wrkr import Fail, Retry, Wrkr
+from wrkr.backend import Backend
 from wrkr.web._server import HTTPServer, bind
 
 START_TIMEOUT = 20.0
@@ -39,13 +40,15 @@ class Live:
         return asyncio.run_coroutine_threadsafe(make(), self.loop).result(timeout)
 
 
-def demo_app(url: str = "memory://", fixed: set[str] | None = None, **options: Any) -> Wrkr:
+def demo_app(url: str = "memory://", fixed: set[str] | None = None,
+             backend: Backend | None = None, **options: Any) -> Wrkr:
     """An app with two queues; `test.web.mail` fails an event whose payload says so.
 
     `{"fail": why}` raises `Fail`, `{"crash": why}` a RuntimeError (one attempt, so it
-    fails with a traceback), unless the event's tid is in `fixed`.
+    fails with a traceback), unless the event's tid is in `fixed`. With `backend`, `url`
+    is not used.
     """
-    app = Wrkr.from_url(url, **options)
+    app = Wrkr(backend, **options) if backend is not None else Wrkr.from_url(url, **options)
     repaired = set() if fixed is None else fixed
 
     @app.on("user.*", queue="test.web.mail", retry=Retry(attempts=1))

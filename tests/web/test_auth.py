@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -21,7 +22,7 @@ TOKEN = "t0ken-for-tests"
 
 
 @pytest.fixture
-def secured() -> httpx.Client:
+def secured() -> Iterator[httpx.Client]:
     with live_server(demo_app(), token=TOKEN) as live, \
             httpx.Client(base_url=live.url, timeout=10.0) as client:
         yield client
