@@ -55,12 +55,23 @@ function badge(state) {
   return el("span", { class: `badge ${state || ""}` }, state || "-");
 }
 
-function when(iso) {
+function when(iso, absolute = false) {
   if (!iso) return "-";
   const date = new Date(iso);
-  const text = date.toISOString().replace("T", " ").slice(0, 19);
+  const text = `${date.toISOString().replace("T", " ").slice(0, 19)} UTC`;
   const seconds = Math.round((date - Date.now()) / 1000);
-  return el("time", { datetime: iso, title: `${text} UTC` }, relative(seconds));
+  return el("time", { datetime: iso, title: text }, relative(seconds),
+    absolute ? el("span", { class: "muted" }, ` · ${text}`) : null);
+}
+
+function interval(seconds) {
+  const parts = [[86400, "d"], [3600, "h"], [60, "min"], [1, "s"]];
+  let left = Math.round(seconds);
+  const shown = [];
+  for (const [size, unit] of parts) {
+    if (left >= size) { shown.push(`${Math.floor(left / size)} ${unit}`); left %= size; }
+  }
+  return shown.join(" ") || "0 s";
 }
 
 function relative(seconds) {
@@ -99,7 +110,18 @@ async function overview() {
   };
 }
 
+function renderTotals(view, queues) {
+  const totals = Object.fromEntries(STATES.map((state) => [state,
+    queues.reduce((sum, { counts }) => sum + (counts[state] || 0), 0)]));
+  view.querySelector("#totals").replaceChildren(...STATES.map((state) =>
+    el("a", { class: `tile ${state} ${totals[state] ? "" : "zero"}`, "data-total": state,
+      href: `#/items?${new URLSearchParams({ state })}` },
+    el("span", { class: "tile-count" }, totals[state].toLocaleString()),
+    el("span", { class: "tile-label" }, state))));
+}
+
 function renderQueues(view, queues) {
+  renderTotals(view, queues);
   const rows = queues.map(({ queue, counts }) => el("tr", { "data-queue": queue },
     el("td", {}, itemsLink({ queue }, queue)),
     STATES.map((state) => el("td", { class: `count ${counts[state] ? state : "zero"}`,
@@ -173,7 +195,7 @@ async function renderSchedules(box) {
       (h) => el("th", {}, h)))),
     el("tbody", {}, schedules.map((s) => el("tr", {},
       el("td", {}, itemsLink({ name: s.name }, s.name)),
-      el("td", { class: "mono" }, s.cron ? `cron ${s.cron} (${s.tz})` : `every ${s.every} s`),
+      el("td", { class: "mono" }, s.cron ? `cron ${s.cron} (${s.tz})` : `every ${interval(s.every)}`),
       el("td", {}, s.tid || "-"), el("td", {}, when(s.next)),
       el("td", {}, when(s.last)))))));
 }
@@ -215,11 +237,13 @@ async function itemsView(params) {
 
 function renderItems(view, page, filters, cursor) {
   const rows = page.items.map((item) => el("tr", { "data-id": item.id },
-    el("td", {}, itemLink(item.id, item.id.slice(0, 12))), el("td", {}, item.queue),
+    el("td", {}, itemLink(item.id)), el("td", {}, item.queue),
     el("td", {}, item.name), el("td", {}, item.tid || "-"), el("td", {}, badge(item.state)),
     el("td", {}, when(item.due)), el("td", { class: "count" }, item.attempts)));
   view.querySelector("#items tbody").replaceChildren(...rows);
   view.querySelector("#items-empty").hidden = page.items.length > 0;
+  view.querySelector("#items-shown").textContent = page.items.length
+    ? `${page.items.length} item(s)${page.next ? ", more on the next page" : ""}` : "";
   const next = view.querySelector("#next");
   next.hidden = !page.next;
   next.onclick = () => {
@@ -287,8 +311,9 @@ function renderItem(view, item) {
   }
   const fields = [["queue", itemsLink({ queue: item.queue }, item.queue)],
     ["name", itemsLink({ name: item.name }, item.name)], ["tid", item.tid || "-"],
-    ["due", when(item.due)], ["created", when(item.created)], ["attempts", item.attempts],
-    ["worker", item.worker || "-"], ["finished", when(item.finished)]];
+    ["due", when(item.due, true)], ["created", when(item.created, true)],
+    ["attempts", item.attempts], ["worker", item.worker || "-"],
+    ["finished", when(item.finished, true)]];
   view.querySelector("#fields").replaceChildren(...fields.flatMap(([key, value]) =>
     [el("dt", {}, key), el("dd", { "data-field": key }, value)]));
   view.querySelector("#payload").textContent = JSON.stringify(item.payload, null, 2);
