@@ -70,19 +70,19 @@ def demo_app(url: str = "memory://", fixed: set[str] | None = None,
 @contextmanager
 def live_server(app: Wrkr, *, token: str | None = None, prefix: str = "",
                 started: bool = True, listen: bool = True, worker: Wrkr | None = None,
-                ) -> Iterator[Live]:
+                **options: Any) -> Iterator[Live]:
     """Serve `app` (mounted under `prefix` if given) until the block ends.
 
     `started=False` leaves the app stopped (as before a lifespan starts it); `listen=False`
     starts it without consuming; `worker`, another app, is started and listens beside it
-    (a worker process of its own, in a real deployment).
+    (a worker process of its own, in a real deployment). `options` go to `asgi()`.
     """
     ready: concurrent.futures.Future[Live] = concurrent.futures.Future()
     stopping: list[asyncio.Event] = []
 
     async def main() -> None:
         sock = bind("127.0.0.1", 0)
-        inner = wrkr.web.asgi(app, token=token)
+        inner = wrkr.web.asgi(app, token=token, **options)
         outer = Starlette(routes=[Mount(prefix, app=inner)]) if prefix else inner
         server = HTTPServer(outer, sock)
         serving = asyncio.create_task(server.serve())

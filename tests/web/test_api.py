@@ -7,8 +7,10 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from tests._services import require_service
 from tests.web._live import Live, demo_app, live_server
 from tests.web._poll import wait_for_state
+from tests.web._proxy import tcp_proxy
 
 PROBLEM = "application/problem+json"
 
@@ -254,3 +256,20 @@ def test_a_mounted_app_works_under_its_prefix() -> None:
         assert '<base href="/ops/wrkr/">' in page.text
         assert c.get("/static/app.js").headers["content-type"].startswith("text/javascript")
         assert_problem(c.get("/static/../_api.py"), 404)
+
+
+@pytest.mark.postgres
+def test_a_backend_that_goes_away_is_a_503_without_its_password(pg_schema: str) -> None:
+    require_service("PostgreSQL", 5432)
+    with tcp_proxy(5432) as proxy:
+        url = f"postgresql://postgres:s3cret-pw@127.0.0.1:{proxy.port}/test?schema={pg_schema}"
+        with live_server(demo_app(url), listen=False, timeout=1.0) as live, \
+                httpx.Client(base_url=live.url, timeout=30.0) as client:
+            assert client.get("/readyz").status_code == 200
+            proxy.cut()
+            queues = assert_problem(client.get("/v1/queues"), 503, "backend")
+            ready = assert_problem(client.get("/readyz"), 503, "backend")
+            published = assert_problem(client.post("/v1/events", json={"name": "user.added"}),
+                                       503, "backend")
+    assert "may still take effect" in published["detail"]
+    assert "s3cret-pw" not in queues["detail"] + ready["detail"]

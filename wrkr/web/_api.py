@@ -7,6 +7,8 @@ or `Problem`s and answered as problem details by the app (`_problems`).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,33 +26,50 @@ from wrkr.web._health import require_started
 from wrkr.web._metrics import metrics_for
 from wrkr.web._problems import Conflict, Problem
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ApiV1"]
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_TIMEOUT", "MAX_LIMIT", "ApiV1"]
 
+Endpoint = Callable[[Request], Awaitable[Response]]
 DEFAULT_LIMIT = 50
+DEFAULT_TIMEOUT = 10.0
 MAX_LIMIT = 500
 _ITEM_FILTERS = ("queue", "name", "tid", "state")
 _CANCEL_FILTERS = ("queue", "name", "tid")
 
 
 class ApiV1:
-    """The `/v1` endpoints of one app."""
+    """The `/v1` endpoints of one app; each answers within `timeout` seconds (else 503)."""
 
-    def __init__(self, app: Wrkr) -> None:
+    def __init__(self, app: Wrkr, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.app = app
+        self.timeout = timeout
 
     def routes(self) -> list[Route]:
         """Return the routes, relative to the mount point."""
         return [
-            Route("/v1/events", self.publish, methods=["POST"]),
-            Route("/v1/items", self.items, methods=["GET"]),
-            Route("/v1/items", self.cancel, methods=["DELETE"]),
-            Route("/v1/items/{id}", self.item, methods=["GET"]),
-            Route("/v1/items/{id}/retry", self.retry, methods=["POST"]),
-            Route("/v1/queues", self.queues, methods=["GET"]),
-            Route("/v1/subscriptions", self.subscriptions, methods=["GET"]),
-            Route("/v1/schedules", self.schedules, methods=["GET"]),
-            Route("/v1/throughput", self.throughput, methods=["GET"]),
+            self._route("/v1/events", self.publish, "POST"),
+            self._route("/v1/items", self.items, "GET"),
+            self._route("/v1/items", self.cancel, "DELETE"),
+            self._route("/v1/items/{id}", self.item, "GET"),
+            self._route("/v1/items/{id}/retry", self.retry, "POST"),
+            self._route("/v1/queues", self.queues, "GET"),
+            self._route("/v1/subscriptions", self.subscriptions, "GET"),
+            self._route("/v1/schedules", self.schedules, "GET"),
+            self._route("/v1/throughput", self.throughput, "GET"),
         ]
+
+    def _route(self, path: str, endpoint: Endpoint, method: str) -> Route:
+        # A backend that is down can keep a call waiting for its pool's whole timeout
+        # (30 s on PostgreSQL): the API answers 503 sooner, saying what it knows.
+        async def bounded(request: Request) -> Response:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await endpoint(request)
+            except TimeoutError:
+                maybe = " (it may still take effect)" if method != "GET" else ""
+                raise Problem(503, f"the backend did not answer within {self.timeout:g} s"
+                                   f"{maybe}") from None
+
+        return Route(path, bounded, methods=[method])
 
     async def publish(self, request: Request) -> Response:
         """POST /v1/events: one event object or a list of them; 201 with the item ids."""

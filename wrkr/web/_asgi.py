@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 from wrkr._app import Wrkr
 from wrkr._errors import InvalidConfig, WrkrError
 from wrkr.web import _dashboard
-from wrkr.web._api import ApiV1
+from wrkr.web._api import DEFAULT_TIMEOUT, ApiV1
 from wrkr.web._guard import DEFAULT_MAX_BODY, Guard
 from wrkr.web._health import Health
 from wrkr.web._metrics import metrics_for
@@ -33,7 +33,8 @@ from wrkr.web._problems import (
 __all__ = ["asgi", "probes"]
 
 
-def asgi(app: Wrkr, token: str | None = None, *, max_body: int = DEFAULT_MAX_BODY) -> ASGIApp:
+def asgi(app: Wrkr, token: str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
+         timeout: float = DEFAULT_TIMEOUT) -> ASGIApp:
     """Return the ASGI app serving `app`'s API, dashboard, probes and metrics.
 
     Args:
@@ -41,15 +42,18 @@ def asgi(app: Wrkr, token: str | None = None, *, max_body: int = DEFAULT_MAX_BOD
         token: when given, every request but the probes and the dashboard's static page
             needs `Authorization: Bearer <token>`.
         max_body: the largest request body accepted, in bytes.
+        timeout: the longest an API call waits for the backend before answering 503.
     """
     _check(app, token, max_body)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise InvalidConfig(f"invalid timeout {timeout!r}: expected seconds > 0")
     metrics_for(app)  # count from now on, not from the first scrape
     spec = document(token=token is not None)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(spec)
 
-    routes = [*Health(app).routes(), *ApiV1(app).routes(), *_dashboard.routes(),
+    routes = [*Health(app).routes(), *ApiV1(app, timeout).routes(), *_dashboard.routes(),
               Route("/openapi.json", openapi, methods=["GET"])]
     return _starlette(app, routes, token, max_body)
 
