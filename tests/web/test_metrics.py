@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from typing import Any
 
 import httpx2 as httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.web._live import Live, demo_app
+from tests.web._live import Live, demo_app, live_server
 from tests.web._poll import wait_for_state
 from tests.web.test_api import publish
 from wrkr import Wrkr
 from wrkr.web import Metrics, metrics_for
+from wrkr.web._throughput import Throughput
+
+WAIT = 10.0
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -69,3 +75,48 @@ async def test_item_counts_are_read_again_only_when_stale() -> None:
         await asyncio.sleep(0)
         assert samples((await cached.scrape()).decode())[key] == 0
         assert samples((await fresh.scrape()).decode())[key] == 1
+
+
+def test_a_running_handler_is_in_flight_until_it_ends() -> None:
+    app, release = Wrkr(), threading.Event()
+
+    @app.on("job.slow", queue="test.web.slow")
+    async def slow(event: Any) -> None:
+        await asyncio.to_thread(release.wait, WAIT)
+
+    key = ("wrkr_in_flight", (("queue", "test.web.slow"),))
+    with live_server(app) as live, httpx.Client(base_url=live.url, timeout=WAIT) as client:
+        publish(client, {"name": "job.slow"})
+        _until(client, key, 1)
+        release.set()
+        _until(client, key, 0)
+        handled = samples(client.get("/metrics").text)
+    assert handled[("wrkr_handled_total", (("outcome", "acked"), ("queue", "test.web.slow")))] == 1
+
+
+def _until(client: httpx.Client, key: tuple[str, tuple[tuple[str, str], ...]],
+           value: float) -> None:
+    deadline, got = time.monotonic() + WAIT, None
+    while time.monotonic() < deadline:
+        got = samples(client.get("/metrics").text).get(key)
+        if got == value:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{key} is {got}, not {value}, after {WAIT}s")
+
+
+def test_throughput_keeps_the_last_hour_per_minute() -> None:
+    now = [3600 * 100.0]
+    throughput = Throughput(clock=lambda: now[0])
+    throughput.add("published", 3)
+    throughput.add("acked", 2)
+    now[0] += 59 * 60
+    throughput.add("failed", 1)
+    minutes = throughput.last_hour()
+    assert len(minutes) == 60
+    assert minutes[0]["minute"] == 3600 * 100
+    assert (minutes[0]["published"], minutes[0]["acked"]) == (3, 2)
+    assert minutes[-1]["failed"] == 1
+    assert sum(m["published"] for m in minutes[1:]) == 0
+    now[0] += 60
+    assert sum(m["published"] for m in throughput.last_hour()) == 0  # an hour old: gone
