@@ -98,22 +98,25 @@ def test_a_non_loopback_bind_without_a_token_exits_2_saying_why(
                     err[0]), err[0]
 
 
-def test_wrkr_serve_with_a_token_answers_only_with_it(tmp_path: Path) -> None:
+def test_wrkr_serve_with_a_token_behind_a_prefix_answers_only_with_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'wrkr.db'}"
     process = subprocess.Popen(
-        [wrkr_script(), "serve", "--url", url, "--port", "0"], cwd=tmp_path,
+        [wrkr_script(), "serve", "--url", url, "--port", "0", "--root-path", "/ops"],
+        cwd=tmp_path,
         env=env(WRKR_TOKEN=TOKEN), stderr=subprocess.PIPE, text=True)
     try:
         assert process.stderr is not None
         lines, _ = lines_of(process.stderr)
         banner = wait_for(lines, "wrkr serve: http://")[-1]
-        base = re.search(r"http://\S+?/", banner)
+        base = re.search(r"http://\S+?/", banner)  # what a proxy that strips /ops reaches
         assert base is not None, banner
+        assert f"{base.group(0)}ops/ " in banner
         with httpx.Client(base_url=base.group(0), timeout=WAIT) as client:
             assert client.get("/v1/queues").status_code == 401
             assert client.get("/v1/queues", headers={"authorization": f"Bearer {TOKEN}"}
                               ).json() == {"queues": []}
             assert client.get("/readyz").json() == {"status": "ready"}
+            assert '<base href="/ops/">' in client.get("/").text
         process.send_signal(signal.SIGTERM)
         assert process.wait(WAIT) == 0
     finally:

@@ -4,7 +4,7 @@
 
 Needs the ``wrkr[web]`` extra (Starlette, uvicorn, prometheus_client). The ASGI app never
 starts the wrkr app: the user's lifespan does (`async with events:`), and until then
-every endpoint but `/healthz` answers 503.
+the API, `/readyz` and `/metrics` answer 503 (`/healthz` and the dashboard's page load).
 """
 
 try:

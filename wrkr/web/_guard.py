@@ -70,7 +70,9 @@ class Guard:
         if scope["method"] in UNSAFE_METHODS and _cross_site(headers):
             return 403, "cross-site request refused: send it from the dashboard's own page", None
         length = headers.get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.max_body:
+        if not length.isdigit():
+            return 400, f"invalid Content-Length {length[:40]!r}", None
+        if int(length) > self.max_body:
             return 413, f"request body larger than {self.max_body} bytes", None
         return None
 
