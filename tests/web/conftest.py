@@ -1,8 +1,9 @@
-"""Backends the web tests run on: memory (started in the server's process) and PostgreSQL."""
+"""Backends the web tests run on: memory (started in the server's process), SQLite, PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -10,15 +11,18 @@ import pytest
 from tests.conftest import PG_URL, new_schema
 from tests.web._live import Live, demo_app, live_server
 
-BACKENDS = [pytest.param("memory", id="memory"),
+BACKENDS = [pytest.param("memory", id="memory"), pytest.param("sqlite", id="sqlite"),
             pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A URL of a fresh backend: memory://, or a schema of its own on the local PostgreSQL."""
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh backend's URL: memory://, a SQLite file, a schema of the local PostgreSQL."""
     if request.param == "memory":
         yield "memory://"
+        return
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'wrkr.db'}"
         return
     for schema in new_schema(request):
         yield f"{PG_URL}?schema={schema}"

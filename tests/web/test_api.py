@@ -11,6 +11,7 @@ from tests._services import require_service
 from tests.web._live import Live, demo_app, live_server
 from tests.web._poll import wait_for_state
 from tests.web._proxy import tcp_proxy
+from wrkr import Capability
 
 PROBLEM = "application/problem+json"
 
@@ -178,6 +179,9 @@ def test_subscriptions_are_listed(client: httpx.Client) -> None:
 
 
 def test_schedules_are_listed_with_their_next_firing(client: httpx.Client, live: Live) -> None:
+    if Capability.SCHEDULES not in live.app.backend.capabilities:
+        assert_problem(client.get("/v1/schedules"), 501, "'schedules'")
+        return
     live.call(lambda: live.app.schedule("report.due", every="1 hour", tid="hourly"))
     [schedule] = client.get("/v1/schedules").json()["schedules"]
     assert schedule["name"] == "report.due"
