@@ -8,9 +8,12 @@ cancelled from the item list. Screenshots go to the test's temporary folder.
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.web._live import Live, demo_app, live_server
+from tests.web._poll import wait_for_state
 from tests.web.test_api import publish
 from wrkr import Wrkr
 from wrkr_memory import MemoryBackend, MemoryStore
@@ -150,3 +154,49 @@ def test_the_dashboard_works_under_a_prefix_and_asks_for_a_token(browser: Browse
         expect(tab.locator('#queues tr[data-queue="test.web.reports"]')).to_be_visible()
         expect(tab.locator("#live-text")).to_have_text(re.compile("updated"))
         context.close()
+
+
+def test_a_page_of_another_origin_cannot_retry_an_item(
+    browser: Browser, deployment: Deployment
+) -> None:
+    with httpx.Client(base_url=deployment.url) as client:
+        [item_id] = publish(client, {"name": "user.added", "tid": "x1",
+                                     "payload": {"fail": "for good"}})
+        wait_for_state(client, item_id, "failed")
+        target = f"{deployment.url}/v1/items/{item_id}/retry"
+        form = (f'<form id="f" method="post" action="{target}" enctype="text/plain">'
+                '<input name="a" value="b"></form><script>f.submit()</script>')
+        with _page_server(form) as elsewhere:
+            tab = browser.new_page()
+            with tab.expect_navigation(url=target):
+                tab.goto(elsewhere)
+            assert "cross-site request refused" in tab.content()
+            tab.close()
+        item = client.get(f"/v1/items/{item_id}").json()
+        assert (item["state"], len(item["errors"])) == ("failed", 1)  # never retried
+
+
+@contextmanager
+def _page_server(body: str) -> Iterator[str]:
+    """Serve `body` as an HTML page from another origin (another port of 127.0.0.1)."""
+    page = body.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/"
+        finally:
+            server.shutdown()
+            thread.join(10)
