@@ -118,7 +118,8 @@ async def serve(url: str, sock: socket.socket, token: str | None, root_path: str
 
     stop = asyncio.Event()
     async with Wrkr.from_url(url) as app:
-        server = HTTPServer(asgi(app, token=token), sock, root_path=root_path)
+        server = HTTPServer(asgi(app, token=token, loopback_only=token is None), sock,
+                            root_path=root_path)
         with signals_routed(lambda sig: stop.set()):
             async with listening(server):
                 host, port = sock.getsockname()[:2]

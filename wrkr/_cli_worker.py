@@ -145,7 +145,8 @@ async def serve(app: Wrkr, url: str | None, stop_timeout: float,
             from wrkr.web._server import HTTPServer
 
             sock, token = http
-            await stack.enter_async_context(listening(HTTPServer(probes(app, token), sock)))
+            probe = probes(app, token, loopback_only=token is None)
+            await stack.enter_async_context(listening(HTTPServer(probe, sock)))
             logger.info("serving /healthz, /readyz and /metrics on %s:%d",
                         *sock.getsockname()[:2])
         await _run(app, url, stop_timeout)

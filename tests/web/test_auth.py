@@ -124,3 +124,16 @@ def test_wrkr_serve_with_a_token_behind_a_prefix_answers_only_with_it(tmp_path: 
         process.wait(WAIT)
         if process.stderr is not None:
             process.stderr.close()
+
+
+@pytest.mark.parametrize(("host", "status"), [
+    ("evil.example", 403), ("evil.example:80", 403), ("10.0.0.1", 403),
+    ("localhost", 200), ("127.0.0.1:9", 200), ("[::1]:8080", 200),
+])
+def test_a_loopback_server_answers_only_to_a_loopback_host(host: str, status: int) -> None:
+    with live_server(demo_app(), loopback_only=True) as live, \
+            httpx.Client(base_url=live.url, timeout=10.0) as client:
+        response = client.get("/v1/queues", headers={"host": host})
+        assert response.status_code == status, response.text
+        if status == 403:
+            assert_problem(response, 403, "loopback Host")

@@ -51,6 +51,8 @@ def test_a_worker_serves_its_probes_and_what_it_handled(tmp_path: Path) -> None:
             got = _metrics_once_handled(http)
             assert got[("wrkr_items", (("queue", "test.web.jobs"), ("state", "ready")))] == 0
             assert http.get("/v1/items").status_code == 404  # probes only: no API here
+            rebound = http.get("/metrics", headers={"host": "evil.example"})  # DNS rebinding
+            assert rebound.status_code == 403
         process.send_signal(signal.SIGTERM)
         assert process.wait(WAIT) == 0
     finally:

@@ -6,6 +6,8 @@ It never starts or stops the wrkr app: whoever mounts it does, in their lifespan
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -34,7 +36,7 @@ __all__ = ["asgi", "probes"]
 
 
 def asgi(app: Wrkr, token: str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
-         timeout: float = DEFAULT_TIMEOUT) -> ASGIApp:
+         timeout: float = DEFAULT_TIMEOUT, loopback_only: bool = False) -> ASGIApp:
     """Return the ASGI app serving `app`'s API, dashboard, probes and metrics.
 
     Args:
@@ -43,6 +45,8 @@ def asgi(app: Wrkr, token: str | None = None, *, max_body: int = DEFAULT_MAX_BOD
             needs `Authorization: Bearer <token>`.
         max_body: the largest request body accepted, in bytes.
         timeout: the longest an API call waits for the backend before answering 503.
+        loopback_only: refuse requests whose `Host` is not loopback (a server on 127.0.0.1
+            without a token: against DNS rebinding).
     """
     _check(app, token, max_body)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
@@ -55,24 +59,24 @@ def asgi(app: Wrkr, token: str | None = None, *, max_body: int = DEFAULT_MAX_BOD
 
     routes = [*Health(app).routes(), *ApiV1(app, timeout).routes(), *_dashboard.routes(),
               Route("/openapi.json", openapi, methods=["GET"])]
-    return _starlette(app, routes, token, max_body)
+    return _starlette(app, routes, Guard.options(token, max_body, loopback_only))
 
 
-def probes(app: Wrkr, token: str | None = None) -> ASGIApp:
+def probes(app: Wrkr, token: str | None = None, *, loopback_only: bool = False) -> ASGIApp:
     """Return an ASGI app with `/healthz`, `/readyz` and `/metrics` only (a worker's)."""
     _check(app, token, DEFAULT_MAX_BODY)
     metrics_for(app)
-    return _starlette(app, Health(app).routes(), token, 0)
+    return _starlette(app, Health(app).routes(), Guard.options(token, 0, loopback_only))
 
 
-def _starlette(app: Wrkr, routes: list[Route], token: str | None, max_body: int) -> Starlette:
+def _starlette(app: Wrkr, routes: list[Route], guard: dict[str, Any]) -> Starlette:
     async def on_wrkr_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, WrkrError)
         return problem_from_error(exc, app.url)
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(Guard, token=token, max_body=max_body)],
+        middleware=[Middleware(Guard, **guard)],
         exception_handlers={WrkrError: on_wrkr_error, Problem: on_problem,
                             HTTPException: on_http_exception, Exception: on_unexpected})
 

@@ -9,19 +9,24 @@
   retry or cancel items. Clients that are not browsers (curl, Prometheus) send neither.
 - A request body larger than `max_body` bytes is refused (413), by its
   `Content-Length` or, when chunked, as soon as it grows past the limit.
+- With `loopback_only` (`wrkr serve` and `--http` without a token), a request whose
+  `Host` is not a loopback name is refused (403): a page whose domain an attacker points
+  at 127.0.0.1 (DNS rebinding) would otherwise read and act as the same origin.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wrkr.web._problems import problem
 
-__all__ = ["DEFAULT_MAX_BODY", "Guard"]
+__all__ = ["DEFAULT_MAX_BODY", "Guard", "is_loopback"]
 
 DEFAULT_MAX_BODY = 1024 * 1024
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/static/app.js", "/static/style.css"})
@@ -36,11 +41,17 @@ class Guard:
     """ASGI middleware: the bearer token, cross-site refusal and the body size limit."""
 
     def __init__(self, app: ASGIApp, *, token: str | None, max_body: int = DEFAULT_MAX_BODY,
-                 open_paths: Iterable[str] = OPEN_PATHS) -> None:
+                 open_paths: Iterable[str] = OPEN_PATHS, loopback_only: bool = False) -> None:
         self.app = app
+        self.loopback_only = loopback_only
         self.expected = None if token is None else f"Bearer {token}".encode()
         self.max_body = max_body
         self.open_paths = frozenset(open_paths)
+
+    @staticmethod
+    def options(token: str | None, max_body: int, loopback_only: bool) -> dict[str, Any]:
+        """Return the keyword arguments of a `Guard`, for `Middleware(Guard, **options)`."""
+        return {"token": token, "max_body": max_body, "loopback_only": loopback_only}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,6 +72,8 @@ class Guard:
     def _refusal(self, scope: Scope, headers: dict[bytes, bytes]
                  ) -> tuple[int, str, dict[str, str] | None] | None:
         path = _route_path(scope)
+        if self.loopback_only and not _loopback_host(headers.get(b"host", b"")):
+            return 403, "this server answers only to a loopback Host (127.0.0.1, localhost)", None
         if self.expected is not None and path not in self.open_paths:
             given = headers.get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
@@ -88,6 +101,22 @@ class Guard:
             return message
 
         return counted
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_host(header: bytes) -> bool:
+    """Tell whether a `Host` header (name or address, maybe a port) names loopback."""
+    host = urlsplit(f"//{header.decode('latin-1')}").hostname
+    return host is not None and is_loopback(host)
 
 
 def _route_path(scope: Scope) -> str:

@@ -9,24 +9,15 @@ server with `stop()`.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import socket
 from collections.abc import Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from wrkr.web._guard import is_loopback
+
 __all__ = ["HTTPServer", "bind", "is_loopback"]
-
-
-def is_loopback(host: str) -> bool:
-    """Tell whether `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
