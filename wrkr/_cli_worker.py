@@ -8,10 +8,12 @@ being handled come back to their queues when their leases expire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import NoReturn
 
@@ -129,11 +131,30 @@ class _Stopper:
             logger.info("%s received: already stopping", sig.name)
 
 
-async def serve(app: Wrkr, url: str | None, stop_timeout: float, *, banner: bool = True) -> None:
+async def serve(app: Wrkr, url: str | None, stop_timeout: float,
+                http: tuple[socket.socket, str | None] | None = None, *,
+                banner: bool = True) -> None:
     """Run `app` until SIGINT or SIGTERM, however early in its start the signal comes.
 
+    With `http` (a bound socket and a token), serve the app's `/healthz`, `/readyz` and
+    `/metrics` on it meanwhile: from before the start (not ready yet) to after the stop.
     `banner=False` in the children of `--processes`: their supervisor showed it once.
     """
+    async with contextlib.AsyncExitStack() as stack:
+        if http is not None:
+            from wrkr._cli_serve import listening
+            from wrkr.web import probes
+            from wrkr.web._server import HTTPServer
+
+            sock, token = http
+            probe = probes(app, token, loopback_only=token is None)
+            await stack.enter_async_context(listening(HTTPServer(probe, sock)))
+            logger.info("serving /healthz, /readyz and /metrics on %s:%d",
+                        *sock.getsockname()[:2])
+        await _run(app, url, stop_timeout, banner)
+
+
+async def _run(app: Wrkr, url: str | None, stop_timeout: float, banner: bool) -> None:
     stopper = _Stopper(app, stop_timeout)
     with signals_routed(stopper.on_signal):
         await app.start()

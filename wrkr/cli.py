@@ -1,7 +1,9 @@
 """The `wrkr` command: run a worker, publish events, inspect and control items.
 
-    wrkr worker MODULE:ATTR [--stop-timeout S] [--processes N]
-                                                 run the app until SIGINT / SIGTERM
+    wrkr worker MODULE:ATTR [--stop-timeout S] [--processes N] [--http HOST:PORT]
+                                        run the app until SIGINT / SIGTERM; --http serves
+                                        /healthz /readyz /metrics
+    wrkr serve [--host H] [--port P] [--token T] [--root-path P]   the HTTP API and dashboard
     wrkr publish NAME [--tid T] [--payload JSON] [--when WHEN] [--once-every INTERVAL]
     wrkr items [--queue Q] [--name N] [--tid T] [--state S] [--limit N] [--offset N] [--json]
     wrkr get ID [--json]                one item in full, payload and error history included
@@ -39,6 +41,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from wrkr import _cli_format as fmt
+from wrkr import _cli_serve as web
 from wrkr import _cli_worker as worker
 from wrkr._app import Wrkr
 from wrkr._cli_worker import CommandError, UsageError
@@ -108,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_worker, _add_publish, _add_items, _add_get, _add_cancel, _add_retry,
                 _add_purge, _add_queues, _add_subscriptions, _add_unsubscribe):
         add(commands, url)
+    web.add_serve(commands, url, _backend_url)
     return parser
 
 
@@ -131,7 +135,12 @@ def _add_worker(commands: Subparsers, url: argparse.ArgumentParser) -> None:
                         help="how long a stop waits for running handlers (default: 10)")
     parser.add_argument("--processes", type=_positive_int, default=1, metavar="N",
                         help="run N worker processes under one supervisor, for N cores; "
-                             "a child that dies is restarted (default: 1)")
+                             "a child that dies is restarted (default: 1); with --http, "
+                             "child K serves on PORT+K-1")
+    parser.add_argument("--http", metavar="HOST:PORT",
+                        help="also serve /healthz, /readyz and /metrics, e.g. 127.0.0.1:9100")
+    parser.add_argument("--token", help=f"bearer token for --http (or {web.TOKEN_ENV}); "
+                        "needed to listen beyond loopback")
     parser.set_defaults(run=_worker)
 
 
@@ -381,6 +390,18 @@ def _print_lines(lines: Sequence[str]) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    http = None
+    if args.http is not None:
+        host, port = web.http_address(args.http)
+        token = web.token_of(args.token)
+        web.check_bind(host, token, "--http")
+        if CHILD_ENV in os.environ:  # child K of --processes serves on PORT+K-1
+            port += int(os.environ[CHILD_ENV]) - 1
+        if args.processes > 1:
+            if token is not None:  # to the children by the environment, not in argv
+                os.environ[web.TOKEN_ENV] = token
+        else:
+            http = (web.open_socket(host, port), token)
     if args.url:
         os.environ["WRKR_URL"] = args.url
     url = os.environ.get("WRKR_URL") or None
@@ -395,7 +416,7 @@ def _worker(args: argparse.Namespace) -> int:
     worker.configure_logging(args.log_level)
     if args.processes > 1:
         return _supervise(app, url, args)
-    asyncio.run(worker.serve(app, url, args.stop_timeout,
+    asyncio.run(worker.serve(app, url, args.stop_timeout, http,
                              banner=CHILD_ENV not in os.environ))
     return 0
 
@@ -410,6 +431,8 @@ def _supervise(app: Wrkr, url: str | None, args: argparse.Namespace) -> int:
     print("\n".join(banner), file=sys.stderr, flush=True)
     command = [sys.executable, "-m", "wrkr", "worker", args.target, "--log-level",
                args.log_level, "--stop-timeout", str(args.stop_timeout)]
+    if args.http is not None:
+        command += ["--http", args.http]
     return supervise(command, args.processes, args.stop_timeout)
 
 
