@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -47,6 +49,26 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def two_free_ports() -> int:
+    """A port P such that P and P+1 are free on 127.0.0.1 now."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two free ports in a row")
+
+
+def healthy(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=WAIT) as answer:
+        return int(answer.status)
+
+
 def publish(url: str, first: int, count: int) -> None:
     async def go() -> None:
         async with Wrkr.from_url(url) as app:
@@ -75,9 +97,10 @@ def test_n_processes_share_the_work_a_dead_one_is_restarted_and_a_stop_ends_all(
     module = f"procs_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{module}.py").write_text(MODULE)
     url = f"sqlite:///{tmp_path / 'work.db'}"
+    port = two_free_ports()
     supervisor = subprocess.Popen(
         [installed_wrkr(), "worker", f"{module}:app", "--processes", "2", "--url", url,
-         "--stop-timeout", "2"], cwd=tmp_path, env=env(), text=True,
+         "--stop-timeout", "2", "--http", f"127.0.0.1:{port}"], cwd=tmp_path, env=env(), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert supervisor.stdout is not None
     assert supervisor.stderr is not None
@@ -90,6 +113,7 @@ def test_n_processes_share_the_work_a_dead_one_is_restarted_and_a_stop_ends_all(
             wait_for(err, "started; Ctrl-C or SIGTERM stops it")
         first = children(supervisor.pid)
         assert len(first) == 2
+        assert [healthy(port), healthy(port + 1)] == [200, 200]  # child K on PORT+K-1
 
         publish(url, 0, 100)
         seen = handled(out, 100)
