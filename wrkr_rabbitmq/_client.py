@@ -64,12 +64,13 @@ class RabbitMQIncoming:
     message_id: str | None
     headers: dict[str, Any]
     body: bytes
+    exchange: str = ""  # where it was first published ("" for the default exchange)
 
 
 def _incoming(method: Any, properties: pika.spec.BasicProperties, body: bytes) -> RabbitMQIncoming:
     return RabbitMQIncoming(int(method.delivery_tag), bool(method.redelivered),
                             str(method.routing_key), properties.message_id,
-                            dict(properties.headers or {}), body)
+                            dict(properties.headers or {}), body, str(method.exchange))
 
 
 class RabbitMQChannel:
@@ -154,10 +155,11 @@ class RabbitMQChannel:
         """Let the broker hand this channel at most `prefetch` unacked messages."""
         await self._rpc(lambda cb: self._channel.basic_qos(prefetch_count=prefetch, callback=cb))
 
-    async def exchange_declare(self, name: str, kind: str) -> None:
+    async def exchange_declare(self, name: str, kind: str,
+                               arguments: dict[str, Any] | None = None) -> None:
         """Declare a durable exchange."""
         await self._rpc(lambda cb: self._channel.exchange_declare(
-            name, exchange_type=kind, durable=True, callback=cb))
+            name, exchange_type=kind, durable=True, arguments=arguments, callback=cb))
 
     async def queue_declare(self, name: str, *, passive: bool = False,
                             arguments: dict[str, Any] | None = None) -> int:
