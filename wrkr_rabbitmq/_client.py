@@ -338,7 +338,14 @@ class RabbitMQConnection:
         connection = _CoalescingAsyncioConnection(
             pika.URLParameters(url), on_open_callback=lambda _: opened.set_result(None),
             on_open_error_callback=failed, on_close_callback=failed)
-        await opened
+        try:
+            await opened
+        except asyncio.CancelledError:
+            # Cancelled half-way (a backend closing while it reconnects): close the socket
+            # pika holds, or it is left open until garbage collection (a ResourceWarning).
+            if not (connection.is_closing or connection.is_closed):
+                connection.close()
+            raise
         return cls(connection)
 
     @property

@@ -172,7 +172,7 @@ def _declaring(name: str, topology: RabbitMQTopology) -> Iterator[None]:
             raise
         wanted = topology.queue_type
         other = next(kind for kind in QUEUE_TYPES if kind != wanted)
-        said = str(exc).split("PRECONDITION_FAILED - ", 1)[-1].rstrip("\")'\"")
+        said = str(exc).split("PRECONDITION_FAILED - ", 1)[-1].removesuffix(")").removesuffix('"')
         raise InvalidConfig(
             f"RabbitMQ queue {name!r} exists with other arguments than a {wanted} queue of "
             f"wrkr's (queue_type={wanted}; the broker says: {said}). If it was declared with "
