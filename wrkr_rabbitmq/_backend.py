@@ -28,8 +28,10 @@ Topology (one namespace, see _topology.py): a durable topic exchange ``{p}.event
 routing key = event name; per wrkr queue a durable queue ``{p}.q.{queue}`` bound by
 each subscription pattern and a ``{p}.failed.{queue}``; ``{p}.due`` where delayed items
 leave the delay chain; the subscription record ``{p}.registry`` (see _registry.py: AMQP
-cannot list bindings). The delay chain itself (``wrkr-delay-v1.*``) is shared by every
-namespace of the vhost, declared once and never deleted.
+cannot list bindings). The delay chain itself (``wrkr-delay-quorum-v1.*``, or
+``wrkr-delay-v1.*`` for classic queues) is shared by every namespace of the vhost,
+declared once and never deleted. Events published by other programs (a JSON object to
+``{p}.events``, routing key = event name) are handled too: docs/wire-format.md.
 
 Guarantees and limits:
     * Messages are persistent. One message is published with a publisher confirm; a
@@ -47,9 +49,11 @@ Guarantees and limits:
     * Fan-out happens when an item becomes due: a delayed event reaches the queues
       subscribed at its due time. One item id per published event, shared by its copies.
     * The lease is the consumer's channel: unacked items return the moment the
-      connection dies. RabbitMQ's ``consumer_timeout`` (default 30 minutes, a server
-      setting; 3.10 has no per-queue override) closes a channel whose delivery stays
-      unacked longer: keep handler timeouts below it, or raise it in rabbitmq.conf
+      connection dies; on quorum queues in their place, counted by the broker
+      (``x-delivery-count``), on classic ones republished by wrkr to count the attempt.
+      RabbitMQ's ``consumer_timeout`` (default 30 minutes, a server setting; 3.10 has
+      no per-queue override) closes a channel whose delivery stays unacked longer:
+      keep handler timeouts below it, or raise it in rabbitmq.conf
       (``consumer_timeout = 7200000`` for two hours).
     * Retries (`nack`) and released items go to the one queue they came from, through
       the delay chain when they are due later.

@@ -31,6 +31,12 @@ queues, dead-lettering at most once, the chain ``wrkr-delay-v1`` of wrkr before 
 queues. A queue declared earlier with the other type makes the broker refuse the
 declaration (PRECONDITION_FAILED); that is `InvalidConfig` saying how to migrate.
 
+Quorum queues set no ``x-delivery-limit``: on RabbitMQ 3.10 (tested here) there is none
+by default. RabbitMQ 4.0 gives quorum queues a default limit of 20 deliveries, which
+would drop a message wrkr takes back often (the subscription record, read by taking it;
+failed items, listed the same way): on 4.x raise that limit by policy, or use classic
+queues. Untested there.
+
 The chain follows NServiceBus and kombu's native delayed delivery: the routing key of
 a delayed message is its countdown in seconds as 26 binary digits, most significant
 first, then the namespace and the destination (``0.0.1.0....wrkr.user.added``).
