@@ -47,7 +47,7 @@ BATCH = 100
 CONCURRENCY = 100
 PAYLOAD = {"payload": "x" * 184}
 QUEUE_TYPES = ("quorum", "classic")
-TYPE_REPEAT = 3
+TYPE_REPEAT = 5
 CRASH_QUEUE = 20_000
 CRASH_HELD = 100
 
