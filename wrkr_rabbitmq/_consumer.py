@@ -143,6 +143,8 @@ class RabbitMQConsumer(BrokerConsumer[RabbitMQReceipt]):
         await asyncio.shield(self._stopping)
 
     async def _stop(self) -> None:
+        """Cancel, give back what is buffered, then end `next` (a stream still reading this
+        consumer, after a release outside a stop, goes on with a new one)."""
         if self.channel.is_closed:
             return
         with contextlib.suppress(*DRIVER_ERRORS):
@@ -151,6 +153,7 @@ class RabbitMQConsumer(BrokerConsumer[RabbitMQReceipt]):
                 message = self._buffer.get_nowait()
                 if message is not None:
                     await self._give_back(message)
+        self._buffer.put_nowait(None)
 
     async def _give_back(self, message: RabbitMQIncoming) -> None:
         """Return an unhanded message to the queue without counting an attempt."""

@@ -655,6 +655,32 @@ async def test_items_redelivered_after_a_crash_keep_their_place_only_on_quorum_q
     assert seen == ([*crashed, *rest] if queue_type == "quorum" else [*rest, *crashed])
 
 
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+async def test_released_item_comes_back_uncounted_on_the_stream_that_released_it(
+        rabbitmq_prefix: str, names: Names, queue_type: str) -> None:
+    # A release stops its consumer (so the copy cannot come back to it counted); the
+    # stream goes on with a new consumer and gets the copy.
+    backend = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix, queue_type=queue_type)
+    await backend.open()
+    try:
+        await backend.subscribe(names.queue("rel"), names.event("e"))
+        [item_id] = await backend.enqueue([_message(names.event("e"), backend.now())])
+        stream = backend.deliveries(names.queue("rel"), worker="w",
+                                    lease=timedelta(minutes=1), prefetch=5)
+        try:
+            async with asyncio.timeout(WAIT):
+                first = await anext(stream)
+                await backend.release(first)
+                again = await anext(stream)
+            assert (again.item.id, again.item.attempts) == (item_id, 1)
+            await backend.ack(again)
+        finally:
+            await stream.aclose()
+    finally:
+        await backend.delete_namespace()
+        await backend.close()
+
+
 # -- the wire format, with a raw AMQP client beside wrkr ----------------------------------
 
 
