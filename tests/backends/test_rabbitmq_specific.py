@@ -609,6 +609,27 @@ async def test_namespace_declared_with_the_other_queue_type_raises_invalid_confi
         await declared.close()
 
 
+async def test_subscribing_a_queue_declared_classic_in_a_quorum_namespace_raises_invalid_config(
+        backend: RabbitMQBackend, names: Names) -> None:
+    queue = names.queue("old")
+    connection = await RabbitMQConnection.connect(RABBITMQ_URL)
+    try:  # what an older wrkr, on classic queues, left behind
+        await (await connection.channel()).queue_declare(backend.topology.queue(queue))
+    finally:
+        await connection.close()
+    with pytest.raises(InvalidConfig, match=rf"queue '{backend.topology.queue(queue)}' exists "
+                                            r"with other arguments than a quorum queue"):
+        await backend.subscribe(queue, names.event("e"))
+    await backend.subscribe(names.queue("new"), names.event("e"))  # the backend goes on
+    assert await backend.subscriptions() == [(names.queue("new"), names.event("e"))]
+    await backend.broker.delete_namespace()
+    connection = await RabbitMQConnection.connect(RABBITMQ_URL)
+    try:  # not in the subscription record, so not deleted with the namespace
+        await (await connection.channel()).queue_delete(backend.topology.queue(queue))
+    finally:
+        await connection.close()
+
+
 def _consume_and_die(queue: str, count: int) -> list[bytes]:
     """Take `count` messages unacked with raw pika, then drop the connection as a crash."""
     connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
