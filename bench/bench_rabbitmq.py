@@ -13,17 +13,27 @@
 3. Lateness (handled minus due) of 1,000 events delayed 1 s, and of the 2,000 short
    ones (1-5 s) in a mix of 10,000 whose other 8,000 wait 1 minute to 1 hour (left
    pending: they show that long delays hold nothing back).
+4. Queue types (`python -m bench.bench_rabbitmq queue_types` runs this part alone):
+   wrkr on quorum queues (the default) against classic ones, taking turns in one
+   process: end to end and publishing as in 1 and 2, lateness at 1 s as in 3, and a
+   crash: CRASH_QUEUE items wait in a queue, a raw pika consumer takes CRASH_HELD of
+   them unacked and closes its connection (to the broker, a dead worker), then wrkr
+   drains the queue: how long the redelivered items waited, and the whole drain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import secrets
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pika  # type: ignore[import-untyped]
 
 from bench._common import best_times, in_subprocess, load, per_second, percentile, ratio, table
 from bench._rabbitmq_clients import RAW_CLIENTS
@@ -36,10 +46,14 @@ REPEAT = 2
 BATCH = 100
 CONCURRENCY = 100
 PAYLOAD = {"payload": "x" * 184}
+QUEUE_TYPES = ("quorum", "classic")
+TYPE_REPEAT = 5
+CRASH_QUEUE = 20_000
+CRASH_HELD = 100
 
 
-def _app() -> tuple[Wrkr, RabbitMQBackend]:
-    backend = RabbitMQBackend(URL, prefix=f"bench{secrets.token_hex(3)}")
+def _app(queue_type: str = "quorum") -> tuple[Wrkr, RabbitMQBackend]:
+    backend = RabbitMQBackend(URL, prefix=f"bench{secrets.token_hex(3)}", queue_type=queue_type)
     return Wrkr(backend), backend
 
 
@@ -51,9 +65,9 @@ async def _drop(app: Wrkr, backend: RabbitMQBackend) -> None:
     await backend.close()
 
 
-async def wrkr_end_to_end(count: int) -> float:
+async def wrkr_end_to_end(count: int, queue_type: str = "quorum") -> float:
     """Publish `count` events in batches while one queue consumes them; return the seconds."""
-    app, backend = _app()
+    app, backend = _app(queue_type)
     await app.start()
     done, seen = asyncio.get_running_loop().create_future(), [0]
 
@@ -73,9 +87,9 @@ async def wrkr_end_to_end(count: int) -> float:
     return elapsed
 
 
-async def wrkr_publish_only(count: int, batch: int) -> float:
+async def wrkr_publish_only(count: int, batch: int, queue_type: str = "quorum") -> float:
     """Publish `count` events in batches of `batch` to one queue, unconsumed; return the seconds."""
-    app, backend = _app()
+    app, backend = _app(queue_type)
     await app.start()
     await app.subscribe("bench", "bench.event", lambda _event: None)
     start = time.perf_counter()
@@ -86,9 +100,10 @@ async def wrkr_publish_only(count: int, batch: int) -> float:
     return elapsed
 
 
-async def lateness(delays: list[float], wait_for: int) -> list[float]:
+async def lateness(delays: list[float], wait_for: int,
+                   queue_type: str = "quorum") -> list[float]:
     """Publish one event per delay (seconds); return the lateness of the first `wait_for`."""
-    app, backend = _app()
+    app, backend = _app(queue_type)
     await app.start()
     late: list[float] = []
     done = asyncio.get_running_loop().create_future()
@@ -165,12 +180,98 @@ def delays_report() -> None:
     print(table(["", "p50", "p99", "min"], rows))
 
 
-def main() -> None:
-    """Run every part."""
-    throughput()
-    publishing()
-    delays_report()
+def _consume_and_die(queue: str, held: int) -> None:
+    """Take `held` messages unacked with raw pika, then close: the broker gives them back."""
+    connection = pika.BlockingConnection(pika.URLParameters(URL))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=held)
+    for taken, (_method, _properties, body) in enumerate(
+            channel.consume(queue, inactivity_timeout=30), start=1):
+        if body is None:
+            raise RuntimeError(f"only {taken - 1} of {held} messages arrived")
+        if taken == held:
+            break
+    connection.close()
+
+
+async def crash_recovery(queue_type: str) -> tuple[float, float, int]:
+    """Return (seconds until the redelivered items were handled, seconds to drain, and the
+    last position among handled items of a redelivered one), after a consumer died."""
+    app, backend = _app(queue_type)
+    await app.start()
+    handled: dict[str, tuple[int, float]] = {}
+    done = asyncio.get_running_loop().create_future()
+
+    async def handle(event: Event) -> None:
+        handled[str(event.id)] = (len(handled), time.perf_counter())
+        if len(handled) == CRASH_QUEUE and not done.done():
+            done.set_result(None)
+
+    await app.subscribe("crash", "crash.event", handle, concurrency=CONCURRENCY)
+    ids: list[str] = []
+    for _ in range(CRASH_QUEUE // BATCH):
+        ids += await app.publish([{"name": "crash.event", "payload": PAYLOAD}] * BATCH)
+    await asyncio.to_thread(_consume_and_die, backend.topology.queue("crash"), CRASH_HELD)
+    start = time.perf_counter()
+    await app.listen()
+    async with asyncio.timeout(600):
+        await done
+    crashed = [handled[item_id] for item_id in ids[:CRASH_HELD]]
+    await _drop(app, backend)
+    drained = max(at for _, at in handled.values()) - start
+    return max(at for _, at in crashed) - start, drained, max(pos for pos, _ in crashed)
+
+
+def _typed(run: Callable[[str], Coroutine[Any, Any, float]]) -> dict[str, Callable[[], float]]:
+    return {kind: functools.partial(_run_typed, run, kind) for kind in QUEUE_TYPES}
+
+
+def _run_typed(run: Callable[[str], Coroutine[Any, Any, float]], kind: str) -> float:
+    return asyncio.run(run(kind))
+
+
+def _cost_rows() -> list[tuple[str, str, str, str]]:
+    """Measure end to end and publishing on each queue type, in turns."""
+    parts: dict[str, tuple[int, Callable[[str], Coroutine[Any, Any, float]]]] = {
+        "end to end": (COUNT, lambda kind: wrkr_end_to_end(COUNT, kind)),
+        "publishing, batches of 100": (COUNT, lambda kind: wrkr_publish_only(COUNT, BATCH, kind)),
+        "publishing, one by one": (COUNT // 5, lambda kind: wrkr_publish_only(COUNT // 5, 1, kind)),
+    }
+    runs = {(label, kind): run for label, (_, work) in parts.items()
+            for kind, run in _typed(work).items()}
+    best = best_times(runs, TYPE_REPEAT)
+    return [(label, per_second(count, best[label, "quorum"]),
+             per_second(count, best[label, "classic"]),
+             ratio(best[label, "classic"], best[label, "quorum"]))
+            for label, (count, _) in parts.items()]
+
+
+def queue_types() -> None:
+    """Print what quorum queues cost against classic ones, and what they gain after a crash."""
+    print(f"\nquorum against classic queues, best of {TYPE_REPEAT}, in turns ({load()})")
+    print(table(["", "quorum", "classic", "quorum / classic"], _cost_rows()))
+    late = {kind: asyncio.run(lateness([1.0] * 1000, 1000, kind)) for kind in QUEUE_TYPES}
+    print(table(["1,000 events delayed 1 s", "p50", "p99"],
+                [(kind, f"{percentile(v, 50) * 1000:.0f} ms", f"{percentile(v, 99) * 1000:.0f} ms")
+                 for kind, v in late.items()]))
+    rows = []
+    for kind in QUEUE_TYPES:
+        waited, drained, last = asyncio.run(crash_recovery(kind))
+        rows.append((kind, f"{waited:.2f} s", f"{last:,}", f"{drained:.2f} s"))
+    print(f"\na consumer dies holding {CRASH_HELD} of {CRASH_QUEUE:,} queued items")
+    print(table(["", "its items handled after", "last one's position", "queue drained after"],
+                rows))
+
+
+PARTS: dict[str, Callable[[], None]] = {"throughput": throughput, "publishing": publishing,
+                                        "delays": delays_report, "queue_types": queue_types}
+
+
+def main(parts: list[str] | None = None) -> None:
+    """Run the parts named (every part by default)."""
+    for part in parts or PARTS:
+        PARTS[part]()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

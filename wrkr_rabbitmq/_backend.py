@@ -5,8 +5,12 @@ URL:
     vhost is the URL path (``/`` or ``%2F`` for the default one). Options, as query
     parameters or keyword arguments of `Wrkr.from_url` / `RabbitMQBackend`:
 
-    prefix  the namespace of every exchange and queue wrkr creates (default ``wrkr``);
-            two apps see each other's events only within one namespace.
+    prefix      the namespace of every exchange and queue wrkr creates (default
+                ``wrkr``); two apps see each other's events only within one namespace.
+    queue_type  ``quorum`` (the default: replicated, at-least-once dead-lettering,
+                deliveries counted by the broker) or ``classic``; see _topology.py.
+                A namespace declared with one type keeps it: opening it with the other
+                raises `InvalidConfig` saying how to migrate.
 
     pika's own query parameters (``heartbeat``, ``connection_attempts``, ``ssl_options``...)
     pass through. An unknown or unusable option raises `InvalidConfig` naming it.
@@ -24,8 +28,10 @@ Topology (one namespace, see _topology.py): a durable topic exchange ``{p}.event
 routing key = event name; per wrkr queue a durable queue ``{p}.q.{queue}`` bound by
 each subscription pattern and a ``{p}.failed.{queue}``; ``{p}.due`` where delayed items
 leave the delay chain; the subscription record ``{p}.registry`` (see _registry.py: AMQP
-cannot list bindings). The delay chain itself (``wrkr-delay-v1.*``) is shared by every
-namespace of the vhost, declared once and never deleted.
+cannot list bindings). The delay chain itself (``wrkr-delay-quorum-v1.*``, or
+``wrkr-delay-v1.*`` for classic queues) is shared by every namespace of the vhost,
+declared once and never deleted. Events published by other programs (a JSON object to
+``{p}.events``, routing key = event name) are handled too: docs/wire-format.md.
 
 Guarantees and limits:
     * Messages are persistent. One message is published with a publisher confirm; a
@@ -43,9 +49,11 @@ Guarantees and limits:
     * Fan-out happens when an item becomes due: a delayed event reaches the queues
       subscribed at its due time. One item id per published event, shared by its copies.
     * The lease is the consumer's channel: unacked items return the moment the
-      connection dies. RabbitMQ's ``consumer_timeout`` (default 30 minutes, a server
-      setting; 3.10 has no per-queue override) closes a channel whose delivery stays
-      unacked longer: keep handler timeouts below it, or raise it in rabbitmq.conf
+      connection dies; on quorum queues in their place, counted by the broker
+      (``x-delivery-count``), on classic ones republished by wrkr to count the attempt.
+      RabbitMQ's ``consumer_timeout`` (default 30 minutes, a server setting; 3.10 has
+      no per-queue override) closes a channel whose delivery stays unacked longer:
+      keep handler timeouts below it, or raise it in rabbitmq.conf
       (``consumer_timeout = 7200000`` for two hours).
     * Retries (`nack`) and released items go to the one queue they came from, through
       the delay chain when they are due later.
@@ -74,28 +82,32 @@ class RabbitMQBackend(BrokerBackend[RabbitMQReceipt]):
     """wrkr on RabbitMQ: a `RabbitMQBroker` assembled by `BrokerBackend`.
 
     Raises:
-        InvalidConfig: the URL has an unknown or unusable option, or `prefix` is not
-            one routing-key segment.
+        InvalidConfig: the URL has an unknown or unusable option, `prefix` is not one
+            routing-key segment, or `queue_type` is neither "quorum" nor "classic".
     """
 
     capabilities: ClassVar[frozenset[Capability]] = RabbitMQBroker.capabilities
     broker: RabbitMQBroker
 
-    def __init__(self, url: str = DEFAULT_URL, *, prefix: str = "wrkr") -> None:
-        super().__init__(RabbitMQBroker(url, prefix=prefix))
+    def __init__(self, url: str = DEFAULT_URL, *, prefix: str = "wrkr",
+                 queue_type: str = "quorum") -> None:
+        super().__init__(RabbitMQBroker(url, prefix=prefix, queue_type=queue_type))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
         """Build a backend from ``amqp://user:password@host:port/vhost?prefix=...``."""
-        prefix = str(options.pop("prefix", URL(url).query.get("prefix", "wrkr")))
+        query = URL(url).query
+        prefix = str(options.pop("prefix", query.get("prefix", "wrkr")))
+        queue_type = str(options.pop("queue_type", query.get("queue_type", "quorum")))
         if options:
             raise InvalidConfig(f"unknown RabbitMQ option(s) {', '.join(sorted(options))} for "
-                                f"{redact(url)}: valid keyword options: prefix (pika's own "
-                                "go in the URL's query)")
-        return cls(url, prefix=prefix)
+                                f"{redact(url)}: valid keyword options: prefix, queue_type "
+                                "(pika's own go in the URL's query)")
+        return cls(url, prefix=prefix, queue_type=queue_type)
 
     def __repr__(self) -> str:
-        return f"RabbitMQBackend({redact(str(self.url))!r}, prefix={self.topology.prefix!r})"
+        return (f"RabbitMQBackend({redact(str(self.url))!r}, prefix={self.topology.prefix!r}, "
+                f"queue_type={self.topology.queue_type!r})")
 
     @property
     def url(self) -> URL:

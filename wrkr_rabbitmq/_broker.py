@@ -42,7 +42,6 @@ from wrkr_rabbitmq._topology import (
     declare_chain,
     declare_namespace,
     declare_queue,
-    level,
 )
 from wrkr_rabbitmq._topology import delete_namespace as delete_topology
 
@@ -58,17 +57,17 @@ class RabbitMQBroker(Broker[RabbitMQReceipt]):
     """Keeps subscriptions as bindings and items as persistent messages in RabbitMQ.
 
     Raises:
-        InvalidConfig: the URL has an unknown or unusable option, or `prefix` is not
-            one routing-key segment.
+        InvalidConfig: the URL has an unknown or unusable option, `prefix` is not one
+            routing-key segment, or `queue_type` is neither "quorum" nor "classic".
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.DELAY, Capability.WILDCARDS, Capability.FAILED})
 
-    def __init__(self, url: str, *, prefix: str = "wrkr") -> None:
+    def __init__(self, url: str, *, prefix: str = "wrkr", queue_type: str = "quorum") -> None:
         self.url = broker_url(url)
-        self.topology = RabbitMQTopology(prefix)
-        self._registry = RabbitMQRegistry(self.topology.registry)
+        self.topology = RabbitMQTopology(prefix, queue_type)
+        self._registry = RabbitMQRegistry(self.topology)
         self._forwarder = RabbitMQForwarder(self.topology)
         self._connection: RabbitMQConnection | None = None
         self._channels: dict[str, RabbitMQChannel] = {}
@@ -77,7 +76,8 @@ class RabbitMQBroker(Broker[RabbitMQReceipt]):
         self._transactions = asyncio.Semaphore(TRANSACTIONS)
 
     def __repr__(self) -> str:
-        return f"RabbitMQBroker({redact(str(self.url))!r}, prefix={self.topology.prefix!r})"
+        return (f"RabbitMQBroker({redact(str(self.url))!r}, prefix={self.topology.prefix!r}, "
+                f"queue_type={self.topology.queue_type!r})")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -105,13 +105,13 @@ class RabbitMQBroker(Broker[RabbitMQReceipt]):
         probe = await self._open_channel()
         with unavailable("declare the delay chain", self.url):
             try:
-                await probe.queue_declare(level(DELAY_LEVELS - 1), passive=True)
+                await probe.queue_declare(self.topology.level(DELAY_LEVELS - 1), passive=True)
                 await probe.close()
             except RabbitMQChannelClosed as exc:
                 if exc.reply_code != NOT_FOUND:
                     raise
                 chain = await self._open_channel()
-                await declare_chain(chain)
+                await declare_chain(chain, self.topology)
                 await chain.close()
 
     async def disconnect(self) -> None:
@@ -265,7 +265,8 @@ class RabbitMQBroker(Broker[RabbitMQReceipt]):
             logger.warning("lease %s exceeds RabbitMQ's default consumer_timeout (%s): "
                            "raise consumer_timeout on the server", lease, CONSUMER_TIMEOUT)
         consumer = RabbitMQConsumer(await self._open_channel(prefetch=prefetch), queue, worker,
-                                    self._send, self._park, self.clock.now)
+                                    self._send, self._park, self.clock.now,
+                                    counted=self.topology.counts_deliveries)
         admin = await self._channel("admin")
         with unavailable(f"consume {queue!r}", self.url):
             await self._registry.change(admin, lambda r: r.add_queue(queue))
@@ -278,6 +279,11 @@ class RabbitMQBroker(Broker[RabbitMQReceipt]):
         channel = receipt.channel
         if channel.is_closed:
             return False
+        if settlement.how is Settle.RELEASE:
+            # A release comes with a stop. Stop consuming first: otherwise the copy
+            # republished below can reach this consumer, stopped meanwhile, and come back
+            # when its channel closes as a delivery (counted) that no handler saw.
+            await receipt.consumer.stop()
         await self._republish(settlement)
         try:
             if settlement.how is Settle.ABANDON:

@@ -64,12 +64,13 @@ class RabbitMQIncoming:
     message_id: str | None
     headers: dict[str, Any]
     body: bytes
+    exchange: str = ""  # where it was first published ("" for the default exchange)
 
 
 def _incoming(method: Any, properties: pika.spec.BasicProperties, body: bytes) -> RabbitMQIncoming:
     return RabbitMQIncoming(int(method.delivery_tag), bool(method.redelivered),
                             str(method.routing_key), properties.message_id,
-                            dict(properties.headers or {}), body)
+                            dict(properties.headers or {}), body, str(method.exchange))
 
 
 class RabbitMQChannel:
@@ -154,10 +155,11 @@ class RabbitMQChannel:
         """Let the broker hand this channel at most `prefetch` unacked messages."""
         await self._rpc(lambda cb: self._channel.basic_qos(prefetch_count=prefetch, callback=cb))
 
-    async def exchange_declare(self, name: str, kind: str) -> None:
+    async def exchange_declare(self, name: str, kind: str,
+                               arguments: dict[str, Any] | None = None) -> None:
         """Declare a durable exchange."""
         await self._rpc(lambda cb: self._channel.exchange_declare(
-            name, exchange_type=kind, durable=True, callback=cb))
+            name, exchange_type=kind, durable=True, arguments=arguments, callback=cb))
 
     async def queue_declare(self, name: str, *, passive: bool = False,
                             arguments: dict[str, Any] | None = None) -> int:
@@ -336,7 +338,14 @@ class RabbitMQConnection:
         connection = _CoalescingAsyncioConnection(
             pika.URLParameters(url), on_open_callback=lambda _: opened.set_result(None),
             on_open_error_callback=failed, on_close_callback=failed)
-        await opened
+        try:
+            await opened
+        except asyncio.CancelledError:
+            # Cancelled half-way (a backend closing while it reconnects): close the socket
+            # pika holds, or it is left open until garbage collection (a ResourceWarning).
+            if not (connection.is_closing or connection.is_closed):
+                connection.close()
+            raise
         return cls(connection)
 
     @property

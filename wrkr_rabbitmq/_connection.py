@@ -31,7 +31,7 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionError and TimeoutError included
 )
 #: wrkr's own options, beside pika's query parameters.
-OWN_OPTIONS = ("prefix",)
+OWN_OPTIONS = ("prefix", "queue_type")
 PIKA_OPTIONS = tuple(sorted(name.removeprefix("_set_url_") for name in dir(pika.URLParameters)
                             if name.startswith("_set_url_")))
 PRECONDITION_FAILED = 406

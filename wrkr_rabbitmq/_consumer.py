@@ -4,11 +4,21 @@ The lease is the channel: a delivery stays claimed while the channel that receiv
 is open, and comes back to the queue the moment the connection dies (a crashed
 worker). `BrokerBackend` decides when a consumer stops and when its channel closes.
 
-Attempts live in the message's ``x-wrkr`` header, since the broker cannot change a
-message it requeues. A message the broker hands out again (``redelivered``: its
-consumer died holding it) is therefore recounted: republished with one more attempt
-and acked, and its copy is delivered in turn. Stopping republishes what arrived but was
-not handed out with its count unchanged instead of requeueing it, so no attempt counts.
+Attempts made before the message was last published live in its ``x-wrkr`` header;
+the broker cannot change a message it requeues. How a delivery returned by the broker
+(its consumer died holding it, or a worker abandoned it) is counted depends on the
+queue type:
+
+    quorum   the broker counts deliveries itself: ``x-delivery-count`` says how often
+             this message went back to the queue. The delivery is this message's
+             ``attempts + x-delivery-count + 1``-th attempt and is handed out as it is,
+             so it keeps its place at the head of the queue.
+    classic  the broker says only ``redelivered``. Such a message is recounted:
+             republished with one more attempt (at the back of the queue) and acked,
+             and its copy is delivered in turn.
+
+Stopping republishes what arrived but was not handed out with its count unchanged
+instead of requeueing it, so no attempt counts.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from datetime import datetime
 from wrkr.backend import BrokerConsumer, Delivery, State
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQChannelClosed, RabbitMQIncoming
 from wrkr_rabbitmq._connection import DRIVER_ERRORS
+from wrkr_rabbitmq._foreign import adopted_envelope, is_foreign
 from wrkr_rabbitmq._messages import (
     MalformedMessage,
     RabbitMQEnvelope,
@@ -40,25 +51,30 @@ Parker = Callable[[str, RabbitMQEnvelope], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class RabbitMQReceipt:
-    """What settling a delivery needs: the channel it came on, its tag, its envelope."""
+    """What settling a delivery needs: the channel it came on, its tag, its envelope,
+    and the consumer (a release stops it first)."""
 
     channel: RabbitMQChannel
     delivery_tag: int
     envelope: RabbitMQEnvelope
+    consumer: RabbitMQConsumer
 
 
 class RabbitMQConsumer(BrokerConsumer[RabbitMQReceipt]):
     """One consumer on one channel; ends when the channel closes or the consumer stops."""
 
     def __init__(self, channel: RabbitMQChannel, queue: str, worker: str,
-                 send: Sender, park: Parker, now: Callable[[], datetime]) -> None:
+                 send: Sender, park: Parker, now: Callable[[], datetime], *,
+                 counted: bool) -> None:
         self.channel = channel
         self.queue = queue
         self._worker = worker
+        self._counted = counted  # quorum: the broker counts deliveries
         self._send, self._park, self._now = send, park, now
         self._buffer: asyncio.Queue[RabbitMQIncoming | None] = asyncio.Queue()
-        self._stopped = False
+        self._stopping: asyncio.Task[None] | None = None
         self._tag = ""
+        self._events = ""  # the events exchange, known once started
 
     @property
     def is_open(self) -> bool:
@@ -68,6 +84,7 @@ class RabbitMQConsumer(BrokerConsumer[RabbitMQReceipt]):
     async def start(self, topology: RabbitMQTopology) -> None:
         """Declare the queue (consuming a queue nobody subscribed yet is allowed) and consume."""
         await declare_queue(self.channel, topology, self.queue)
+        self._events = topology.events
         self.channel.closing.add_done_callback(lambda _: self._buffer.put_nowait(None))
         self._tag = await self.channel.consume(
             topology.queue(self.queue), self._buffer.put_nowait,
@@ -85,28 +102,49 @@ class RabbitMQConsumer(BrokerConsumer[RabbitMQReceipt]):
         return None
 
     async def _admit(self, message: RabbitMQIncoming) -> Delivery[RabbitMQReceipt] | None:
-        """Turn a message into a delivery; park foreign ones and recount redelivered ones."""
+        """Turn a message into a delivery; park malformed ones and recount redelivered ones."""
         tag = message.delivery_tag
         try:
-            envelope = received_envelope(message)
+            envelope = self._envelope(message)
         except MalformedMessage as exc:
-            logger.warning("parking a foreign message from queue %r: %s", self.queue, exc)
+            logger.warning("parking a malformed message from queue %r: %s", self.queue, exc)
             await self._park(self.queue, foreign_envelope(message, str(exc), self._now()))
             self.channel.ack(tag)
             return None
-        attempts = envelope.attempts
-        if message.redelivered:
-            await self._send(envelope.with_changes(attempts=attempts + 1, to=f"q:{self.queue}"))
+        if self._counted:
+            attempts = envelope.attempts + delivery_count(message)
+        elif message.redelivered:
+            await self._send(envelope.with_changes(attempts=envelope.attempts + 1,
+                                                   to=f"q:{self.queue}"))
             self.channel.ack(tag)
             return None
+        else:
+            attempts = envelope.attempts
         item = item_of(envelope, self.queue, State.PROCESSING, attempts + 1, self._worker)
-        return Delivery(item, RabbitMQReceipt(self.channel, tag, envelope))
+        return Delivery(item, RabbitMQReceipt(self.channel, tag, envelope, self))
+
+    def _envelope(self, message: RabbitMQIncoming) -> RabbitMQEnvelope:
+        """Read wrkr's envelope, or adopt another application's event (see _foreign.py).
+
+        Raises:
+            MalformedMessage: neither a wrkr message nor a foreign event.
+        """
+        if is_foreign(message):
+            return adopted_envelope(message, self._events, self.queue, self._now())
+        return received_envelope(message)
 
     async def stop(self) -> None:
-        """Stop consuming; give back what arrived but was not handed out, uncounted."""
-        if self._stopped:
-            return
-        self._stopped = True
+        """Stop consuming; give back what arrived but was not handed out, uncounted.
+
+        Idempotent: a second caller waits for the first one's give-back to end.
+        """
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        """Cancel, give back what is buffered, then end `next` (a stream still reading this
+        consumer, after a release outside a stop, goes on with a new one)."""
         if self.channel.is_closed:
             return
         with contextlib.suppress(*DRIVER_ERRORS):
@@ -115,15 +153,17 @@ class RabbitMQConsumer(BrokerConsumer[RabbitMQReceipt]):
                 message = self._buffer.get_nowait()
                 if message is not None:
                     await self._give_back(message)
+        self._buffer.put_nowait(None)
 
     async def _give_back(self, message: RabbitMQIncoming) -> None:
         """Return an unhanded message to the queue without counting an attempt."""
         try:
-            envelope = received_envelope(message)
+            envelope = self._envelope(message)
         except MalformedMessage:
             self.channel.reject(message.delivery_tag, requeue=True)
             return
-        attempts = envelope.attempts + int(message.redelivered)
+        returned = delivery_count(message) if self._counted else int(message.redelivered)
+        attempts = envelope.attempts + returned
         await self._send(envelope.with_changes(attempts=attempts, to=f"q:{self.queue}"))
         self.channel.ack(message.delivery_tag)
 
@@ -132,3 +172,9 @@ class RabbitMQConsumer(BrokerConsumer[RabbitMQReceipt]):
         with contextlib.suppress(*DRIVER_ERRORS):
             if not self.channel.is_closed:
                 await self.channel.close()
+
+
+def delivery_count(message: RabbitMQIncoming) -> int:
+    """Return how often a quorum queue's message went back to it (``x-delivery-count``)."""
+    count = message.headers.get("x-delivery-count", 0)
+    return count if isinstance(count, int) else 0

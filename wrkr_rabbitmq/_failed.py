@@ -9,6 +9,7 @@ the messages it holds are invisible to another listing for those few millisecond
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -30,11 +31,16 @@ Sender = Callable[[RabbitMQEnvelope], Awaitable[bool]]
 
 
 def _envelope(message: RabbitMQIncoming, now: datetime) -> RabbitMQEnvelope:
-    """Read a failed message; a foreign one parked earlier still reads as an item."""
+    """Read a failed message; a malformed one parked earlier still reads as an item.
+
+    A parked message carries the header wrkr gave it, whatever its body: the header is
+    read with the body set aside, since a body that is not JSON is why it was parked.
+    """
     try:
-        return received_envelope(message)
+        envelope = received_envelope(dataclasses.replace(message, body=b"{}"))
     except MalformedMessage as exc:
         return foreign_envelope(message, str(exc), now)
+    return RabbitMQEnvelope(envelope.meta, message.body)
 
 
 async def _take(channel: RabbitMQChannel, queue: str, limit: int) -> list[RabbitMQIncoming]:

@@ -13,8 +13,10 @@ single string several times faster than a table of typed fields):
     to         where the item goes once due: ``e:<event name>`` (fan-out through the
                events exchange) or ``q:<queue>`` (one queue: retries, released items)
 
-Anything in a wrkr queue without a well-formed ``x-wrkr`` header, or whose body is not
-JSON, is a foreign message: the consumer parks it in the failed queue with the reason.
+A message without the ``x-wrkr`` header comes from another program: see _foreign.py
+(adopted as an event, or parked). One whose header is not as above, or whose body is not
+JSON, is malformed: the consumer parks it in the failed queue with the reason. The
+format is specified in docs/wire-format.md.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from wrkr import BackendUnavailable
 from wrkr.backend import matches
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
 from wrkr_rabbitmq._messages import PERSISTENT
+from wrkr_rabbitmq._topology import RabbitMQTopology, declare
 
 TAKE_TIMEOUT = 5.0
 
@@ -82,13 +83,14 @@ class RabbitMQSubscriptions:
 class RabbitMQRegistry:
     """Reads and changes the subscription record of one namespace."""
 
-    def __init__(self, queue: str) -> None:
-        self.queue = queue
+    def __init__(self, topology: RabbitMQTopology) -> None:
+        self.queue = topology.registry
+        self._topology = topology
         self._lock = asyncio.Lock()  # one taker per process; other processes retry
 
     async def ensure(self, channel: RabbitMQChannel) -> None:
         """Create the registry queue and an empty record if the queue is new."""
-        if await channel.queue_declare(self.queue) == 0:
+        if await declare(channel, self._topology, self.queue) == 0:
             async with self._lock:
                 taken = await self._take(channel, timeout=0.2)
                 if not taken:

@@ -27,7 +27,6 @@ from wrkr_rabbitmq._topology import (
     RabbitMQTopology,
     countdown_routing_key,
     entry_level,
-    level,
 )
 
 MARGIN = 0.25
@@ -44,7 +43,7 @@ def route(
     if countdown < 1:
         return "", topology.due
     key = countdown_routing_key(countdown, topology.prefix, envelope.destination)
-    return level(entry_level(countdown)), key
+    return topology.level(entry_level(countdown)), key
 
 
 def destination(topology: RabbitMQTopology, to: str) -> tuple[str, str]:

@@ -32,11 +32,10 @@ def test_suite_without_a_url_skips_saying_how_to_pass_one() -> None:
     assert "--wrkr-url" in result.stdout, result.stdout[-2000:]
 
 
-def test_crash_tests_pass_by_url_on_a_broker_without_any_hook() -> None:
-    from tests._services import require_service
-
-    require_service("RabbitMQ", 5672)
-    result = run_suite("--wrkr-url", "amqp://guest:guest@127.0.0.1:5672/",
+def test_crash_tests_pass_by_url_on_a_broker_without_any_hook(rabbitmq_prefix: str) -> None:
+    # A namespace of the test's own (deleted afterwards by the fixture): the default one,
+    # ``wrkr``, may hold queues of another type or of other people's runs.
+    result = run_suite("--wrkr-url", f"amqp://guest:guest@127.0.0.1:5672/?prefix={rabbitmq_prefix}",
                        "-k", "crash or stale_delivery")
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

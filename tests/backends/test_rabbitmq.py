@@ -1,4 +1,5 @@
-"""RabbitMQBackend passes the conformance suite against the local RabbitMQ server.
+"""RabbitMQBackend passes the conformance suite against the local RabbitMQ server, on quorum
+queues (the default) and on classic ones.
 
 Each test gets its own namespace (a unique `prefix`), deleted afterwards with every
 exchange and queue it declared.
@@ -26,3 +27,14 @@ class TestRabbitMQBackend(BackendSuite):
         """Return a factory of backends, each with its own connection, on one namespace."""
         return lambda: RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix)
 
+
+
+@pytest.mark.rabbitmq
+class TestRabbitMQClassicBackend(TestRabbitMQBackend):
+    """The same suite on classic queues (``?queue_type=classic``), which stay an option."""
+
+    @pytest.fixture
+    def backend_factory(self, rabbitmq_prefix: str) -> BackendFactory:
+        """Return a factory of classic-queue backends on one namespace."""
+        return lambda: RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix,
+                                       queue_type="classic")

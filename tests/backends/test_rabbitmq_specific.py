@@ -1,5 +1,5 @@
 """What only the RabbitMQ backend promises: delay routing, foreign messages, crashes, restarts,
-batches published all or nothing.
+batches published all or nothing, queue types, the wire format (docs/wire-format.md).
 
 The broker-restart test stops the shared RabbitMQ application: it is marked `alone`
 and runs separately, after everything else (``pytest -m alone``).
@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pika  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
@@ -528,3 +529,310 @@ def test_exclusive_and_rate_raise_not_supported_naming_the_capability() -> None:
         app.on("e", queue="q", rate="30/s")(lambda event: None)
     with pytest.raises(NotSupported, match="'rate'"):
         app.limiter("etsy", "30/s")
+
+
+# -- queue types -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["clasic", "stream", ""])
+def test_unknown_queue_type_raises_invalid_config_naming_it(bad: str) -> None:
+    with pytest.raises(InvalidConfig, match=rf"invalid RabbitMQ queue_type '{bad}': expected "
+                                            "'quorum' or 'classic'"):
+        Wrkr.from_url(f"amqp://guest:guest@127.0.0.1:5672/?queue_type={bad}")
+
+
+def test_queue_type_is_quorum_by_default_and_read_from_the_url_or_a_keyword() -> None:
+    assert RabbitMQBackend(RABBITMQ_URL).topology.queue_type == "quorum"
+    by_url = RabbitMQBackend.from_url(f"{RABBITMQ_URL}?queue_type=classic&prefix=p")
+    assert (by_url.topology.queue_type, by_url.topology.prefix) == ("classic", "p")
+    assert "queue_type" not in str(by_url.url)  # not passed on to pika
+    assert RabbitMQBackend.from_url(RABBITMQ_URL, queue_type="classic").topology.queue_type \
+        == "classic"
+
+
+async def _queue_types() -> dict[str, tuple[str, str]]:
+    """Return every queue's (type, arguments) as the broker lists them (rabbitmqctl)."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", "list_queues", "name", "type", "arguments",
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    async with asyncio.timeout(60):
+        out, _ = await process.communicate()
+    rows = (line.split("\t") for line in out.decode().splitlines()[1:])
+    return {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
+
+
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+async def test_every_queue_of_the_namespace_and_its_chain_has_the_queue_type(
+        rabbitmq_prefix: str, names: Names, queue_type: str) -> None:
+    backend = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix, queue_type=queue_type)
+    await backend.open()
+    try:
+        await backend.subscribe(names.queue("t"), names.event("e"))
+        topology = backend.topology
+        listed = await _queue_types()
+        ours = [topology.queue(names.queue("t")), topology.failed(names.queue("t")),
+                topology.due, topology.registry, topology.level(0), topology.level(25)]
+        assert {listed[name][0] for name in ours} == {queue_type}
+        level = listed[topology.level(3)][1]
+        assert '{"x-message-ttl",8000}' in level
+        if queue_type == "quorum":
+            assert topology.chain == "wrkr-delay-quorum-v1"
+            assert '{"x-dead-letter-strategy","at-least-once"}' in level
+            assert all('{"x-overflow","reject-publish"}' in listed[name][1] for name in ours)
+        else:
+            assert topology.chain == "wrkr-delay-v1"
+            assert "at-least-once" not in level
+    finally:
+        await backend.delete_namespace()
+        await backend.close()
+
+
+@pytest.mark.parametrize(("first", "then"), [("quorum", "classic"), ("classic", "quorum")])
+async def test_namespace_declared_with_the_other_queue_type_raises_invalid_config_saying_how(
+        rabbitmq_prefix: str, first: str, then: str) -> None:
+    declared = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix, queue_type=first)
+    await declared.open()
+    try:
+        other = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix, queue_type=then)
+        with pytest.raises(InvalidConfig) as caught:
+            await other.open()
+        message = str(caught.value)
+        assert f"RabbitMQ queue '{rabbitmq_prefix}.due' exists with other arguments than a " \
+            f"{then} queue of wrkr's (queue_type={then}; the broker says: inequivalent arg" \
+            in message
+        assert f"connect with ?queue_type={first} to keep using it" in message
+        assert f"rabbitmqctl delete_queue {rabbitmq_prefix}.due" in message
+        assert "guest:guest" not in message
+        await declared.subscribe("q", "e")  # the first backend is unharmed
+    finally:
+        await declared.delete_namespace()
+        await declared.close()
+
+
+async def test_subscribing_a_queue_declared_classic_in_a_quorum_namespace_raises_invalid_config(
+        backend: RabbitMQBackend, names: Names) -> None:
+    queue = names.queue("old")
+    connection = await RabbitMQConnection.connect(RABBITMQ_URL)
+    try:  # what an older wrkr, on classic queues, left behind
+        await (await connection.channel()).queue_declare(backend.topology.queue(queue))
+    finally:
+        await connection.close()
+    with pytest.raises(InvalidConfig, match=rf"queue '{backend.topology.queue(queue)}' exists "
+                                            r"with other arguments than a quorum queue"):
+        await backend.subscribe(queue, names.event("e"))
+    await backend.subscribe(names.queue("new"), names.event("e"))  # the backend goes on
+    assert await backend.subscriptions() == [(names.queue("new"), names.event("e"))]
+    await backend.broker.delete_namespace()
+    connection = await RabbitMQConnection.connect(RABBITMQ_URL)
+    try:  # not in the subscription record, so not deleted with the namespace
+        await (await connection.channel()).queue_delete(backend.topology.queue(queue))
+    finally:
+        await connection.close()
+
+
+def _consume_and_die(queue: str, count: int) -> list[bytes]:
+    """Take `count` messages unacked with raw pika, then drop the connection as a crash."""
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=count)
+    taken = []
+    for _method, _properties, body in channel.consume(queue, inactivity_timeout=WAIT):
+        assert body is not None, "the messages did not arrive"
+        taken.append(body)
+        if len(taken) == count:
+            break
+    connection.close()  # unacked: the broker gives them back, as after a SIGKILL
+    return taken
+
+
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+async def test_items_redelivered_after_a_crash_keep_their_place_only_on_quorum_queues(
+        rabbitmq_prefix: str, names: Names, queue_type: str) -> None:
+    backend = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix, queue_type=queue_type)
+    await backend.open()
+    queue = names.queue("place")
+    try:
+        await backend.subscribe(queue, names.event("e"))
+        now = backend.now()
+        ids = await backend.enqueue([_message(names.event("e"), now, i) for i in range(30)])
+        taken = await asyncio.to_thread(_consume_and_die, backend.topology.queue(queue), 5)
+        assert taken == [f'{{"i": {i}}}'.encode() for i in range(5)]
+        stream = backend.deliveries(queue, worker="w", lease=timedelta(minutes=1), prefetch=50)
+        try:
+            async with asyncio.timeout(WAIT):
+                got = [await anext(stream) for _ in ids]
+            for delivery in got:
+                await backend.ack(delivery)
+        finally:
+            await stream.aclose()
+    finally:
+        await backend.delete_namespace()
+        await backend.close()
+    seen = [(d.item.id, d.item.attempts) for d in got]
+    crashed, rest = [(i, 2) for i in ids[:5]], [(i, 1) for i in ids[5:]]
+    # Quorum queues count the delivery themselves (x-delivery-count): the five are handed
+    # out again first. Classic ones say only "redelivered": wrkr republishes them to count
+    # the attempt, behind the 25 others.
+    assert seen == ([*crashed, *rest] if queue_type == "quorum" else [*rest, *crashed])
+
+
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+async def test_released_item_comes_back_uncounted_on_the_stream_that_released_it(
+        rabbitmq_prefix: str, names: Names, queue_type: str) -> None:
+    # A release stops its consumer (so the copy cannot come back to it counted); the
+    # stream goes on with a new consumer and gets the copy.
+    backend = RabbitMQBackend(RABBITMQ_URL, prefix=rabbitmq_prefix, queue_type=queue_type)
+    await backend.open()
+    try:
+        await backend.subscribe(names.queue("rel"), names.event("e"))
+        [item_id] = await backend.enqueue([_message(names.event("e"), backend.now())])
+        stream = backend.deliveries(names.queue("rel"), worker="w",
+                                    lease=timedelta(minutes=1), prefetch=5)
+        try:
+            async with asyncio.timeout(WAIT):
+                first = await anext(stream)
+                await backend.release(first)
+                again = await anext(stream)
+            assert (again.item.id, again.item.attempts) == (item_id, 1)
+            await backend.ack(again)
+        finally:
+            await stream.aclose()
+    finally:
+        await backend.delete_namespace()
+        await backend.close()
+
+
+# -- the wire format, with a raw AMQP client beside wrkr ----------------------------------
+
+
+def _publish_foreign(exchange: str, routing_key: str, bodies: list[bytes],
+                     headers: dict[str, Any] | None = None) -> None:
+    """Publish as another application would, with raw pika: no wrkr header."""
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for body in bodies:
+            channel.basic_publish(exchange, routing_key, body, pika.BasicProperties(
+                delivery_mode=2, content_type="application/json", headers=headers))
+    finally:
+        connection.close()
+
+
+async def test_plain_json_object_published_to_the_events_exchange_is_consumed_as_an_event(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
+    recorder = Recorder()
+    await app.subscribe(names.queue("in"), names.event("signed-up"), recorder.handle)
+    await app.listen()
+    body = b'{"email": "ada@example.com", "plan": {"seats": 3}}'
+    await asyncio.to_thread(_publish_foreign, f"{rabbitmq_prefix}.events",
+                            names.event("signed-up"), [body, body], {"x-wrkr-tid": "user-7"})
+    first, second = await recorder.take(2)
+    assert (first.name, first.tid, first.attempts) == (names.event("signed-up"), "user-7", 1)
+    assert first.payload == {"email": "ada@example.com", "plan": {"seats": 3}}
+    assert first.id
+    assert second.id not in (None, first.id)  # a fresh id each
+    assert await app.items(queue=names.queue("in"), state=State.FAILED) == []
+
+
+async def test_foreign_event_without_a_tid_header_has_no_tid_and_retries_like_any(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
+    recorder, calls = Recorder(), 0
+
+    async def fail_once(event: Event) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("first try fails")
+        recorder.record(event)
+
+    await app.subscribe(names.queue("r"), names.event("x"), fail_once,
+                        retry=Retry(attempts=3, backoff=["10 milliseconds"]))
+    await app.listen()
+    await asyncio.to_thread(_publish_foreign, f"{rabbitmq_prefix}.events", names.event("x"),
+                            [b'{"n": 1}'])
+    again = await recorder.next("the foreign event, retried")
+    assert (again.tid, again.attempts, again.payload) == (None, 2, {"n": 1})
+    assert again.errors[0].message == "first try fails"
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"not json at all", "foreign message: the body is not JSON (starts with b'not json"),
+    (b'[1, 2, 3]', "foreign message: the body is a JSON array, not an object"),
+    (b'"text"', "foreign message: the body is a JSON string, not an object"),
+])
+async def test_foreign_message_that_is_not_a_json_object_is_parked_with_the_reason(
+        app: Wrkr, names: Names, rabbitmq_prefix: str, body: bytes, reason: str) -> None:
+    recorder = Recorder()
+    queue = names.queue("bad")
+    await app.subscribe(queue, names.event("e"), recorder.handle)
+    await app.listen()
+    await asyncio.to_thread(_publish_foreign, f"{rabbitmq_prefix}.events", names.event("e"),
+                            [body, b'{"ok": true}'])
+    assert (await recorder.next()).payload == {"ok": True}  # the consumer goes on
+
+    async def parked() -> bool:
+        return len(await app.items(queue=queue, state=State.FAILED)) == 1
+
+    await eventually(parked, "the malformed message is parked")
+    [failed] = await app.items(queue=queue, state=State.FAILED)
+    assert failed.name == names.event("e")
+    assert failed.errors[0].message.startswith(reason)
+    await recorder.nothing_more(0.1)
+
+
+async def test_foreign_tid_header_that_is_not_a_string_is_parked_saying_so(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
+    queue = names.queue("tid")
+    await app.subscribe(queue, names.event("e"), Recorder().handle)
+    await app.listen()
+    await asyncio.to_thread(_publish_foreign, f"{rabbitmq_prefix}.events", names.event("e"),
+                            [b"{}"], {"x-wrkr-tid": 42})
+
+    async def parked() -> bool:
+        return len(await app.items(queue=queue, state=State.FAILED)) == 1
+
+    await eventually(parked, "the message is parked")
+    [failed] = await app.items(queue=queue, state=State.FAILED)
+    assert failed.errors[0].message == \
+        "foreign message: header 'x-wrkr-tid' must be a string, not int 42"
+
+
+class _RawReader:
+    """Another application reading wrkr's events: a queue of its own, bound with raw pika."""
+
+    def __init__(self, queue: str, exchange: str, pattern: str) -> None:
+        self.queue = queue
+        self.connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+        self.channel = self.connection.channel()
+        self.channel.queue_declare(queue, durable=True)
+        self.channel.queue_bind(queue, exchange, pattern)
+
+    def take_and_delete(self) -> tuple[Any, Any, bytes]:
+        """Take the one message, delete the queue, close."""
+        try:
+            method, properties, body = self.channel.basic_get(self.queue, auto_ack=True)
+            self.channel.queue_delete(self.queue)
+            return method, properties, body
+        finally:
+            self.connection.close()
+
+
+async def test_raw_client_reads_wrkr_messages_as_the_wire_format_says(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
+    reader = await asyncio.to_thread(_RawReader, f"{rabbitmq_prefix}.raw-reader",
+                                     f"{rabbitmq_prefix}.events", names.event("order.*"))
+    [item_id] = await app.publish({"name": names.event("order.paid"), "tid": "o-1",
+                                   "payload": {"total": 12.5, "lines": [1, 2]}})
+    method, properties, body = await asyncio.to_thread(reader.take_and_delete)
+    assert method.routing_key == names.event("order.paid")
+    assert orjson.loads(body) == {"total": 12.5, "lines": [1, 2]}
+    assert (properties.message_id, properties.content_type, properties.delivery_mode) == \
+        (item_id, "application/json", 2)
+    meta = orjson.loads(properties.headers["x-wrkr"])
+    assert {key: meta[key] for key in ("id", "name", "tid", "attempts", "errors", "to")} == {
+        "id": item_id, "name": names.event("order.paid"), "tid": "o-1", "attempts": 0,
+        "errors": [], "to": f"e:{names.event('order.paid')}"}
+    assert isinstance(meta["due"], int)
+    assert meta["due"] == meta["created"]
+    assert abs(meta["created"] / 1e6 - datetime.now().timestamp()) < 60
