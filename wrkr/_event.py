@@ -123,8 +123,12 @@ def decode_payload(data: bytes) -> dict[str, Any]:
 def to_message(event: Event, now: datetime) -> Message:
     """Validate `event` and turn it into the `Message` a backend stores."""
     check_name(event.name)
-    if event.tid is not None and not isinstance(event.tid, str):
-        raise InvalidEvent(f"invalid tid {quote(event.tid)}: expected a str or None")
+    if event.tid is not None:
+        if not isinstance(event.tid, str):
+            raise InvalidEvent(f"invalid tid {quote(event.tid)}: expected a str or None")
+        if "\x00" in event.tid:  # PostgreSQL's text refuses it: say so before any backend
+            raise InvalidEvent(f"invalid tid {quote(event.tid)}: it contains a NUL "
+                               "character (\\x00), which databases cannot store")
     payload = encode_payload(event.payload)
     # `when` omitted means now: skip the parser when `now` is already UTC, as it would.
     due = now if event.when is None and now.tzinfo is UTC else parse_when(event.when, now=now)

@@ -132,8 +132,9 @@ class CoreChecks(SuiteBase):
 
     @pytest.mark.parametrize("bad", [
         {"tid": 42}, {"payload": {"when": object()}}, {"payload": [1, 2]},
-        {"payload": {"at": datetime(2030, 1, 1)}}, {"payload": "text"},
-    ], ids=["int-tid", "object-in-payload", "list-payload", "datetime-in-payload", "str-payload"])
+        {"payload": {"at": datetime(2030, 1, 1)}}, {"payload": "text"}, {"tid": "a\x00b"},
+    ], ids=["int-tid", "object-in-payload", "list-payload", "datetime-in-payload", "str-payload",
+            "nul-in-tid"])
     async def test_bad_tid_or_payload_is_rejected_with_nothing_published(
             self, app: AppFactory, names: Names, backend: Backend, bad: dict[str, Any]) -> None:
         wrkr = await app()
