@@ -178,6 +178,11 @@ class Wrkr:
     ) -> None:
         await self.stop()
 
+    @property
+    def started(self) -> bool:
+        """True between `start()` and `stop()`: what a readiness probe asks first."""
+        return self._started
+
     def observe(self, observer: Observer) -> None:
         """Call `observer`'s hooks from now on (see `wrkr.Observer`)."""
         self.observers.add(observer)

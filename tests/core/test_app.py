@@ -66,6 +66,14 @@ def test_worker_id_carries_the_app_name() -> None:
     assert len(uuid_part) == 36
 
 
+async def test_started_says_whether_the_app_runs_between_start_and_stop() -> None:
+    app = Wrkr(MemoryBackend())
+    seen = [app.started]
+    async with app:
+        seen.append(app.started)
+    assert [*seen, app.started] == [False, True, False]
+
+
 async def test_publish_before_start_names_the_remedy() -> None:
     app = Wrkr(MemoryBackend())
     with pytest.raises(NotStarted, match="not started"):

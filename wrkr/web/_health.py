@@ -26,8 +26,8 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def is_started(app: Wrkr) -> bool:
-    """Tell whether the app is started (the app keeps it privately; read here, once)."""
-    return bool(app._started)
+    """Tell whether the app is started."""
+    return app.started
 
 
 def require_started(app: Wrkr, what: str) -> None:
