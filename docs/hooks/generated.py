@@ -8,6 +8,7 @@ in mkdocs.yml) replaces it with Markdown made here:
     <!-- generated: cli -->            the `wrkr` command's help, from its argparse parser
     <!-- generated: errors -->         the exception tree, from the error classes
     <!-- generated: when-grammar -->   the interval grammar and spellings of `wrkr._when`
+    <!-- generated: http-api -->       every operation of wrkr.web's OpenAPI document
 
 The functions are plain (no MkDocs import) so tests/docs can call them too.
 """
@@ -194,6 +195,21 @@ def when_grammar() -> str:
             f"Number words: {words}.\n")
 
 
+def http_api() -> str:
+    """Every operation of the OpenAPI document `wrkr.web` serves, with its statuses."""
+    from wrkr.web._openapi import document
+
+    paths = document(token=True)["paths"]
+    rows = ["| operation | what | answers | token |", "|---|---|---|---|"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            statuses = ", ".join(sorted(operation["responses"]))
+            token = "no" if operation.get("security") == [] else "yes, when set"
+            rows.append(f"| `{method.upper()} {path}` | {operation['summary']} | {statuses} "
+                        f"| {token} |")
+    return "\n".join(rows) + "\n"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "capabilities": capabilities_table,
     "capability-list": capability_list,
@@ -201,6 +217,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "cli": cli_reference,
     "errors": error_tree,
     "when-grammar": when_grammar,
+    "http-api": http_api,
 }
 
 

@@ -132,3 +132,12 @@ def test_the_shrunk_readme_links_to_files_that_exist_and_its_quick_start_is_shor
     assert not missing, missing      # paths as they will be from the repository's root
     quick_start = text.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```")[0]
     assert len(quick_start.splitlines()) < 20
+
+
+def test_the_http_api_reference_lists_every_operation_of_the_openapi_document() -> None:
+    from wrkr.web._openapi import document
+
+    table = generated().http_api()
+    for path, operations in document(token=True)["paths"].items():
+        for method in operations:
+            assert f"`{method.upper()} {path}`" in table
