@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from wrkr._errors import NotSupported
 from wrkr._rates import QueueOptions, Window
@@ -34,6 +35,9 @@ from wrkr._types import (
     State,
     SystemClock,
 )
+
+if TYPE_CHECKING:
+    from wrkr._flow_store import FlowTransaction
 
 __all__ = ["Claim", "Settle", "Settlement", "Store", "Wake"]
 
@@ -82,6 +86,7 @@ class Settlement(NamedTuple, Generic[R]):
     error: ErrorRecord | None = None
     keep: bool = False
     expires: datetime | None = None
+    result: bytes | None = None  # an ack's handler result, JSON (a flow's job: FLOWS)
 
 
 class Store(abc.ABC, Generic[R]):
@@ -345,3 +350,17 @@ class Store(abc.ABC, Generic[R]):
         of any number of apps firing one schedule at once, exactly one publishes.
         """
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")
+
+    # -- workflows (optional capability FLOWS) -------------------------------------------
+
+    def flow_transaction(self, flow_id: str) -> AbstractAsyncContextManager[FlowTransaction[R]]:
+        """Return a context holding `flow_id`'s lock; its changes commit together (FLOWS).
+
+        See `FlowTransaction`: transactions on one flow, from any process, run one after
+        another; one that raises changes nothing.
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.FLOWS}'")
+
+    async def flow_document(self, flow_id: str) -> bytes | None:
+        """Return the flow's stored document, or None if there is none (FLOWS)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.FLOWS}'")

@@ -1,0 +1,114 @@
+"""`FlowDriver`: every change to a flow, carried out by the core inside a store's
+`FlowTransaction`: start, an item settled, cancel.
+
+After each change the driver moves the flow as far as it goes at once: while the step
+under way has no open item it starts the next (a job reaching no queue is done at once,
+with result None), a flow that ended has its pending items removed, and a flow ending
+now publishes `<name>.completed` or `<name>.failed` in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from wrkr._errors import ItemNotFound
+from wrkr._flow_record import COMPLETED, RUNNING, FlowRecord
+from wrkr._flow_store import FlowTransaction
+from wrkr._store import Settle, Settlement, Store
+
+__all__ = ["FlowDriver"]
+
+logger = logging.getLogger("wrkr")
+R = TypeVar("R")
+
+
+class FlowDriver(Generic[R]):
+    """Changes flows in `store`, one transaction each.
+
+    Args:
+        store: where the flows and their items live (FLOWS).
+    """
+
+    def __init__(self, store: Store[R]) -> None:
+        self.store = store
+
+    async def create(self, record: FlowRecord) -> None:
+        """Store a new flow and start its first step, in one transaction."""
+        async with self.store.flow_transaction(record.id) as tx:
+            await self._move_on(tx, record, was_running=True)
+
+    async def read(self, flow_id: str) -> FlowRecord:
+        """Return the stored record.
+
+        Raises:
+            ItemNotFound: no flow has that id.
+        """
+        document = await self.store.flow_document(flow_id)
+        if document is None:
+            raise ItemNotFound(f"no flow has id {flow_id!r}")
+        return FlowRecord.decode(document)
+
+    async def cancel(self, flow_id: str) -> FlowRecord:
+        """Cancel a running flow (pending items removed); return the record as it ends.
+
+        Raises:
+            ItemNotFound: no flow has that id.
+        """
+        async with self.store.flow_transaction(flow_id) as tx:
+            record = _decoded(tx)
+            if record.state == RUNNING:
+                record.end("cancelled", self.store.clock.now())
+                await self._move_on(tx, record, was_running=True)
+            return record
+
+    async def settle(self, settlement: Settlement[R]) -> bool:
+        """Ack or fail one of a flow's items and move the flow on; tell if it still held."""
+        item = settlement.delivery.item
+        assert item.flow is not None
+        async with self.store.flow_transaction(item.flow) as tx:
+            if not await tx.settle(settlement):
+                return False
+            if tx.document is None:  # the flow was removed: the item settles alone
+                return True
+            record = FlowRecord.decode(tx.document)
+            was_running = record.state == RUNNING
+            done = settlement.how is Settle.ACK
+            errors = list(item.errors)
+            if settlement.error is not None:
+                errors.append(settlement.error)
+            result = None if settlement.result is None else orjson.loads(settlement.result)
+            record.settle(item.id, queue=item.queue, done=done, attempts=item.attempts,
+                          errors=errors, result=result, now=self.store.clock.now())
+            await self._move_on(tx, record, was_running=was_running)
+        return True
+
+    async def _move_on(self, tx: FlowTransaction[Any], record: FlowRecord, *,
+                       was_running: bool) -> None:
+        now = self.store.clock.now()
+        while record.state == RUNNING and record.step_over():
+            record.step += 1
+            if record.step == len(record.steps):
+                record.end(COMPLETED, now)
+                break
+            for job in record.steps[record.step]:
+                job.place(await tx.put([job.message(now)], tagged=True))
+                if not job.items:
+                    logger.warning("flow %s (%s): job %r of step %d reached no queue; it "
+                                   "completes at once with result None", record.id,
+                                   record.name, job.name, record.step)
+        if record.state != RUNNING:
+            pending = record.open_items()
+            if pending:
+                record.cancelled(await tx.cancel(pending))
+            if was_running:
+                await tx.put([record.ended_message(now)], tagged=False)
+        await tx.save(record.encode(), state=record.state)
+
+
+def _decoded(tx: FlowTransaction[Any]) -> FlowRecord:
+    if tx.document is None:
+        raise ItemNotFound(f"no flow has id {tx.flow_id!r}")
+    return FlowRecord.decode(tx.document)
