@@ -252,6 +252,38 @@ class FlowSuite(SuiteBase):
         assert failed.steps[0][1].result == "finished anyway"
 
     @needs(Capability.FLOWS)
+    async def test_a_job_failing_after_its_flow_failed_is_not_tried_again(
+            self, app: AppFactory, names: Names) -> None:
+        slow = Recorder()
+
+        async def refuse(event: Event) -> None:
+            await slow.next("the slow job to start")
+            raise Fail("no")
+
+        async def flaky(event: Event) -> None:
+            await slow.hold(event)
+            raise ConnectionError("timed out")
+
+        wrkr = await app()
+        await wrkr.subscribe(names.queue("bad"), names.event("bad"), refuse)
+        await wrkr.subscribe(names.queue("slow"), names.event("slow"), flaky,
+                             retry=fast_retry(3))
+        await wrkr.listen()
+        flow_id = await wrkr.start_flow(names.event("flow"), steps=[
+            [{"name": names.event("bad")}, {"name": names.event("slow")}]])
+        await eventually(lambda: _is(wrkr, flow_id, "failed"), "the flow fails")
+        slow.release()
+
+        async def removed() -> bool:
+            return (await wrkr.flow(flow_id)).steps[0][1].state == "cancelled"
+
+        await eventually(removed, "the failed job's retry is removed")
+        job = (await wrkr.flow(flow_id)).steps[0][1]
+        assert (job.attempts, [error.message for error in job.errors]) == (1, ["timed out"])
+        await slow.nothing_more(0.3)  # not delivered again
+        assert await wrkr.items(queue=names.queue("slow")) == []
+
+    @needs(Capability.FLOWS)
     async def test_a_retried_job_keeps_every_attempt_in_its_error_history(
             self, app: AppFactory, names: Names) -> None:
         tries = Recorder()

@@ -457,7 +457,8 @@ class Wrkr:
         self._require(Capability.FLOWS, "flow()")
         record = await self.backend.flow_record(_check_id(flow_id))
         live = {}
-        for item_id in item_ids(record):
+        open_items = item_ids(record) if Capability.QUERY in self.backend.capabilities else []
+        for item_id in open_items:
             try:
                 live[item_id] = await self.backend.get(item_id)
             except ItemNotFound:

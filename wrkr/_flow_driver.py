@@ -65,7 +65,11 @@ class FlowDriver(Generic[R]):
             return record
 
     async def settle(self, settlement: Settlement[R]) -> bool:
-        """Ack or fail one of a flow's items and move the flow on; tell if it still held."""
+        """Ack, fail or nack one of a flow's items and move the flow on; tell if it held.
+
+        A nack of an item whose flow has ended removes the item instead: the job ran
+        when the flow failed or was cancelled, and it is not tried again.
+        """
         item = settlement.delivery.item
         assert item.flow is not None
         async with self.store.flow_transaction(item.flow) as tx:
@@ -75,6 +79,16 @@ class FlowDriver(Generic[R]):
                 return True
             record = FlowRecord.decode(tx.document)
             was_running = record.state == RUNNING
+            if settlement.how is Settle.NACK:
+                if not was_running:
+                    record.settle(item.id, queue=item.queue, done=False,
+                                  attempts=item.attempts,
+                                  errors=[*item.errors, *filter(None, [settlement.error])],
+                                  result=None, now=self.store.clock.now())
+                    await tx.cancel([item.id])
+                    record.cancel_item(item.id)
+                    await tx.save(record.encode(), state=record.state)
+                return True
             done = settlement.how is Settle.ACK
             errors = list(item.errors)
             if settlement.error is not None:

@@ -162,6 +162,12 @@ class FlowRecord:
                     if item.id in item_ids and item.state == OPEN:
                         item.state = CANCELLED
 
+    def cancel_item(self, item_id: str) -> None:
+        """Record that a settled item was removed (a retry after the flow ended)."""
+        found = self.find(item_id)
+        if found is not None:
+            found[2].state = CANCELLED
+
     def end(self, state: str, now: datetime, error: ErrorRecord | None = None) -> None:
         """End the flow: completed, failed (with the error that failed it) or cancelled."""
         self.state, self.finished, self.error = state, now, error

@@ -35,7 +35,8 @@ __all__ = ["StoreBackend"]
 
 logger = logging.getLogger("wrkr")
 R = TypeVar("R")
-_ACK, _FAIL = Settle.ACK, Settle.FAIL  # a member lookup on the class costs 90 ns
+# a member lookup on the class costs 90 ns
+_ACK, _FAIL, _RELEASE, _ABANDON = Settle.ACK, Settle.FAIL, Settle.RELEASE, Settle.ABANDON
 
 
 class StoreBackend(SettlingBackend[R], Generic[R]):
@@ -225,7 +226,7 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         if entry is not None and entry[1] is not None and self._settler is not None:
             entry[1].settling()  # claim ahead (in-process stores claim inline instead)
         how = settlement.how
-        if delivery.item.flow is not None and (how is _ACK or how is _FAIL):
+        if delivery.item.flow is not None and how is not _RELEASE and how is not _ABANDON:
             held = await self._flows.settle(settlement)  # with the flow's bookkeeping
         elif self._settler is not None:
             held = await self._settler.settle(settlement)
