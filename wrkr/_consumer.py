@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from wrkr._deadline import HandlerDeadline
-from wrkr._errors import BackendUnavailable, Fail, LeaseLost
+from wrkr._errors import BackendUnavailable, Fail, ItemNotFound, LeaseLost
 from wrkr._event import Event, from_item
 from wrkr._flows import context_of, encode_result
 from wrkr._hooks import Handled, Observer, Observers, Outcome
@@ -341,8 +341,7 @@ class QueueConsumer:
             self._tell(from_item(item, strict=False), Outcome.FAILED, None, 0.0, exc)
             return
         if item.flow is not None:
-            stored = await self._settings.backend.flow_record(item.flow)
-            event = replace(event, flow=context_of(stored, item.id))
+            event = await self._with_flow(event, item.flow)
         route = self._route_for(item.name)
         retry = (route.retry if route else None) or self._settings.retry
         error: Exception
@@ -364,6 +363,17 @@ class QueueConsumer:
                     self._tell(event, Outcome.FAILED, None, 0.0, exc)
                     return
             await self._run_and_settle(route, retry, event, delivery, deadline)
+
+    async def _with_flow(self, event: Event, flow_id: str) -> Event:
+        """Return `event` with its flow's context (`event.flow`), read from the backend."""
+        try:
+            stored = await self._settings.backend.flow_record(flow_id)
+        except ItemNotFound:  # the flow was removed: the job runs as a plain event
+            logger.warning("item %s on %s: its flow %s is gone; handled without event.flow",
+                           event.id, self.queue, flow_id)
+            return event
+        assert event.id is not None
+        return replace(event, flow=context_of(stored, event.id))
 
     async def _run_and_settle(
         self, route: Route, retry: Retry, event: Event, delivery: Delivery[Any],

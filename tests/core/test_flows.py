@@ -12,7 +12,7 @@ import pytest
 from wrkr import Event, InvalidEvent, ItemNotFound, NotSupported, Wrkr
 from wrkr._blocking import BlockingWrkr
 from wrkr.backend import Capability
-from wrkr_memory import MemoryBackend
+from wrkr_memory import MemoryBackend, MemoryStore
 
 A = [{"name": "job.a"}]
 
@@ -98,3 +98,23 @@ def test_blocking_wrkr_starts_reads_and_cancels_flows() -> None:
         flow_id = facade.start_flow("flow", tid="r1", steps=[A])
         assert (facade.flow(flow_id).state, facade.flow(flow_id).tid) == ("queued", "r1")
         assert facade.cancel_flow(flow_id).state == "cancelled"
+
+
+async def test_a_job_whose_flow_was_removed_runs_as_a_plain_event(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    app = Wrkr(MemoryBackend(store))
+    seen: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def handle(event: Event) -> None:
+        seen.put_nowait(event)
+
+    async with app:
+        await app.subscribe("q", "job.a", handle)
+        flow_id = await app.start_flow("flow", steps=[A])
+        del store.flows.documents[flow_id]  # as a purge would
+        await app.listen()
+        async with asyncio.timeout(5):
+            event = await seen.get()
+    assert event.flow is None
+    assert "is gone" in caplog.text
