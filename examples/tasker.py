@@ -27,6 +27,7 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import sys
 import time
 import uuid
@@ -208,14 +209,24 @@ async def main(argv: list[str]) -> None:
             flow = await app.flow(flow_id)
             print(flow_id, request_status(flow), flow.error or flow.results)
     else:
+        await app.start()  # the queues are subscribed: /heartbeat answers from now on
         server = await heartbeat()
         try:
             if WRK_ENABLED:
-                await app.run()
+                await app.run()  # until SIGINT / SIGTERM, then a graceful stop
             else:
-                await asyncio.Event().wait()
+                await _signalled()
+                await app.stop()
         finally:
             server.close()
+
+
+async def _signalled() -> None:
+    """Wait for SIGINT or SIGTERM."""
+    stop, loop = asyncio.Event(), asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 if __name__ == "__main__":
