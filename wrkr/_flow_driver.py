@@ -37,8 +37,12 @@ class FlowDriver(Generic[R]):
 
     async def create(self, record: FlowRecord) -> None:
         """Store a new flow and start its first step, in one transaction."""
-        async with self.store.flow_transaction(record.id) as tx:
-            await self._move_on(tx, record, was_running=True)
+        encoded = record.encode()  # each try starts from the record as given
+
+        async def work(tx: FlowTransaction[R]) -> None:
+            await self._move_on(tx, FlowRecord.decode(encoded), was_running=True)
+
+        await self.store.flow_transaction(record.id, work)
 
     async def read(self, flow_id: str) -> FlowRecord:
         """Return the stored record.
@@ -57,12 +61,17 @@ class FlowDriver(Generic[R]):
         Raises:
             ItemNotFound: no flow has that id.
         """
-        async with self.store.flow_transaction(flow_id) as tx:
-            record = _decoded(tx)
+
+        async def work(tx: FlowTransaction[R]) -> FlowRecord:
+            if tx.document is None:
+                raise ItemNotFound(f"no flow has id {flow_id!r}")
+            record = FlowRecord.decode(tx.document)
             if record.state == RUNNING:
                 record.end("cancelled", self.store.clock.now())
                 await self._move_on(tx, record, was_running=True)
             return record
+
+        return await self.store.flow_transaction(flow_id, work)
 
     async def settle(self, settlement: Settlement[R]) -> bool:
         """Ack, fail or nack one of a flow's items and move the flow on; tell if it held.
@@ -70,34 +79,35 @@ class FlowDriver(Generic[R]):
         A nack of an item whose flow has ended removes the item instead: the job ran
         when the flow failed or was cancelled, and it is not tried again.
         """
-        item = settlement.delivery.item
-        assert item.flow is not None
-        async with self.store.flow_transaction(item.flow) as tx:
+        flow_id = settlement.delivery.item.flow
+        assert flow_id is not None
+
+        async def work(tx: FlowTransaction[R]) -> bool:
             if not await tx.settle(settlement):
                 return False
-            if tx.document is None:  # the flow was removed: the item settles alone
-                return True
-            record = FlowRecord.decode(tx.document)
-            was_running = record.state == RUNNING
-            if settlement.how is Settle.NACK:
-                if not was_running:
-                    record.settle(item.id, queue=item.queue, done=False,
-                                  attempts=item.attempts,
-                                  errors=[*item.errors, *filter(None, [settlement.error])],
-                                  result=None, now=self.store.clock.now())
-                    await tx.cancel([item.id])
-                    record.cancel_item(item.id)
-                    await tx.save(record.encode(), state=record.state)
-                return True
-            done = settlement.how is Settle.ACK
-            errors = list(item.errors)
-            if settlement.error is not None:
-                errors.append(settlement.error)
-            result = None if settlement.result is None else orjson.loads(settlement.result)
-            record.settle(item.id, queue=item.queue, done=done, attempts=item.attempts,
-                          errors=errors, result=result, now=self.store.clock.now())
-            await self._move_on(tx, record, was_running=was_running)
-        return True
+            if tx.document is not None:  # else the flow was removed: the item settles alone
+                await self._settled(tx, FlowRecord.decode(tx.document), settlement)
+            return True
+
+        return await self.store.flow_transaction(flow_id, work)
+
+    async def _settled(self, tx: FlowTransaction[R], record: FlowRecord,
+                       settlement: Settlement[R]) -> None:
+        item, now = settlement.delivery.item, self.store.clock.now()
+        was_running = record.state == RUNNING
+        errors = [*item.errors, *filter(None, [settlement.error])]
+        if settlement.how is Settle.NACK:
+            if not was_running:
+                record.settle(item.id, queue=item.queue, done=False, attempts=item.attempts,
+                              errors=errors, result=None, now=now)
+                await tx.cancel([item.id])
+                record.cancel_item(item.id)
+                await tx.save(record.encode(), state=record.state)
+            return
+        result = None if settlement.result is None else orjson.loads(settlement.result)
+        record.settle(item.id, queue=item.queue, done=settlement.how is Settle.ACK,
+                      attempts=item.attempts, errors=errors, result=result, now=now)
+        await self._move_on(tx, record, was_running=was_running)
 
     async def _move_on(self, tx: FlowTransaction[Any], record: FlowRecord, *,
                        was_running: bool) -> None:
@@ -121,8 +131,3 @@ class FlowDriver(Generic[R]):
                 await tx.put([record.ended_message(now)], tagged=False)
         await tx.save(record.encode(), state=record.state)
 
-
-def _decoded(tx: FlowTransaction[Any]) -> FlowRecord:
-    if tx.document is None:
-        raise ItemNotFound(f"no flow has id {tx.flow_id!r}")
-    return FlowRecord.decode(tx.document)

@@ -2,11 +2,11 @@
 
 A store keeps each flow as an opaque document (the core's `FlowRecord`, encoded). Every
 change to a flow -- starting it, an item of it acked or failed, a cancel -- runs as one
-`Store.flow_transaction(flow_id)`: the store locks the flow (a row lock, a compare-and-set,
-or nothing to do in one process), the core reads the document, settles, publishes and
-cancels through the transaction, saves the new document, and the store commits it all at
-once. However many workers settle a step's last items together, their transactions run
-one after another, so exactly one of them starts the next step.
+`Store.flow_transaction(flow_id, work)`: the store locks the flow (a row lock, a write
+conflict, or nothing to do in one process), the core's `work` reads the document, settles,
+publishes and cancels through the transaction and saves the new document, and the store
+commits it all at once. However many workers settle a step's last items together, their
+transactions run one after another, so exactly one of them starts the next step.
 """
 
 from __future__ import annotations

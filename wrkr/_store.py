@@ -15,8 +15,7 @@ writes comes from its `clock` (passed in by the core or read by the store), so a
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["Claim", "Settle", "Settlement", "Store", "Wake"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 Wake = Callable[[str | None], None]
 """What a store calls when a queue may have new work: `wake(queue)`, or `wake(None)` for all."""
@@ -353,11 +353,15 @@ class Store(abc.ABC, Generic[R]):
 
     # -- workflows (optional capability FLOWS) -------------------------------------------
 
-    def flow_transaction(self, flow_id: str) -> AbstractAsyncContextManager[FlowTransaction[R]]:
-        """Return a context holding `flow_id`'s lock; its changes commit together (FLOWS).
+    async def flow_transaction(
+        self, flow_id: str, work: Callable[[FlowTransaction[R]], Awaitable[T]]
+    ) -> T:
+        """Run `work` on a `FlowTransaction` holding `flow_id`'s lock; commit; return its
+        result (FLOWS).
 
-        See `FlowTransaction`: transactions on one flow, from any process, run one after
-        another; one that raises changes nothing.
+        Transactions on one flow, from any process, run one after another; one in which
+        `work` raises changes nothing. A store may run `work` again after a transient
+        conflict (what the failed try did is discarded): `work` reads only the transaction.
         """
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.FLOWS}'")
 

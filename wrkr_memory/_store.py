@@ -11,14 +11,13 @@ store's wake-ups reach the consumers of all of them.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from wrkr.backend import (
     Capability,
@@ -55,6 +54,7 @@ _HELD = (None, State.PROCESSING, State.DONE, State.FAILED)
 # Compared once per settlement: a member lookup on the enum class costs 90 ns
 _ACK, _NACK, _FAIL, _ABANDON = Settle.ACK, Settle.NACK, Settle.FAIL, Settle.ABANDON
 
+T = TypeVar("T")
 MemoryReceipt = tuple[MemoryEntry, int]
 """A delivery's receipt: the entry and the claim token it was delivered under."""
 
@@ -253,15 +253,15 @@ class MemoryStore(Store[MemoryReceipt]):
 
     # -- workflows ---------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
     async def flow_transaction(
-        self, flow_id: str
-    ) -> AsyncIterator[FlowTransaction[MemoryReceipt]]:
-        """Hold a flow; see `Store.flow_transaction`.
+        self, flow_id: str, work: Callable[[FlowTransaction[MemoryReceipt]], Awaitable[T]]
+    ) -> T:
+        """Run `work` on the flow; see `Store.flow_transaction`.
 
-        Nothing inside awaits, so under asyncio the transaction runs alone: atomic.
+        Nothing in it awaits (the transaction's methods never suspend), so under asyncio
+        it runs alone: atomic, without a lock.
         """
-        yield MemoryFlowTransaction(self, flow_id)
+        return await work(MemoryFlowTransaction(self, flow_id))
 
     async def flow_document(self, flow_id: str) -> bytes | None:
         """Return a flow's document; see `Store.flow_document`."""

@@ -9,9 +9,8 @@ and NOTIFYs of the new items go out at the commit.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
@@ -21,6 +20,8 @@ from wrkr_postgres._rows import PostgresReceipt
 
 if TYPE_CHECKING:
     from wrkr_postgres._store import PostgresStore
+
+T = TypeVar("T")
 
 
 class PostgresFlowTransaction(FlowTransaction[PostgresReceipt]):
@@ -63,16 +64,18 @@ class PostgresFlowTransaction(FlowTransaction[PostgresReceipt]):
                                       "now": self.store.clock.now()})
 
 
-@contextlib.asynccontextmanager
-async def flow_transaction(store: PostgresStore,
-                           flow_id: str) -> AsyncIterator[PostgresFlowTransaction]:
-    """Lock `flow_id`'s row and yield its transaction; commit when the block ends."""
+async def flow_transaction(
+    store: PostgresStore, flow_id: str,
+    work: Callable[[FlowTransaction[PostgresReceipt]], Awaitable[T]],
+) -> T:
+    """Lock `flow_id`'s row, run `work`, commit; return what `work` returned."""
     with wrapped(store.settings.conninfo):
         async with store.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(store.queries["flow_lock"], {"id": flow_id})
             row = await cur.fetchone()
             tx = PostgresFlowTransaction(store, conn, flow_id,
                                          None if row is None else bytes(row[0]))
-            yield tx
+            result = await work(tx)
     if tx.published and not store.wakes_live:  # else the NOTIFYs at commit wake them
         store.notify(None)
+    return result

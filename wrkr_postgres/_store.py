@@ -13,10 +13,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 
@@ -58,6 +57,7 @@ from wrkr_postgres._sql import load_queries, migrate
 logger = logging.getLogger("wrkr.postgres")
 _CONNECT_TIMEOUT = 10.0
 _FINISHED = (State.DONE, State.FAILED)
+T = TypeVar("T")
 
 
 class PostgresStore(Store[PostgresReceipt]):
@@ -407,11 +407,12 @@ class PostgresStore(Store[PostgresReceipt]):
 
     # -- workflows -----------------------------------------------------------------------
 
-    def flow_transaction(
-        self, flow_id: str
-    ) -> AbstractAsyncContextManager[FlowTransaction[PostgresReceipt]]:
-        """Lock the flow's row for one transaction; see `Store.flow_transaction`."""
-        return flow_transaction(self, flow_id)
+    async def flow_transaction(
+        self, flow_id: str, work: Callable[[FlowTransaction[PostgresReceipt]], Awaitable[T]]
+    ) -> T:
+        """Run `work` in one transaction after locking the flow's row; see
+        `Store.flow_transaction`."""
+        return await flow_transaction(self, flow_id, work)
 
     async def flow_document(self, flow_id: str) -> bytes | None:
         """Return the flow's document; see `Store.flow_document`."""
