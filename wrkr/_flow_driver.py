@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from wrkr._errors import ItemNotFound
-from wrkr._flow_record import COMPLETED, RUNNING, FlowRecord
+from wrkr._flow_record import CANCELLED, COMPLETED, RUNNING, FlowRecord
 from wrkr._flow_store import FlowTransaction
 from wrkr._store import Settle, Settlement, Store
 
@@ -67,7 +67,7 @@ class FlowDriver(Generic[R]):
                 raise ItemNotFound(f"no flow has id {flow_id!r}")
             record = FlowRecord.decode(tx.document)
             if record.state == RUNNING:
-                record.end("cancelled", self.store.clock.now())
+                record.end(CANCELLED, self.store.clock.now())
                 await self._move_on(tx, record, was_running=True)
             return record
 
