@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 BASE   := $(VENV)/.installed-base
 FULL   := $(VENV)/.installed-full
 
-.PHONY: demo test lint typecheck services packages unit alone bench faults clean
+.PHONY: demo test docs lint typecheck services packages unit alone bench faults dist clean
 
 $(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(BASE): pyproject.toml
 	touch $@
 
 $(FULL): $(BASE) pyproject.toml
-	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mongodb,postgres,cron]"
+	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mongodb,postgres,cron,docs]"
 	touch $@
 
 ## Run the welcome-email example on the embedded memory backend (no server needed).
@@ -24,13 +24,18 @@ demo: $(BASE)
 	$(PY) -m examples.welcome_email --follow-up-in "3 seconds"
 
 ## Lint, type-check, then the whole test suite; services are started if they are down.
-test: lint typecheck services unit alone
+test: lint typecheck docs services unit alone
 
 lint: $(FULL)
 	$(PY) -m ruff check .
 
 typecheck: $(FULL)
 	$(PY) -m mypy
+
+## Build the documentation site from docs/ into build/site; a broken link or reference fails.
+## (No --quiet: it hides the warnings that --strict turns into a failure.)
+docs: $(FULL)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 packages:
 	bash scripts/debian-packages.sh
@@ -56,5 +61,11 @@ faults: $(FULL) services
 	$(PY) -m bench.faults --url "postgresql://postgres@127.0.0.1:5432/test?schema=wrkr_faults"
 	$(PY) -m bench.faults --url "amqp://guest:guest@127.0.0.1:5672/?prefix=wrkr_faults"
 
+## Build the sdist and the wheel into dist/ and check them as PyPI would (twine --strict).
+dist: $(FULL)
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist

@@ -49,7 +49,7 @@ from wrkr._scheduler import Scheduler
 from wrkr._schedules import Schedule, ScheduleRecord
 from wrkr._signals import signals_routed
 from wrkr._when import parse_duration
-from wrkr.backend import Backend, Capability, ItemFilter, Message, State
+from wrkr.backend import FINISHED_STATES, Backend, Capability, ItemFilter, Message, State
 
 logger = logging.getLogger("wrkr")
 
@@ -541,7 +541,7 @@ class Wrkr:
         if queue is not None:
             check_queue(queue)
         chosen = _state(state)
-        if chosen not in (State.FAILED, State.DONE):
+        if chosen not in FINISHED_STATES:
             raise InvalidEvent(f"invalid state {quote(state)} for purge(): expected 'failed' or "
                                "'done' (cancel() deletes pending items)")
         before = None if older_than is None else (

@@ -129,13 +129,17 @@ class _Stopper:
             logger.info("%s received: already stopping", sig.name)
 
 
-async def serve(app: Wrkr, url: str | None, stop_timeout: float) -> None:
-    """Run `app` until SIGINT or SIGTERM, however early in its start the signal comes."""
+async def serve(app: Wrkr, url: str | None, stop_timeout: float, *, banner: bool = True) -> None:
+    """Run `app` until SIGINT or SIGTERM, however early in its start the signal comes.
+
+    `banner=False` in the children of `--processes`: their supervisor showed it once.
+    """
     stopper = _Stopper(app, stop_timeout)
     with signals_routed(stopper.on_signal):
         await app.start()
         try:
-            print("\n".join(fmt.banner(app, url or app.url)), file=sys.stderr, flush=True)
+            if banner:
+                print("\n".join(fmt.banner(app, url or app.url)), file=sys.stderr, flush=True)
             if not stopper.requested.is_set():
                 await app.listen()
                 logger.info("worker %s started; Ctrl-C or SIGTERM stops it", app.worker_id)

@@ -22,14 +22,14 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from wrkr._delivery import StoreStream
-from wrkr._errors import BackendUnavailable, LeaseLost
+from wrkr._errors import BackendUnavailable, InvalidEvent, LeaseLost
 from wrkr._flow_driver import FlowDriver
 from wrkr._flow_record import FlowRecord
 from wrkr._rates import QueueOptions, Window
 from wrkr._schedules import Firing, ScheduleRecord
 from wrkr._settling import SettlementBatcher, SettlingBackend
 from wrkr._store import Settle, Settlement, Store
-from wrkr._types import Delivery, Item, ItemFilter, Message, State
+from wrkr._types import FINISHED_STATES, Delivery, Item, ItemFilter, Message, State
 
 __all__ = ["StoreBackend"]
 
@@ -263,7 +263,14 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
         return await self._open_store().counts()
 
     async def purge(self, queue: str | None, state: State, older_than: datetime | None) -> int:
-        """Delete finished items; see `Backend.purge`."""
+        """Delete finished items; see `Backend.purge`.
+
+        Raises:
+            InvalidEvent: `state` is neither done nor failed (checked here, once for every store).
+        """
+        if state not in FINISHED_STATES:
+            raise InvalidEvent(f"invalid state {str(state)!r} for purge(): expected 'failed' or "
+                               "'done' (cancel() deletes pending items)")
         return await self._open_store().purge(queue, state, older_than)
 
     # -- recurring schedules -------------------------------------------------------------------

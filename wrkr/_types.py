@@ -61,6 +61,9 @@ class State(StrEnum):
 PENDING_STATES = frozenset({State.SCHEDULED, State.READY})
 """States `cancel` and `once_every` act on: not yet handed to a worker."""
 
+FINISHED_STATES = frozenset({State.DONE, State.FAILED})
+"""States `purge` acts on: an item's life is over."""
+
 
 class _ItemIds:
     """Item ids: 64 random bits drawn per process, then a 64-bit counter.

@@ -48,6 +48,7 @@ from wrkr._store import Claim, Settle, Settlement, Store, Wake
 from wrkr._stored import StoreBackend
 from wrkr._tasks import CLOSE_WAIT, ended
 from wrkr._types import (
+    FINISHED_STATES,
     PENDING_STATES,
     Capability,
     Clock,
@@ -64,6 +65,7 @@ from wrkr._urls import redact, scrub
 
 __all__ = [
     "CLOSE_WAIT",
+    "FINISHED_STATES",
     "PENDING_STATES",
     "Backend",
     "BackendUnavailable",

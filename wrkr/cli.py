@@ -1,6 +1,7 @@
 """The `wrkr` command: run a worker, publish events, inspect and control items.
 
-    wrkr worker MODULE:ATTR [--stop-timeout S]   run the app until SIGINT / SIGTERM
+    wrkr worker MODULE:ATTR [--stop-timeout S] [--processes N]
+                                                 run the app until SIGINT / SIGTERM
     wrkr publish NAME [--tid T] [--payload JSON] [--when WHEN] [--once-every INTERVAL]
     wrkr items [--queue Q] [--name N] [--tid T] [--state S] [--limit N] [--offset N] [--json]
     wrkr get ID [--json]                one item in full, payload and error history included
@@ -41,8 +42,10 @@ from wrkr import _cli_format as fmt
 from wrkr import _cli_worker as worker
 from wrkr._app import Wrkr
 from wrkr._cli_worker import CommandError, UsageError
+from wrkr._connect import backend_class
 from wrkr._errors import InvalidConfig, WrkrError
 from wrkr._names import matches
+from wrkr._supervisor import CHILD_ENV, supervise
 from wrkr._urls import scrub
 from wrkr._version import __version__
 from wrkr.backend import State
@@ -126,6 +129,9 @@ def _add_worker(commands: Subparsers, url: argparse.ArgumentParser) -> None:
                         help="of the wrkr logger (drivers show warnings only)")
     parser.add_argument("--stop-timeout", type=_seconds, default=10.0, metavar="SECONDS",
                         help="how long a stop waits for running handlers (default: 10)")
+    parser.add_argument("--processes", type=_positive_int, default=1, metavar="N",
+                        help="run N worker processes under one supervisor, for N cores; "
+                             "a child that dies is restarted (default: 1)")
     parser.set_defaults(run=_worker)
 
 
@@ -387,8 +393,24 @@ def _worker(args: argparse.Namespace) -> int:
         _say_default()
         url = DEFAULT_URL
     worker.configure_logging(args.log_level)
-    asyncio.run(worker.serve(app, url, args.stop_timeout))
+    if args.processes > 1:
+        return _supervise(app, url, args)
+    asyncio.run(worker.serve(app, url, args.stop_timeout,
+                             banner=CHILD_ENV not in os.environ))
     return 0
+
+
+def _supervise(app: Wrkr, url: str | None, args: argparse.Namespace) -> int:
+    if isinstance(app.backend, backend_class("memory://")):
+        raise UsageError(f"--processes {args.processes} needs a backend the processes share; "
+                         "a memory:// backend lives inside one process (use sqlite:///wrkr.db "
+                         "or a server)")
+    banner = fmt.banner(app, url or app.url)
+    banner[2] = f"  workers:  {args.processes} processes (each its own worker id)"
+    print("\n".join(banner), file=sys.stderr, flush=True)
+    command = [sys.executable, "-m", "wrkr", "worker", args.target, "--log-level",
+               args.log_level, "--stop-timeout", str(args.stop_timeout)]
+    return supervise(command, args.processes, args.stop_timeout)
 
 
 if __name__ == "__main__":

@@ -160,3 +160,9 @@ def test_an_error_record_shows_its_traceback_under_it() -> None:
     assert lines[at + 1:] == ["      Traceback (most recent call last):",
                               '        File "shop.py", line 3, in send',
                               "      KeyError: 'email'"]
+
+
+async def test_the_store_backend_checks_the_purge_state_once_for_every_store(app: Wrkr) -> None:
+    # callers of the Backend contract (not only Wrkr.purge) get the same clear error
+    with pytest.raises(InvalidEvent, match="'ready' for purge"):
+        await app.backend.purge(None, State.READY, None)
