@@ -33,8 +33,8 @@ import pytest
 # Readable assertion failures in the suites, also when they are imported as a plugin.
 pytest.register_assert_rewrite(
     *(f"backend_conformance_tests.{module}" for module in (
-        "_helpers", "delivery", "exclusive", "inspection", "leases", "lifecycle", "publishing",
-        "rates", "retries", "schedules", "scheduling"))
+        "_helpers", "delivery", "exclusive", "flows", "inspection", "leases", "lifecycle",
+        "publishing", "rates", "retries", "schedules", "scheduling"))
 )
 
 from backend_conformance_tests._helpers import (  # noqa: E402
@@ -47,6 +47,7 @@ from backend_conformance_tests._helpers import (  # noqa: E402
 )
 from backend_conformance_tests.delivery import ConsumingSuite, RoutingSuite  # noqa: E402
 from backend_conformance_tests.exclusive import ExclusiveSuite  # noqa: E402
+from backend_conformance_tests.flows import FlowSuite  # noqa: E402
 from backend_conformance_tests.inspection import (  # noqa: E402
     ArchiveSuite,
     CancelSuite,
@@ -70,6 +71,7 @@ __all__ = [
     "EnqueueContractSuite",
     "ExclusiveSuite",
     "FailedItemsSuite",
+    "FlowSuite",
     "InspectionSuite",
     "LeaseSuite",
     "LifecycleSuite",
@@ -106,5 +108,6 @@ class BackendSuite(
     RateSuite,
     LimiterSuite,
     ScheduleSuite,
+    FlowSuite,
 ):
     """Every suite of the contract; subclass it and provide `backend_factory`."""

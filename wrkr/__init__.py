@@ -21,6 +21,7 @@ from wrkr._errors import (
     WrkrError,
 )
 from wrkr._event import Event
+from wrkr._flows import Flow, FlowContext, Job
 from wrkr._hooks import Handled, Observer, Outcome
 from wrkr._limiter import Limiter
 from wrkr._retry import Retry
@@ -37,11 +38,14 @@ __all__ = [
     "ErrorRecord",
     "Event",
     "Fail",
+    "Flow",
+    "FlowContext",
     "Handled",
     "InvalidConfig",
     "InvalidEvent",
     "InvalidWhen",
     "ItemNotFound",
+    "Job",
     "LeaseLost",
     "Limiter",
     "NotStarted",

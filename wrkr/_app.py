@@ -31,11 +31,13 @@ from wrkr._errors import (
     AlreadyStarted,
     InvalidConfig,
     InvalidEvent,
+    ItemNotFound,
     NotStarted,
     NotSupported,
     quote,
 )
 from wrkr._event import Event, from_item, to_event, to_message
+from wrkr._flows import Flow, item_ids, new_flow_record, view
 from wrkr._hooks import Observer, Observers
 from wrkr._limiter import Limiter
 from wrkr._models import check_model
@@ -433,6 +435,48 @@ class Wrkr:
         self._require_started("schedules")
         self._require(Capability.SCHEDULES, "schedules()")
         return [to_schedule(record) for record in await self.backend.schedules()]
+
+    # -- workflows -------------------------------------------------------------------
+
+    async def start_flow(
+        self, name: str, *, steps: Sequence[Sequence[dict[str, Any]]], tid: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> str:
+        """Start a flow: `steps` run in order, the jobs of each in parallel; return its id.
+
+        A job is a dict with `name` and optionally `tid` (the flow's by default),
+        `payload` and `when` (a delay after its step starts); it is published as an
+        event, and every item it fans out to is part of its step. The next step starts
+        when every item of the step is acked; a failed item fails the flow. When the
+        flow ends, `<name>.completed` or `<name>.failed` is published, tid the flow id.
+        """
+        self._require_started("start_flow")
+        self._require(Capability.FLOWS, "start_flow()")
+        record = new_flow_record(name, tid, payload, steps, self.backend.now())
+        await self.backend.create_flow(record)
+        return record.id
+
+    async def flow(self, flow_id: str) -> Flow:
+        """Return the flow `flow_id`: its state, each job's items, results and errors."""
+        self._require_started("flow")
+        self._require(Capability.FLOWS, "flow()")
+        record = await self.backend.flow_record(_check_id(flow_id))
+        live = {}
+        open_items = item_ids(record) if Capability.QUERY in self.backend.capabilities else []
+        for item_id in open_items:
+            try:
+                live[item_id] = await self.backend.get(item_id)
+            except ItemNotFound:
+                continue  # settled since the record was read
+        return view(record, live)
+
+    async def cancel_flow(self, flow_id: str) -> Flow:
+        """Cancel a running flow: its pending jobs are removed, running ones finish; state
+        "cancelled". A flow that already ended stays as it is."""
+        self._require_started("cancel_flow")
+        self._require(Capability.FLOWS, "cancel_flow()")
+        await self.backend.cancel_flow(_check_id(flow_id))
+        return await self.flow(flow_id)
 
     # -- inspection and control ------------------------------------------------------
 

@@ -11,7 +11,7 @@ import abc
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from wrkr._errors import NotStarted, NotSupported
 from wrkr._rates import QueueOptions, Window
@@ -27,6 +27,9 @@ from wrkr._types import (
     State,
     SystemClock,
 )
+
+if TYPE_CHECKING:
+    from wrkr._flow_record import FlowRecord
 
 __all__ = ["Backend"]
 
@@ -211,9 +214,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def ack(
-        self, delivery: Delivery[Any], *, keep: bool = False, expires: datetime | None = None
+        self, delivery: Delivery[Any], *, keep: bool = False, expires: datetime | None = None,
+        result: bytes | None = None,
     ) -> None:
         """Finish the item: delete it, or with `keep` mark it `done` until `expires`.
+
+        `result` is the handler's return value as JSON: a flow's job records it (FLOWS);
+        other items ignore it.
 
         Raises:
             LeaseLost: this delivery no longer holds the item (its lease expired, or it
@@ -315,3 +322,25 @@ class Backend(abc.ABC):
     async def fire_schedule(self, firing: Firing) -> list[str] | None:
         """Carry out a firing once, or nothing (see `Store.fire_schedule`)."""
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")
+
+    # -- workflows (optional capability FLOWS) -----------------------------------------
+
+    async def create_flow(self, record: FlowRecord) -> None:
+        """Store a new flow and publish its first step's jobs, atomically (FLOWS)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.FLOWS}'")
+
+    async def flow_record(self, flow_id: str) -> FlowRecord:
+        """Return a flow as stored (FLOWS).
+
+        Raises:
+            ItemNotFound: no flow has that id.
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.FLOWS}'")
+
+    async def cancel_flow(self, flow_id: str) -> FlowRecord:
+        """End a running flow as cancelled, its pending items removed; return it (FLOWS).
+
+        Raises:
+            ItemNotFound: no flow has that id.
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.FLOWS}'")

@@ -21,6 +21,7 @@ from typing import Any, Literal, Self, TypeVar
 from wrkr._app import Wrkr
 from wrkr._errors import AlreadyStarted, CallTimedOut, InvalidConfig, NotStarted, WrkrError
 from wrkr._event import Event
+from wrkr._flows import Flow
 from wrkr._schedules import Schedule
 from wrkr.backend import State
 
@@ -196,6 +197,21 @@ class BlockingWrkr:
     def schedules(self) -> list[Schedule]:
         """Return every stored schedule, by name (`Wrkr.schedules`)."""
         return self._call(self.app.schedules)
+
+    def start_flow(
+        self, name: str, *, steps: Sequence[Sequence[dict[str, Any]]], tid: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> str:
+        """Start a flow of steps of parallel jobs; return its id (`Wrkr.start_flow`)."""
+        return self._call(self.app.start_flow, name, steps=steps, tid=tid, payload=payload)
+
+    def flow(self, flow_id: str) -> Flow:
+        """Return a flow's state, jobs and results (`Wrkr.flow`)."""
+        return self._call(self.app.flow, flow_id)
+
+    def cancel_flow(self, flow_id: str) -> Flow:
+        """Cancel a running flow (`Wrkr.cancel_flow`)."""
+        return self._call(self.app.cancel_flow, flow_id)
 
     def _call(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
               **kwargs: Any) -> T:

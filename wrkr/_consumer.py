@@ -20,8 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from wrkr._deadline import HandlerDeadline
-from wrkr._errors import BackendUnavailable, Fail, LeaseLost
+from wrkr._errors import BackendUnavailable, Fail, ItemNotFound, LeaseLost
 from wrkr._event import Event, from_item
+from wrkr._flows import context_of, encode_result
 from wrkr._hooks import Handled, Observer, Observers, Outcome
 from wrkr._leases import LeaseKeeper
 from wrkr._models import to_model
@@ -136,8 +137,9 @@ class Ack:
         """The key the consumer knows this delivery by."""
         return id(self._delivery)
 
-    async def __call__(self) -> None:
-        """Acknowledge the item now; later calls do nothing."""
+    async def __call__(self, result: bytes | None = None) -> None:
+        """Acknowledge the item now (a flow's job: with its handler's `result`, JSON);
+        later calls do nothing."""
         if self.done:
             return
         self.done = True
@@ -146,7 +148,8 @@ class Ack:
         expires = None
         if settings.keep and settings.retention is not None:
             expires = settings.backend.now() + settings.retention
-        await settings.backend.ack(self._delivery, keep=settings.keep, expires=expires)
+        await settings.backend.ack(self._delivery, keep=settings.keep, expires=expires,
+                                   result=result)
 
     def blocking(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         """Return an `ack()` a sync handler can call from its worker thread."""
@@ -337,6 +340,8 @@ class QueueConsumer:
             await self._fail(delivery, record)
             self._tell(from_item(item, strict=False), Outcome.FAILED, None, 0.0, exc)
             return
+        if item.flow is not None:
+            event = await self._with_flow(event, item.flow)
         route = self._route_for(item.name)
         retry = (route.retry if route else None) or self._settings.retry
         error: Exception
@@ -359,6 +364,17 @@ class QueueConsumer:
                     return
             await self._run_and_settle(route, retry, event, delivery, deadline)
 
+    async def _with_flow(self, event: Event, flow_id: str) -> Event:
+        """Return `event` with its flow's context (`event.flow`), read from the backend."""
+        try:
+            stored = await self._settings.backend.flow_record(flow_id)
+        except ItemNotFound:  # the flow was removed: the job runs as a plain event
+            logger.warning("item %s on %s: its flow %s is gone; handled without event.flow",
+                           event.id, self.queue, flow_id)
+            return event
+        assert event.id is not None
+        return replace(event, flow=context_of(stored, event.id))
+
     async def _run_and_settle(
         self, route: Route, retry: Retry, event: Event, delivery: Delivery[Any],
         deadline: HandlerDeadline,
@@ -370,8 +386,9 @@ class QueueConsumer:
         if observers:
             observers.started(event)
         clock = time.perf_counter()
+        result: object = None
         try:
-            await self._run(route, event, ack, deadline)
+            result = await self._run(route, event, ack, deadline)
         except LeaseGone:
             self._tell(event, Outcome.LEASE_LOST, started, time.perf_counter() - clock, None)
             return
@@ -385,7 +402,7 @@ class QueueConsumer:
             error = exc
         duration = time.perf_counter() - clock
         try:
-            outcome = await self._conclude(error, ack, retry, event, delivery)
+            outcome = await self._conclude(error, ack, retry, event, delivery, result)
         except LeaseLost:
             self._tell(event, Outcome.LEASE_LOST, started, duration, error)
             raise
@@ -393,13 +410,21 @@ class QueueConsumer:
 
     async def _conclude(
         self, error: BaseException | None, ack: Ack, retry: Retry, event: Event,
-        delivery: Delivery[Any],
+        delivery: Delivery[Any], result: object = None,
     ) -> Outcome:
         if ack.done:
             if error is not None:
                 logger.warning("item %s failed after its early ack; not retried: %r",
                                event.id, error)
             return Outcome.ACKED
+        if error is None and delivery.item.flow is not None:  # a job's result is kept
+            try:
+                encoded = encode_result(result)
+            except ValueError as exc:  # retrying cannot fix it: fail the job, saying why
+                error = Fail(str(exc))
+            else:
+                await ack(encoded)
+                return Outcome.ACKED
         if error is None:
             await ack()  # which stops the renewals first
             return Outcome.ACKED
@@ -415,18 +440,21 @@ class QueueConsumer:
             report = Handled(event, outcome, started or self._now(), duration, error)
             self._observers.handled(report)
 
-    async def _run(self, route: Route, event: Event, ack: Ack, deadline: HandlerDeadline) -> None:
+    async def _run(self, route: Route, event: Event, ack: Ack,
+                   deadline: HandlerDeadline) -> object:
         """Run the handler under the worker's `deadline` (passed down: finding the
-        current task costs more than the rest of the timeout bookkeeping)."""
+        current task costs more than the rest of the timeout bookkeeping); return
+        what it returned."""
         seconds = route.timeout.total_seconds()
         deadline.begin(seconds)
         try:
             try:
-                await self._call(route, event, ack, seconds)
+                result = await self._call(route, event, ack, seconds)
             except BaseException as exc:
                 deadline.end(exc)
                 raise
             deadline.end(None)
+            return result
         except TimeoutError as exc:
             if not deadline.expired:
                 raise  # the handler's own TimeoutError
@@ -436,18 +464,18 @@ class QueueConsumer:
                 raise Interrupted from exc
             raise TimeoutError(f"handler exceeded its timeout of {seconds:g}s") from exc
 
-    async def _call(self, route: Route, event: Event, ack: Ack, seconds: float) -> None:
+    async def _call(self, route: Route, event: Event, ack: Ack, seconds: float) -> object:
         handler: Any = route.handler
         if route.is_async:
-            await (handler(event, ack) if route.takes_ack else handler(event))
-            return
+            return await (handler(event, ack) if route.takes_ack else handler(event))
         args: tuple[Any, ...] = (event,)
         if route.takes_ack:
             args = (event, ack.blocking(asyncio.get_running_loop()))
         result = await self._outlast(asyncio.ensure_future(asyncio.to_thread(handler, *args)),
                                      event, seconds)
         if inspect.isawaitable(result):
-            await result
+            return await result
+        return result
 
     async def _outlast(self, thread: asyncio.Future[Any], event: Event, seconds: float) -> Any:
         """Wait for a sync handler's thread to end, even past a cut (its timeout, a stop).

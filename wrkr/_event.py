@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,9 @@ from wrkr._models import as_payload_dict
 from wrkr._names import check_name
 from wrkr._when import parse_duration, parse_when
 from wrkr.backend import ErrorRecord, Item, Message, State
+
+if TYPE_CHECKING:
+    from wrkr._flows import FlowContext
 
 When = datetime | timedelta | float | str | None
 """What `when` accepts: see the `when` grammar in the README."""
@@ -42,7 +45,8 @@ class Event:
     To publish, set `name` and optionally `tid`, `payload`, `when`, `once_every`.
     Delivered and inspected events also carry the item's `id`, `queue`, `created`,
     `attempts` (this delivery included), `state`, `errors`, `worker` and `finished`;
-    `when` is then the due time.
+    `when` is then the due time. A flow's job delivered to its handler carries
+    `flow` (see `FlowContext`); other events have None.
     """
 
     name: str
@@ -58,6 +62,7 @@ class Event:
     errors: tuple[ErrorRecord, ...] = ()
     worker: str | None = None
     finished: datetime | None = None
+    flow: FlowContext | None = None
 
 
 _new_event = fast_builder(Event)

@@ -98,24 +98,27 @@ class SettlingBackend(Backend, Generic[R]):
     """
 
     async def ack(
-        self, delivery: Delivery[Any], *, keep: bool = False, expires: datetime | None = None
+        self, delivery: Delivery[Any], *, keep: bool = False, expires: datetime | None = None,
+        result: bytes | None = None,
     ) -> None:
         """Delete the item or keep it as done; see `Backend.ack`."""
         if keep and Capability.ARCHIVE not in self.capabilities:
             raise NotSupported(f"{type(self).__name__} does not support '{Capability.ARCHIVE}'")
-        await self._settle(_build(Settlement, (delivery, _ACK, None, None, keep, expires)))
+        await self._settle(_build(Settlement, (delivery, _ACK, None, None, keep, expires,
+                                               result)))
 
     async def nack(self, delivery: Delivery[Any], *, due: datetime, error: ErrorRecord) -> None:
         """Return the item to its queue, due at `due`; see `Backend.nack`."""
-        await self._settle(_build(Settlement, (delivery, _NACK, due, error, False, None)))
+        await self._settle(_build(Settlement, (delivery, _NACK, due, error, False, None, None)))
 
     async def fail(self, delivery: Delivery[Any], *, error: ErrorRecord) -> None:
         """Park the item as failed; see `Backend.fail`."""
-        await self._settle(_build(Settlement, (delivery, _FAIL, None, error, False, None)))
+        await self._settle(_build(Settlement, (delivery, _FAIL, None, error, False, None, None)))
 
     async def release(self, delivery: Delivery[Any]) -> None:
         """Give the item back, its attempt not counted; see `Backend.release`."""
-        await self._settle(_build(Settlement, (delivery, _RELEASE, None, None, False, None)))
+        await self._settle(_build(Settlement, (delivery, _RELEASE, None, None, False, None,
+                                               None)))
 
     @abc.abstractmethod
     async def _settle(self, settlement: Settlement[R]) -> None:

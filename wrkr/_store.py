@@ -15,10 +15,10 @@ writes comes from its `clock` (passed in by the core or read by the store), so a
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from wrkr._errors import NotSupported
 from wrkr._rates import QueueOptions, Window
@@ -35,9 +35,13 @@ from wrkr._types import (
     SystemClock,
 )
 
+if TYPE_CHECKING:
+    from wrkr._flow_store import FlowTransaction
+
 __all__ = ["Claim", "Settle", "Settlement", "Store", "Wake"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 Wake = Callable[[str | None], None]
 """What a store calls when a queue may have new work: `wake(queue)`, or `wake(None)` for all."""
@@ -82,6 +86,7 @@ class Settlement(NamedTuple, Generic[R]):
     error: ErrorRecord | None = None
     keep: bool = False
     expires: datetime | None = None
+    result: bytes | None = None  # an ack's handler result, JSON (a flow's job: FLOWS)
 
 
 class Store(abc.ABC, Generic[R]):
@@ -345,3 +350,21 @@ class Store(abc.ABC, Generic[R]):
         of any number of apps firing one schedule at once, exactly one publishes.
         """
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.SCHEDULES}'")
+
+    # -- workflows (optional capability FLOWS) -------------------------------------------
+
+    async def flow_transaction(
+        self, flow_id: str, work: Callable[[FlowTransaction[R]], Awaitable[T]]
+    ) -> T:
+        """Run `work` on a `FlowTransaction` holding `flow_id`'s lock; commit; return its
+        result (FLOWS).
+
+        Transactions on one flow, from any process, run one after another; one in which
+        `work` raises changes nothing. A store may run `work` again after a transient
+        conflict (what the failed try did is discarded): `work` reads only the transaction.
+        """
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.FLOWS}'")
+
+    async def flow_document(self, flow_id: str) -> bytes | None:
+        """Return the flow's stored document, or None if there is none (FLOWS)."""
+        raise NotSupported(f"{type(self).__name__} does not support '{Capability.FLOWS}'")

@@ -45,6 +45,7 @@ class Capability(StrEnum):
     EXCLUSIVE = "exclusive"  # subscribe(exclusive=True): one item per tid processing at a time
     RATE = "rate"  # subscribe(rate=...) and app.limiter(): sliding-window limits in the store
     SCHEDULES = "schedules"  # recurring schedules, each firing published once (app.schedule)
+    FLOWS = "flows"  # workflows: steps of parallel jobs with results (app.start_flow)
 
 
 class State(StrEnum):
@@ -180,6 +181,7 @@ class Item:
     errors: tuple[ErrorRecord, ...] = ()
     worker: str | None = None
     finished: datetime | None = None
+    flow: str | None = None  # the id of the flow whose job made it (FLOWS), else None
 
 
 @dataclass(frozen=True, slots=True)

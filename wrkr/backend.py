@@ -39,6 +39,7 @@ from wrkr._errors import (
     NotSupported,
     UnknownBackend,
 )
+from wrkr._flow_store import FlowTransaction
 from wrkr._frozen import fast_builder
 from wrkr._names import is_wildcard, matches
 from wrkr._rates import QueueOptions, Rate, Window
@@ -78,6 +79,7 @@ __all__ = [
     "Delivery",
     "ErrorRecord",
     "Firing",
+    "FlowTransaction",
     "InvalidConfig",
     "Item",
     "ItemFilter",

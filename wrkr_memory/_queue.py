@@ -62,6 +62,7 @@ class MemoryEntry:
     """One stored item; a pending one is READY as stored (SCHEDULED is derived)."""
 
     __slots__ = ("claim", "key", "name", "payload", "queue", "tid")
+    flow: str | None = None  # a flow's item is a `MemoryFlowEntry`: others pay no slot
 
     def __init__(self, key: int, queue: str, name: str, tid: str | None, payload: bytes) -> None:
         self.key = key
@@ -130,7 +131,19 @@ class MemoryEntry:
             state=self.state_at(now), attempts=claim.attempts, errors=claim.errors,
             worker=claim.worker,
             finished=None if claim.finished is None else from_micros(claim.finished),
+            flow=self.flow,
         )
+
+
+class MemoryFlowEntry(MemoryEntry):
+    """A stored item made by a flow's job: an entry that knows its flow's id."""
+
+    __slots__ = ("flow",)
+
+    def __init__(self, key: int, queue: str, name: str, tid: str | None, payload: bytes,
+                 flow: str) -> None:
+        super().__init__(key, queue, name, tid, payload)
+        self.flow = flow
 
 
 class MemoryQueue:

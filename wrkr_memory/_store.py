@@ -14,10 +14,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from wrkr.backend import (
     Capability,
@@ -26,6 +26,7 @@ from wrkr.backend import (
     Delivery,
     ErrorRecord,
     Firing,
+    FlowTransaction,
     Item,
     ItemFilter,
     ItemNotFound,
@@ -41,7 +42,8 @@ from wrkr.backend import (
     new_item_id,
 )
 from wrkr_memory._clock import MICROSECOND, from_micros, to_micros
-from wrkr_memory._queue import MemoryEntry, MemoryQueue, pack_key
+from wrkr_memory._flows import MemoryFlows, MemoryFlowTransaction
+from wrkr_memory._queue import MemoryEntry, MemoryFlowEntry, MemoryQueue, pack_key
 from wrkr_memory._routes import MemoryRoutes
 from wrkr_memory._schedules import MemorySchedules
 from wrkr_memory._windows import MemoryWindows
@@ -52,6 +54,7 @@ _HELD = (None, State.PROCESSING, State.DONE, State.FAILED)
 # Compared once per settlement: a member lookup on the enum class costs 90 ns
 _ACK, _NACK, _FAIL, _ABANDON = Settle.ACK, Settle.NACK, Settle.FAIL, Settle.ABANDON
 
+T = TypeVar("T")
 MemoryReceipt = tuple[MemoryEntry, int]
 """A delivery's receipt: the entry and the claim token it was delivered under."""
 
@@ -86,6 +89,7 @@ class MemoryStore(Store[MemoryReceipt]):
         self._options: dict[str, QueueOptions] = {}
         self.windows = MemoryWindows()
         self.schedule_book = MemorySchedules()
+        self.flows = MemoryFlows()
 
     def queue(self, name: str) -> MemoryQueue:
         """Return the queue called `name`, created empty on first use."""
@@ -247,6 +251,33 @@ class MemoryStore(Store[MemoryReceipt]):
             return None
         return self.enqueue(firing.messages)
 
+    # -- workflows ---------------------------------------------------------------------
+
+    async def flow_transaction(
+        self, flow_id: str, work: Callable[[FlowTransaction[MemoryReceipt]], Awaitable[T]]
+    ) -> T:
+        """Run `work` on the flow; see `Store.flow_transaction`.
+
+        Nothing in it awaits (the transaction's methods never suspend), so under asyncio
+        it runs alone: atomic, without a lock.
+        """
+        return await work(MemoryFlowTransaction(self, flow_id))
+
+    async def flow_document(self, flow_id: str) -> bytes | None:
+        """Return a flow's document; see `Store.flow_document`."""
+        return self.flows.documents.get(flow_id)
+
+    def cancel_ids(self, item_ids: Sequence[str]) -> set[str]:
+        """Delete the pending items among `item_ids`; return their ids."""
+        wanted = set(item_ids)
+        removed: set[str] = set()
+        now = self._now()
+        self._refresh(now)
+        for queue in self._queues.values():
+            for entry in queue.take_pending(lambda entry: f"{entry.id:032x}" in wanted):
+                removed.add(f"{entry.id:032x}")
+        return removed
+
     def settle_nowait(self, settlement: Settlement[MemoryReceipt]) -> bool:
         """Carry out one settlement, without awaiting; see `Store.settle`."""
         receipt = settlement.delivery.receipt
@@ -273,8 +304,11 @@ class MemoryStore(Store[MemoryReceipt]):
 
     # -- publishing ------------------------------------------------------------------
 
-    def enqueue(self, messages: Sequence[Message]) -> list[str]:
-        """Store one item per (message, subscribed queue); see `Backend.enqueue`."""
+    def enqueue(self, messages: Sequence[Message], flow: str | None = None) -> list[str]:
+        """Store one item per (message, subscribed queue); see `Backend.enqueue`.
+
+        With `flow`, the items are that flow's (`Item.flow`).
+        """
         planned = [(message, to_micros(message.due), self.routes.queues_for(message.name))
                    for message in messages]  # everything that can raise, before any change
         ids: list[str] = []
@@ -294,7 +328,9 @@ class MemoryStore(Store[MemoryReceipt]):
                     continue
                 item_id = new_item_id()
                 key = pack_key(due, next(self._seq), created_at[1], int(item_id, 16))
-                queue.push(MemoryEntry(key, name, message.name, message.tid, payload))
+                queue.push(MemoryEntry(key, name, message.name, message.tid, payload)
+                           if flow is None else
+                           MemoryFlowEntry(key, name, message.name, message.tid, payload, flow))
                 touched.add(queue)
                 ids.append(item_id)
         for queue in touched:

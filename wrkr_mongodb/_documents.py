@@ -16,6 +16,7 @@ Items live in one collection, one document per (event, queue):
     expires   only on archived items: the TTL index purges them after this time
     once      only on pending `once_every` items: the unique partial index makes the
               (queue, name, tid) dedupe atomic across publishers
+    flow      only on a flow's items: the flow's id (see `_flows`)
 
 Whether a queued item is scheduled, ready or processing follows from `due` and
 `lease` at the time of asking, so claiming needs no state change but the lease.
@@ -139,6 +140,7 @@ def item_from_document(document: dict[str, Any], now: datetime) -> Item:
                      for e in document.get("errors", [])),
         worker=document.get("worker"),
         finished=as_utc(finished) if finished is not None else None,
+        flow=document.get("flow"),
     )
 
 

@@ -32,17 +32,21 @@ class MongoDBSettler:
         self.items = items
 
     async def settle(self, settlements: Sequence[Settlement[MongoDBReceipt]],
-                     now: datetime) -> list[bool]:
-        """Carry out `settlements` in one call; tell, per settlement, whether it held."""
+                     now: datetime, *, session: Any = None) -> list[bool]:
+        """Carry out `settlements` in one call; tell, per settlement, whether it held.
+
+        With `session`, inside its transaction (a flow's change).
+        """
+        given = {} if session is None else {"session": session}
         batch = uuid.uuid4().hex
         marks = [f"{batch}:{index}" for index in range(len(settlements))]
         writes = [_write(settlement, mark, now)
                   for settlement, mark in zip(settlements, marks, strict=True)]
-        result = await self.items.bulk_write(writes, ordered=False)
+        result = await self.items.bulk_write(writes, ordered=False, **given)
         if result.matched_count + result.deleted_count == len(writes):
             return [True] * len(writes)
         ids = [settlement.delivery.receipt.item_id for settlement in settlements]
-        found = self.items.find({"_id": {"$in": ids}}, {"settled": 1})
+        found = self.items.find({"_id": {"$in": ids}}, {"settled": 1}, **given)
         documents = {row["_id"]: row async for row in found}
         # A delete was done if its document is gone and the batch deleted any -- another
         # worker's ack (after this lease ran out) may have deleted one of them instead,

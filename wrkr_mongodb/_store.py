@@ -10,15 +10,17 @@ sets) wakes this process's consumers on other processes' new or returned items.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from wrkr.backend import (
     Capability,
     Claim,
+    Clock,
     Delivery,
     Firing,
+    FlowTransaction,
     Item,
     ItemFilter,
     Message,
@@ -33,6 +35,7 @@ from wrkr_mongodb._claims import MongoDBClaimer, MongoDBReceipt
 from wrkr_mongodb._connection import MongoDBAddress
 from wrkr_mongodb._documents import ITEM_INDEXES, subscription_id
 from wrkr_mongodb._errors import MongoDBErrors
+from wrkr_mongodb._flows import MongoDBFlows
 from wrkr_mongodb._inspection import MongoDBInspector
 from wrkr_mongodb._publishing import MongoDBPublisher
 from wrkr_mongodb._routes import MongoDBRoutes
@@ -42,12 +45,14 @@ from wrkr_mongodb._transactions import supports_transactions
 from wrkr_mongodb._wakeups import MongoDBChangeStream, woken_queue
 
 _FINAL = (Settle.ACK, Settle.FAIL)  # settlements that return nothing to a queue
+T = TypeVar("T")
 
 
 class MongoDBConnection:
     """What one connection to the server holds: the client and the collections' helpers."""
 
-    def __init__(self, client: Any, database: str, prefix: str, routes_ttl: float) -> None:
+    def __init__(self, client: Any, database: str, prefix: str, routes_ttl: float,
+                 clock: Clock) -> None:
         self.client = client
         db = client[database]
         self.items, self.subscriptions = db[f"{prefix}items"], db[f"{prefix}subscriptions"]
@@ -56,6 +61,7 @@ class MongoDBConnection:
         self.inspector = MongoDBInspector(self.items)
         self.publisher = MongoDBPublisher(self.items, self.routes)
         self.schedule_book = MongoDBSchedules(db[f"{prefix}schedules"], self.publisher)
+        self.flows = MongoDBFlows(db[f"{prefix}flows"], self.items, self.routes, clock)
 
 
 class MongoDBStore(Store[MongoDBReceipt]):
@@ -74,7 +80,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.DELAY, Capability.WILDCARDS, Capability.QUERY, Capability.CANCEL,
         Capability.ONCE_EVERY, Capability.ARCHIVE, Capability.FAILED,
-        Capability.SCHEDULES,
+        Capability.SCHEDULES, Capability.FLOWS,
     })
 
     def __init__(self, address: MongoDBAddress, *, client: Any = None, prefix: str = "wrkr_",
@@ -99,13 +105,13 @@ class MongoDBStore(Store[MongoDBReceipt]):
         """Reach the server and create missing indexes (a new client after a disconnect)."""
         client = self._given_client or self.address.client()
         opened = MongoDBConnection(client, self.address.database, self.prefix,
-                                   self.subscriptions_ttl)
+                                   self.subscriptions_ttl, self.clock)
         try:
             with self.errors.unavailable("creating indexes"):
                 for keys, options in ITEM_INDEXES:
                     await opened.items.create_index(keys, **options)
                 if await supports_transactions(client):
-                    opened.publisher.client = client
+                    opened.publisher.client = opened.flows.client = client
         except BaseException:
             await self._close_client(client)
             raise
@@ -280,3 +286,20 @@ class MongoDBStore(Store[MongoDBReceipt]):
         if ids:
             self.notify(None)
         return ids
+
+    # -- workflows -----------------------------------------------------------------------
+
+    async def flow_transaction(
+        self, flow_id: str, work: Callable[[FlowTransaction[MongoDBReceipt]], Awaitable[T]]
+    ) -> T:
+        """Run `work` as one change to the flow; see `Store.flow_transaction` and `_flows`."""
+        with self.errors.unavailable(f"changing flow {flow_id!r}"):
+            result, queues = await self._connection().flows.run(flow_id, work)
+        for queue in queues:
+            self.notify(queue)
+        return result
+
+    async def flow_document(self, flow_id: str) -> bytes | None:
+        """Return the flow's document; see `Store.flow_document`."""
+        with self.errors.unavailable(f"reading flow {flow_id!r}"):
+            return await self._connection().flows.document(flow_id)

@@ -31,7 +31,7 @@ def to_item(row: tuple[Any, ...]) -> Item:
         id=item_id.hex, queue=queue, name=name, tid=tid, payload=bytes(payload), due=due,
         created=created, state=State(state), attempts=attempts,
         errors=tuple(ErrorRecord.from_dict(error) for error in errors), worker=worker,
-        finished=finished)
+        finished=finished, flow=row[14])
 
 
 def to_delivery(row: tuple[Any, ...]) -> Delivery[PostgresReceipt]:

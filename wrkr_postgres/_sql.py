@@ -20,7 +20,7 @@ _MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
 _COLUMNS = (
     "i.id, i.queue, i.name, i.tid, i.payload, i.due, i.created, "
     "{schema}.item_state(i.state, i.due, i.lease_until, %(now)s) AS state, "
-    "i.attempts, i.errors, i.worker, i.finished, i.seq, i.lease"
+    "i.attempts, i.errors, i.worker, i.finished, i.seq, i.lease, i.flow"
 )
 _BOOKKEEPING = """
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -41,8 +41,8 @@ def render(text: str, schema: str) -> str:
 
 
 def load_queries(schema: str) -> dict[str, str]:
-    """Return every named statement of `queries.sql` and `schedules.sql`, for `schema`."""
-    text = _read("queries.sql") + "\n" + _read("schedules.sql")
+    """Return every named statement of `queries.sql`, `schedules.sql` and `flows.sql`."""
+    text = "\n".join(_read(name) for name in ("queries.sql", "schedules.sql", "flows.sql"))
     parts = _SECTION.split(text)[1:]
     return {name: render(body.strip(), schema) for name, body in zip(parts[::2], parts[1::2],
                                                                     strict=True)}

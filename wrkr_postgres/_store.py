@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 
@@ -26,6 +26,7 @@ from wrkr.backend import (
     Clock,
     Delivery,
     Firing,
+    FlowTransaction,
     InvalidConfig,
     Item,
     ItemFilter,
@@ -46,6 +47,7 @@ from wrkr.backend import (
 )
 from wrkr_postgres._config import PostgresSettings
 from wrkr_postgres._db import PostgresPool, Row, wrapped
+from wrkr_postgres._flows import flow_transaction
 from wrkr_postgres._listener import PostgresListener
 from wrkr_postgres._names import channel_for, pattern_regex
 from wrkr_postgres._rows import PostgresReceipt, error_json, parse_item_id, to_delivery, to_item
@@ -54,6 +56,7 @@ from wrkr_postgres._sql import load_queries, migrate
 
 logger = logging.getLogger("wrkr.postgres")
 _CONNECT_TIMEOUT = 10.0
+T = TypeVar("T")
 
 
 class PostgresStore(Store[PostgresReceipt]):
@@ -76,7 +79,7 @@ class PostgresStore(Store[PostgresReceipt]):
         self._pools: tuple[PostgresPool, PostgresPool] | None = None
         self._janitor: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
-        self._exclusive: set[str] = set()  # queues whose acks must wake other processes
+        self.exclusive_queues: set[str] = set()  # whose acks must wake other processes
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.settings.conninfo)!r}, schema={self.settings.schema!r})"
@@ -234,8 +237,8 @@ class PostgresStore(Store[PostgresReceipt]):
             seen.add(receipt)
         batch = [s for s, new in zip(settlements, first, strict=True) if new]
         # An ack or fail in an exclusive queue frees a tid: wake every process's consumers.
-        frees = bool(self._exclusive) and any(
-            s.delivery.item.queue in self._exclusive for s in batch)
+        frees = bool(self.exclusive_queues) and any(
+            s.delivery.item.queue in self.exclusive_queues for s in batch)
         if all(s.how is Settle.ACK and not s.keep for s in batch):  # the common case
             params = {"seqs": [s.delivery.receipt.seq for s in batch],
                       "leases": [s.delivery.receipt.lease for s in batch]}
@@ -243,13 +246,13 @@ class PostgresStore(Store[PostgresReceipt]):
                 params["channel"] = self.channel
             rows = await self._fetch("ack_waking" if frees else "ack", params, settle=True)
         else:
-            params = self._settle_params(batch) | {"wake_all": frees}
+            params = self.settle_params(batch) | {"wake_all": frees}
             rows = await self._fetch("settle", params, settle=True)
         held = {PostgresReceipt(*row) for row in rows}
         return [new and s.delivery.receipt in held
                 for s, new in zip(settlements, first, strict=True)]
 
-    def _settle_params(self, batch: Sequence[Settlement[PostgresReceipt]]) -> dict[str, Any]:
+    def settle_params(self, batch: Sequence[Settlement[PostgresReceipt]]) -> dict[str, Any]:
         return {"seqs": [s.delivery.receipt.seq for s in batch],
                 "leases": [s.delivery.receipt.lease for s in batch],
                 "hows": [s.how.value for s in batch], "dues": [s.due for s in batch],
@@ -274,7 +277,7 @@ class PostgresStore(Store[PostgresReceipt]):
         stored = QueueOptions(exclusive, None if limit is None else
                               Rate(limit, timedelta(seconds=period)))
         if stored.exclusive:
-            self._exclusive.add(queue)
+            self.exclusive_queues.add(queue)
         return stored
 
     async def next_change(self, queue: str, now: datetime) -> datetime | None:
@@ -394,3 +397,17 @@ class PostgresStore(Store[PostgresReceipt]):
         if ids and not self.wakes_live:  # else the NOTIFY at commit wakes our consumers
             self.notify(None)
         return ids
+
+    # -- workflows -----------------------------------------------------------------------
+
+    async def flow_transaction(
+        self, flow_id: str, work: Callable[[FlowTransaction[PostgresReceipt]], Awaitable[T]]
+    ) -> T:
+        """Run `work` in one transaction after locking the flow's row; see
+        `Store.flow_transaction`."""
+        return await flow_transaction(self, flow_id, work)
+
+    async def flow_document(self, flow_id: str) -> bytes | None:
+        """Return the flow's document; see `Store.flow_document`."""
+        rows = await self._fetch("flow_get", {"id": flow_id})
+        return bytes(rows[0][0]) if rows else None

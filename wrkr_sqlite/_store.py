@@ -67,7 +67,7 @@ class SQLiteStore(Store[SQLiteReceipt]):
 
     # Coordination (issue 11) is not built here yet: exclusive, rate and schedules
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {
-        Capability.EXCLUSIVE, Capability.RATE, Capability.SCHEDULES}
+        Capability.EXCLUSIVE, Capability.RATE, Capability.SCHEDULES, Capability.FLOWS}
 
     def __init__(self, settings: SQLiteSettings, clock: Clock | None = None) -> None:
         self.settings = settings
