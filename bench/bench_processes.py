@@ -4,7 +4,8 @@ Run: `python -m bench.bench_processes [--url URL] [--count N] [--cpu-ms MS] [--r
 Each handler burns `cpu_ms` of CPU (a stand-in for real work: parsing, rendering), so the
 event loop of one process, on one core, is what limits one worker. The backlog is
 published first, then `wrkr worker --processes K` is started and timed until the backend
-holds no item (the workers' start-up, about 0.5 s, is inside the time); turns alternate between K = 1 and K = 2 in one sitting.
+holds no item (the workers' start-up, about 0.5 s, is inside the time); turns alternate
+between K = 1 and K = 2 in one sitting.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ async def backlog(url: str, count: int) -> None:
 async def until_drained(url: str) -> None:
     """Ask the backend every 50 ms (one connection) until the queue holds nothing."""
     async with Wrkr.from_url(url) as app:
-        while sum((await app.counts()).get("bench.processes.jobs", {}).values()):
+        while True:  # another process empties it: only asking tells
+            counts = await app.counts()
+            if not sum(counts.get("bench.processes.jobs", {}).values()):
+                return
             await asyncio.sleep(0.05)
 
 
