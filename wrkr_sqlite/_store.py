@@ -31,13 +31,16 @@ from wrkr.backend import (
     ItemNotFound,
     Message,
     NotStarted,
+    QueueOptions,
     Settle,
     Settlement,
     State,
     Store,
     SystemClock,
+    Window,
     ended,
 )
+from wrkr_sqlite import _coordination
 from wrkr_sqlite._config import SQLiteSettings
 from wrkr_sqlite._db import SQLiteThread, immediate, unavailable
 from wrkr_sqlite._publish import check_same_file, insert, route, wake_at_commit
@@ -67,9 +70,9 @@ class SQLiteStore(Store[SQLiteReceipt]):
         clock: what "now" is; every time written is passed in from it.
     """
 
-    # Coordination (issue 11) is not built here yet: exclusive, rate and schedules
+    # Recurring schedules (issue 11) are not built here yet
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {
-        Capability.EXCLUSIVE, Capability.RATE, Capability.SCHEDULES}
+        Capability.SCHEDULES}
 
     def __init__(self, settings: SQLiteSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -191,8 +194,17 @@ class SQLiteStore(Store[SQLiteReceipt]):
         params = {"queue": claim.queue, "now": to_micros(claim.now), "limit": claim.limit,
                   "worker": claim.worker, "lease": random.getrandbits(62),
                   "until": to_micros(claim.until)}
-        rows = await self._write_rows("claim", params)
+        if claim.exclusive or claim.window is not None:
+            rows = await self._run(partial(self._claim_coordinated, claim, params))
+        else:
+            rows = await self._write_rows("claim", params)
         return sorted(map(to_delivery, rows), key=lambda d: (d.item.due, d.receipt.seq))
+
+    def _claim_coordinated(self, claim: Claim, params: dict[str, Any],
+                           conn: sqlite3.Connection) -> list[Row]:
+        with immediate(conn):
+            return _coordination.claim_rows(conn, self.queries, params, claim.exclusive,
+                                            claim.window, self._now)
 
     async def renew(self, deliveries: Sequence[Delivery[SQLiteReceipt]],
                     until: datetime) -> list[bool]:
@@ -257,6 +269,36 @@ class SQLiteStore(Store[SQLiteReceipt]):
         """Return the earliest due time or lease end of `queue`; see `Store.next_due`."""
         [(micros,)] = await self._read("next_due", {"queue": queue})
         return None if micros == _NEVER else from_micros(micros)
+
+    # -- coordination ----------------------------------------------------------------------
+
+    async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
+        """Store `options` with `queue` unless it has some; see `Store.configure`."""
+        def configure(conn: sqlite3.Connection) -> QueueOptions:
+            with immediate(conn):
+                return _coordination.configure(conn, self.queries, queue, options)
+
+        return await self._run(configure)
+
+    async def next_change(self, queue: str, now: datetime) -> datetime | None:
+        """Return the next future due time or lease end; see `Store.next_change`."""
+        [(micros,)] = await self._read("next_change", {"queue": queue, "now": to_micros(now)})
+        return None if micros == _NEVER else from_micros(micros)
+
+    async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
+        """Record up to `wanted` starts, stamped once the lock is held; see `Store.take_slots`."""
+        def take(conn: sqlite3.Connection) -> int:
+            with immediate(conn):
+                return _coordination.take_slots(conn, self.queries, window, wanted,
+                                                max(to_micros(now), self._now()))
+
+        return await self._run(take)
+
+    async def next_slot(self, window: Window, now: datetime) -> datetime | None:
+        """Return when `window` next has room; see `Store.next_slot`."""
+        at = await self._run(partial(_coordination.next_slot, queries=self.queries,
+                                     window=window, now=to_micros(now)))
+        return None if at is None else from_micros(at)
 
     # -- inspection and control ----------------------------------------------------------
 

@@ -1,0 +1,26 @@
+-- wrkr_sqlite schema, version 2: one item per tid at a time (exclusive), and rate limits.
+
+-- A queue's options, stored by its first consumer; later ones must ask for the same.
+CREATE TABLE wrkr_queues (
+    queue       TEXT PRIMARY KEY,
+    exclusive   INTEGER NOT NULL,
+    rate_limit  INTEGER,
+    rate_period INTEGER  -- microseconds
+) WITHOUT ROWID;
+
+-- Starts counted in sliding windows (a rated queue's claims, a limiter's acquisitions):
+-- one row per claim or acquisition, `n` starts at `at` (µs); rows a period old are
+-- deleted by the next taker of the window.
+CREATE TABLE wrkr_starts (
+    window_key TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    n          INTEGER NOT NULL
+);
+CREATE INDEX wrkr_starts_by_window ON wrkr_starts (window_key, at);
+
+-- An exclusive claim probes, per candidate, its tid's processing item and earlier
+-- pending ones: two index seeks, however many tids are in flight.
+CREATE INDEX wrkr_items_tid_processing ON wrkr_items (queue, tid)
+    WHERE state = 'processing' AND tid IS NOT NULL;
+CREATE INDEX wrkr_items_tid_pending ON wrkr_items (queue, tid, due, seq)
+    WHERE state = 'pending' AND tid IS NOT NULL;
