@@ -25,6 +25,7 @@ from wrkr.backend import (
     Claim,
     Clock,
     Delivery,
+    Firing,
     InvalidConfig,
     Item,
     ItemFilter,
@@ -32,6 +33,7 @@ from wrkr.backend import (
     Message,
     NotStarted,
     QueueOptions,
+    ScheduleRecord,
     Settle,
     Settlement,
     State,
@@ -40,7 +42,7 @@ from wrkr.backend import (
     Window,
     ended,
 )
-from wrkr_sqlite import _coordination
+from wrkr_sqlite import _coordination, _schedules
 from wrkr_sqlite._config import SQLiteSettings
 from wrkr_sqlite._db import SQLiteThread, immediate, unavailable
 from wrkr_sqlite._publish import check_same_file, insert, route, wake_at_commit
@@ -70,9 +72,7 @@ class SQLiteStore(Store[SQLiteReceipt]):
         clock: what "now" is; every time written is passed in from it.
     """
 
-    # Recurring schedules (issue 11) are not built here yet
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {
-        Capability.SCHEDULES}
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
 
     def __init__(self, settings: SQLiteSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -195,16 +195,12 @@ class SQLiteStore(Store[SQLiteReceipt]):
                   "worker": claim.worker, "lease": random.getrandbits(62),
                   "until": to_micros(claim.until)}
         if claim.exclusive or claim.window is not None:
-            rows = await self._run(partial(self._claim_coordinated, claim, params))
+            rows = await self._in_transaction(partial(
+                _coordination.claim_rows, queries=self.queries, params=params,
+                exclusive=claim.exclusive, window=claim.window, clock_now=self._now))
         else:
             rows = await self._write_rows("claim", params)
         return sorted(map(to_delivery, rows), key=lambda d: (d.item.due, d.receipt.seq))
-
-    def _claim_coordinated(self, claim: Claim, params: dict[str, Any],
-                           conn: sqlite3.Connection) -> list[Row]:
-        with immediate(conn):
-            return _coordination.claim_rows(conn, self.queries, params, claim.exclusive,
-                                            claim.window, self._now)
 
     async def renew(self, deliveries: Sequence[Delivery[SQLiteReceipt]],
                     until: datetime) -> list[bool]:
@@ -274,11 +270,8 @@ class SQLiteStore(Store[SQLiteReceipt]):
 
     async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
         """Store `options` with `queue` unless it has some; see `Store.configure`."""
-        def configure(conn: sqlite3.Connection) -> QueueOptions:
-            with immediate(conn):
-                return _coordination.configure(conn, self.queries, queue, options)
-
-        return await self._run(configure)
+        return await self._in_transaction(partial(
+            _coordination.configure, queries=self.queries, queue=queue, options=options))
 
     async def next_change(self, queue: str, now: datetime) -> datetime | None:
         """Return the next future due time or lease end; see `Store.next_change`."""
@@ -287,12 +280,8 @@ class SQLiteStore(Store[SQLiteReceipt]):
 
     async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
         """Record up to `wanted` starts, stamped once the lock is held; see `Store.take_slots`."""
-        def take(conn: sqlite3.Connection) -> int:
-            with immediate(conn):
-                return _coordination.take_slots(conn, self.queries, window, wanted,
-                                                max(to_micros(now), self._now()))
-
-        return await self._run(take)
+        return await self._in_transaction(lambda conn: _coordination.take_slots(
+            conn, self.queries, window, wanted, max(to_micros(now), self._now())))
 
     async def next_slot(self, window: Window, now: datetime) -> datetime | None:
         """Return when `window` next has room; see `Store.next_slot`."""
@@ -355,6 +344,33 @@ class SQLiteStore(Store[SQLiteReceipt]):
         return {"queue": where.queue, "name": where.name, "tid": where.tid, "state": state,
                 "now": self._now()}
 
+    # -- recurring schedules -------------------------------------------------------------
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return every schedule, by name; see `Store.schedules`."""
+        return [_schedules.to_record(row) for row in await self._read("schedules", {})]
+
+    async def save_schedule(self, record: ScheduleRecord) -> bool:
+        """Insert or update in one statement; see `Store.save_schedule`."""
+        now = self.clock.now()
+        return await self._in_transaction(
+            lambda conn: _schedules.save(conn, self.queries, record, now))
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; see `Store.remove_schedule`."""
+        return bool(await self._write("remove_schedule", {"name": name}))
+
+    async def fire_schedule(self, firing: Firing) -> list[str] | None:
+        """Move the schedule on and publish in one transaction; see `Store.fire_schedule`."""
+        now = self.clock.now()
+        rows = await self._in_transaction(
+            lambda conn: _schedules.fire(conn, self.queries, firing, now))
+        if rows is None:
+            return None
+        for queue in {queue for _, queue in rows}:
+            self.notify(queue)
+        return [item_id for item_id, _ in rows]
+
     # -- internals -----------------------------------------------------------------------
 
     def _now(self) -> int:
@@ -368,6 +384,14 @@ class SQLiteStore(Store[SQLiteReceipt]):
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._open().run(work)
+
+    async def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one BEGIN IMMEDIATE transaction on the connection's thread."""
+        def run(conn: sqlite3.Connection) -> T:
+            with immediate(conn):
+                return work(conn)
+
+        return await self._run(run)
 
     async def _read(self, name: str, params: dict[str, Any]) -> list[Row]:
         statement = self.queries[name]

@@ -164,7 +164,8 @@ async def test_the_file_is_in_wal_mode_and_migrated_once_however_many_connect(
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         recorded = conn.execute("SELECT version, name FROM wrkr_migrations").fetchall()
     assert recorded == migrations()
-    assert recorded[:2] == [(1, "0001_init.sql"), (2, "0002_coordination.sql")]
+    assert recorded[:3] == [(1, "0001_init.sql"), (2, "0002_coordination.sql"),
+                            (3, "0003_schedules.sql")]
 
 
 def test_switching_new_files_to_wal_from_racing_connections_waits_instead_of_failing(
