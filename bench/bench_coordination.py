@@ -1,6 +1,9 @@
 """Coordination: claim throughput with `exclusive=True`, and achieved rate against `rate`.
 
-    python -m bench.bench_coordination [memory|postgres]
+    python -m bench.bench_coordination [memory|postgres|sqlite|mongodb]
+
+(sqlite: a fresh file in a temporary directory; mongodb: the secantusdb wire server
+started for the run, as the test suite does, unless WRKR_BENCH_MONGODB_URL names one.)
 
 Exclusive: 5,000 items over 1,000 distinct tids, a no-op handler, concurrency 50, beside
 the same queue without `exclusive` (a ratio, same run, alternating). Rate: a queue with
@@ -11,10 +14,14 @@ the rate (the first window's burst of N left out: it is allowed at once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from wrkr import Event, Wrkr
 
@@ -22,10 +29,30 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def new_app(kind: str, schema: str) -> Wrkr:
-    """Return an app on a fresh memory store or the benchmark's PostgreSQL schema."""
+    """Return an app on a fresh memory store or the benchmark's storage of `kind`."""
     if kind == "memory":
         return Wrkr()
+    if kind in ("sqlite", "mongodb"):
+        return Wrkr.from_url(schema)  # the URL made by `storage`
     return Wrkr.from_url(f"{PG_URL}?schema={schema}")
+
+
+@contextlib.contextmanager
+def storage(kind: str) -> Iterator[str]:
+    """Yield where the run's apps keep their items: a schema, a file URL, a database URL."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{folder}/bench.db"
+    elif kind == "mongodb" and os.environ.get("WRKR_BENCH_MONGODB_URL"):
+        yield f"{os.environ['WRKR_BENCH_MONGODB_URL']}/wrkr_bench_{secrets.token_hex(3)}"
+    elif kind == "mongodb":
+        from tests.backends._mongo_servers import secantus_process
+
+        with tempfile.TemporaryDirectory() as folder, \
+                secantus_process(Path(folder) / "secantusd.log") as url:
+            yield f"{url}/wrkr_bench"
+    else:
+        yield f"wrkr_bench_{secrets.token_hex(3)}"
 
 
 async def drain(make: Callable[[], Wrkr], exclusive: bool, items: int = 5000,
@@ -72,7 +99,12 @@ async def achieved(make: Callable[[], Wrkr], rate: int, seconds: float) -> float
 
 async def main(kind: str) -> None:
     """Print the figures for one backend."""
-    schema = f"wrkr_bench_{secrets.token_hex(3)}"
+    with storage(kind) as where:
+        await figures(kind, where)
+
+
+async def figures(kind: str, schema: str) -> None:
+    """Print the figures for one backend on `schema` (a schema or a URL)."""
     make = lambda: new_app(kind, schema)  # noqa: E731
     plain, exclusive = [], []
     for _ in range(3):
