@@ -72,7 +72,7 @@ async def drain(make: Callable[[], Wrkr], exclusive: bool, items: int = 5000,
         await app.subscribe(queue, queue, handle, concurrency=50, exclusive=exclusive)
         for start in range(0, items, 1000):
             await app.publish([{"name": queue, "tid": f"t{n % tids}"}
-                               for n in range(start, start + 1000)])
+                               for n in range(start, min(items, start + 1000))])
         began = time.perf_counter()
         await app.listen()
         await done.wait()
@@ -106,15 +106,20 @@ async def main(kind: str) -> None:
 async def figures(kind: str, schema: str) -> None:
     """Print the figures for one backend on `schema` (a schema or a URL)."""
     make = lambda: new_app(kind, schema)  # noqa: E731
+    # secantusdb (a wire server in Python, ~50-100 items/s, each query O(items queued))
+    # cannot drain 30,000 items in a sitting: fewer, once, and no 1,000/s it cannot reach
+    slow = kind == "mongodb" and not os.environ.get("WRKR_BENCH_MONGODB_URL")
+    items, rounds, rates = (2000, 1, (30,)) if slow else (5000, 3, (30, 1000))
     plain, exclusive = [], []
-    for _ in range(3):
-        plain.append(await drain(make, False))
-        exclusive.append(await drain(make, True))
+    for _ in range(rounds):
+        plain.append(await drain(make, False, items))
+        exclusive.append(await drain(make, True, items))
     best_plain, best_exclusive = max(plain), max(exclusive)
-    print(f"{kind}: claim throughput, 1,000 tids: plain {best_plain:,.0f}/s, exclusive "
-          f"{best_exclusive:,.0f}/s, ratio {best_exclusive / best_plain:.2f}")
-    for rate, seconds in ((30, 3.0), (1000, 3.0)):
-        got = await achieved(make, rate, seconds)
+    print(f"{kind}: claim throughput, {items:,} items over 1,000 tids, best of {rounds}: "
+          f"plain {best_plain:,.0f}/s, exclusive {best_exclusive:,.0f}/s, "
+          f"ratio {best_exclusive / best_plain:.2f}")
+    for rate in rates:
+        got = await achieved(make, rate, 3.0)
         print(f"{kind}: rate {rate}/s achieved {got:,.1f}/s ({got / rate:.1%})")
     if kind == "postgres":
         import psycopg

@@ -7,19 +7,20 @@ Each tid in flight has a lock document in ``<prefix>tids``:
     claim   the token of the claim holding it (the item's `claim`)
     lease   until when: the item's own lease end, renewed and ended with it
 
-Taking a lock is one `find_one_and_update` upsert filtered on ``lease <= now``: it
+A claim reads the queue's live locks and leaves their tids out of its find of due
+items (FIFO), so tids in flight cost nothing per candidate; of what it reads, it keeps
+the items without a tid and the first item of each other tid. It then takes those tids'
+locks in one unordered `bulk_write` of upserts filtered on ``lease <= now``: an upsert
 replaces a lock whose lease ended (a dead worker's tid comes free with its item), and
-when a live lock exists its upsert collides with that `_id` and fails with a duplicate
-key error, atomically on any server, the in-process mock included. Only the lock's
-holder then takes the tid's earliest claimable item (looked up in the index on
-(queue, tid, state, due, seq), after the lock is held, so nobody can change it
-meanwhile): items of one tid start in due order. A settlement of any kind deletes the
-lock after the item's write (fenced by the claim token), so the tid is free for its
-next item; a failed item frees it like any other settlement.
+where a live lock exists it collides with that `_id` and fails with a duplicate key
+error, atomically on any server, the in-process mock included. Only then does it read
+the locked tids' earliest claimable items (index (queue, tid, state, due, seq)): with
+the locks held nobody else can take them, so items of one tid start in due order even
+when an earlier one came back meanwhile. One `update_many` takes them; locks whose
+item was not won are deleted again. A claim is five round trips however many items.
 
-A claim reads the queue's live locks first and leaves their tids out of its find, so
-tids in flight cost nothing per candidate; each candidate of a free tid costs a lock
-upsert, a head lookup and the take.
+A settlement of any kind deletes the lock after the item's write (fenced by the claim
+token), so the tid is free for its next item; a failed item frees it like any other.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, UpdateOne
+from pymongo.errors import BulkWriteError
 
 from wrkr.backend import Claim, Delivery
-from wrkr_mongodb._claims import MongoDBReceipt
+from wrkr_mongodb._claims import MongoDBClaimer, MongoDBReceipt
 from wrkr_mongodb._documents import (
     CLAIM_INDEX,
     IndexSpec,
@@ -60,6 +61,7 @@ LOCK_INDEXES: list[IndexSpec] = [
 
 FIFO = [("due", ASCENDING), ("seq", ASCENDING)]
 SCAN = 4  # candidates read per item wanted: several may share a tid
+DUPLICATE_KEY = 11000
 
 
 def lock_id(queue: str, tid: str) -> str:
@@ -75,74 +77,85 @@ class MongoDBTidLocks:
         locks: the locks collection.
     """
 
-    def __init__(self, items: Any, locks: Any) -> None:
-        self.items, self.locks = items, locks
+    def __init__(self, items: Any, locks: Any, claimer: MongoDBClaimer) -> None:
+        self.items, self.locks, self.claimer = items, locks, claimer
 
     async def claim(self, claim: Claim) -> list[Delivery[MongoDBReceipt]]:
         """Claim up to `claim.limit` items, one per free tid, any without a tid."""
-        now, token = floor_ms(claim.now), uuid.uuid4().hex
+        queue, now, token = claim.queue, floor_ms(claim.now), uuid.uuid4().hex
         lease = lease_end(now, claim.until)
-        taken = {"$set": {"lease": lease, "worker": claim.worker, "claim": token},
-                 "$inc": {"attempts": 1}, "$unset": {"once": ""}}
-        won = await self._claim(claim.queue, now, claim.limit, lease, token, taken)
+        held = {"lease": lease, "worker": claim.worker, "claim": token}
+        taken = {"$set": held, "$inc": {"attempts": 1}, "$unset": {"once": ""}}
+        untied, tids = await self._candidates(queue, now, claim.limit)
+        locked = await self._lock(queue, tids, now, lease, token)
+        chosen = sorted([*untied, *await self._heads(queue, locked, now)],
+                        key=lambda document: (document["due"], document["seq"]))
+        won = await self.claimer.take(queue, now, chosen, taken, token)
+        lost = set(locked) - {document.get("tid") for document in won}
+        if lost:  # its head was taken back meanwhile (a lease ended): free the tid again
+            await self.locks.delete_many(
+                {"$or": [{"_id": lock_id(queue, tid), "claim": token} for tid in lost]})
+        for document in won:  # as the update left them
+            document.update(held, attempts=document["attempts"] + 1)
+            document.pop("once", None)
         return [Delivery(item_from_document(document, claim.now),
                          MongoDBReceipt(document["_id"], token)) for document in won]
 
-    async def _claim(self, queue: str, now: datetime, limit: int, lease: datetime,
-                     token: str, taken: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _candidates(self, queue: str, now: datetime,
+                          limit: int) -> tuple[list[dict[str, Any]], list[str]]:
+        """Read due items in FIFO order, tids in flight left out; return up to `limit`
+        items without a tid and tids, in that order (a tid's first is its earliest)."""
         query = claimable(queue, now)
         busy = sorted({row["tid"] async for row in self.locks.find(
             {"queue": queue, "lease": {"$gt": now}}, {"tid": 1})})
         if busy:
             query["tid"] = {"$nin": busy}
-        candidates = [document async for document in self.items.find(query).sort(FIFO)
-                      .limit(limit * SCAN).hint(CLAIM_INDEX)]
-        won: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for document in candidates:
-            if len(won) == limit:
-                break
+        untied: list[dict[str, Any]] = []
+        tids: dict[str, None] = {}  # in order of first appearance
+        async for document in (self.items.find(query).sort(FIFO).limit(limit * SCAN)
+                               .hint(CLAIM_INDEX)):
             tid = document.get("tid")
-            if tid is not None and tid in seen:
-                continue
-            if tid is not None:
-                seen.add(tid)
-                got = await self._take_tid(queue, tid, now, lease, token, taken)
+            if tid is None:
+                untied.append(document)
             else:
-                got = await self._take(queue, document, now, taken)
-            if got is not None:
-                won.append(got)
-        return won
+                tids.setdefault(tid)
+            if len(untied) + len(tids) == limit:
+                break
+        return untied, list(tids)
 
-    async def _take_tid(self, queue: str, tid: str, now: datetime, lease: datetime,
-                        token: str, taken: dict[str, Any]) -> dict[str, Any] | None:
-        """Lock `tid`, then take its earliest claimable item; None if either fails."""
+    async def _lock(self, queue: str, tids: list[str], now: datetime, lease: datetime,
+                    token: str) -> list[str]:
+        """Take the locks of `tids` that are free or whose lease ended; return those taken.
+
+        One unordered `bulk_write` of upserts: a live lock's upsert collides on `_id`
+        (error 11000) and changes nothing, the others are taken.
+        """
+        if not tids:
+            return []
+        writes = [UpdateOne({"_id": lock_id(queue, tid), "lease": {"$lte": now}},
+                            {"$set": {"queue": queue, "tid": tid, "claim": token,
+                                      "lease": lease}}, upsert=True) for tid in tids]
         try:
-            await self.locks.find_one_and_update(
-                {"_id": lock_id(queue, tid), "lease": {"$lte": now}},
-                {"$set": {"queue": queue, "tid": tid, "claim": token, "lease": lease}},
-                upsert=True)
-        except DuplicateKeyError:
-            return None  # another worker holds it
-        cursor = (self.items.find({**claimable(queue, now), "tid": tid})
-                  .sort(FIFO).limit(1).hint(TID_INDEX))  # (the mock's find_one takes no hint)
-        head = next(iter([document async for document in cursor]), None)
-        got = None if head is None else await self._take(queue, head, now, taken)
-        if got is None:
-            await self.locks.delete_one({"_id": lock_id(queue, tid), "claim": token})
-        return got
+            await self.locks.bulk_write(writes, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise
+            held = {error["index"] for error in errors}
+            return [tid for index, tid in enumerate(tids) if index not in held]
+        return tids
 
-    async def _take(self, queue: str, document: dict[str, Any], now: datetime,
-                    taken: dict[str, Any]) -> dict[str, Any] | None:
-        """Take `document` if it is unchanged since read; return it as taken, or None."""
-        done = await self.items.update_one(
-            {**claimable(queue, now), "_id": document["_id"],
-             "attempts": document["attempts"]}, taken)
-        if not done.matched_count:
-            return None
-        document.update(taken["$set"], attempts=document["attempts"] + 1)
-        document.pop("once", None)
-        return document
+    async def _heads(self, queue: str, tids: list[str], now: datetime) -> list[dict[str, Any]]:
+        """Return the earliest claimable item of each of `tids` (read once their locks
+        are held: nobody else can take them, so what is read stays true)."""
+        if not tids:
+            return []
+        heads: dict[str, dict[str, Any]] = {}
+        async for document in (self.items.find({**claimable(queue, now),
+                                                "tid": {"$in": tids}})
+                               .sort(FIFO).hint(TID_INDEX)):
+            heads.setdefault(document["tid"], document)
+        return list(heads.values())
 
     async def renew(self, deliveries: Sequence[Delivery[Any]], until: datetime,
                     now: datetime) -> None:

@@ -66,7 +66,7 @@ class MongoDBConnection:
         self.schedule_book = MongoDBSchedules(db[f"{prefix}schedules"], self.publisher)
         # Coordination: queue options, tid locks (exclusive), sliding windows (rate)
         self.queues = db[f"{prefix}queues"]
-        self.tid_locks = MongoDBTidLocks(self.items, db[f"{prefix}tids"])
+        self.tid_locks = MongoDBTidLocks(self.items, db[f"{prefix}tids"], self.claimer)
         self.windows = MongoDBWindows(db[f"{prefix}windows"])
 
 
