@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from wrkr import Event, Wrkr
+from wrkr.backend import QueueOptions
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -121,11 +122,33 @@ async def figures(kind: str, schema: str) -> None:
     for rate in rates:
         got = await achieved(make, rate, 3.0)
         print(f"{kind}: rate {rate}/s achieved {got:,.1f}/s ({got / rate:.1%})")
+    if kind == "sqlite":
+        await index_cost(schema)
     if kind == "postgres":
         import psycopg
 
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def index_cost(url: str) -> None:
+    """Print what the coordination indexes cost a plain queue on SQLite (a ratio).
+
+    The same plain drain on two fresh files, one of which also has an exclusive queue
+    (so it has the two partial indexes on (queue, tid) that exclusive claims seek),
+    alternating, best of 7.
+    """
+    indexed, bare = url.replace("bench.db", "indexed.db"), url.replace("bench.db", "bare.db")
+    for each in (indexed, bare):  # created and migrated
+        async with Wrkr.from_url(each) as app:
+            if each == indexed:
+                await app.backend.configure("bench.other", QueueOptions(exclusive=True))
+    with_indexes, without = [], []
+    for _ in range(7):  # a drain takes a quarter of a second: noisy on a shared machine
+        without.append(await drain(lambda: Wrkr.from_url(bare), False))
+        with_indexes.append(await drain(lambda: Wrkr.from_url(indexed), False))
+    print(f"sqlite: plain queue, file with an exclusive queue {max(with_indexes):,.0f}/s, "
+          f"without {max(without):,.0f}/s, ratio {max(with_indexes) / max(without):.2f}")
 
 
 if __name__ == "__main__":

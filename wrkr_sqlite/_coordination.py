@@ -14,6 +14,8 @@ start never leaves the window before one granted ahead of it.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
@@ -21,10 +23,18 @@ from typing import Any
 
 from wrkr.backend import QueueOptions, Rate, Window
 
-__all__ = ["claim_rows", "configure", "next_slot", "take_slots"]
+__all__ = ["claim_rows", "configure", "for_queue", "next_slot", "take_slots"]
 
 Row = tuple[Any, ...]
 _MICROSECOND = timedelta(microseconds=1)
+
+
+@functools.lru_cache(maxsize=256)
+def for_queue(statement: str, queue: str) -> str:
+    """Fill `queue` into a statement's ``{queue}`` (a SQL literal) and ``{index}``."""
+    literal = "'" + queue.replace("'", "''") + "'"
+    index = "wrkr_tid_" + hashlib.sha1(queue.encode(), usedforsecurity=False).hexdigest()[:16]
+    return statement.replace("{queue}", literal).replace("{index}", index)
 
 
 def period_us(window: Window) -> int:
@@ -34,13 +44,21 @@ def period_us(window: Window) -> int:
 
 def configure(conn: sqlite3.Connection, queries: dict[str, str], queue: str,
               options: QueueOptions) -> QueueOptions:
-    """Store `options` with `queue` unless it has some; return the stored ones."""
+    """Store `options` with `queue` unless it has some; return the stored ones.
+
+    An exclusive queue makes sure the indexes its claims seek exist (see
+    ``tid_index_*``): on a file with many items of the queue they are built under the
+    write lock, once.
+    """
     rate = options.rate
     conn.execute(queries["configure"], {
         "queue": queue, "exclusive": options.exclusive,
         "rate_limit": None if rate is None else rate.limit,
         "rate_period": None if rate is None else rate.period // _MICROSECOND})
     exclusive, limit, period = conn.execute(queries["options"], {"queue": queue}).fetchone()
+    if exclusive:  # the indexes its claims seek, of its own (IF NOT EXISTS: once)
+        conn.execute(for_queue(queries["tid_index_processing"], queue))
+        conn.execute(for_queue(queries["tid_index_pending"], queue))
     stored_rate = None if limit is None else Rate(limit, period * _MICROSECOND)
     return QueueOptions(bool(exclusive), stored_rate)
 
@@ -63,7 +81,8 @@ def claim_rows(conn: sqlite3.Connection, queries: dict[str, str], params: dict[s
     A rated claim takes at most what its window allows, and records what it took, in
     the same transaction.
     """
-    statement = queries["claim_exclusive" if exclusive else "claim"]
+    statement = (for_queue(queries["claim_exclusive"], params["queue"]) if exclusive
+                 else queries["claim"])
     if window is None:
         return conn.execute(statement, params).fetchall()
     room, stamp = _room(conn, queries, window, max(params["now"], clock_now()))

@@ -18,9 +18,6 @@ CREATE TABLE wrkr_starts (
 );
 CREATE INDEX wrkr_starts_by_window ON wrkr_starts (window_key, at);
 
--- An exclusive claim probes, per candidate, its tid's processing item and earlier
--- pending ones: two index seeks, however many tids are in flight.
-CREATE INDEX wrkr_items_tid_processing ON wrkr_items (queue, tid)
-    WHERE state = 'processing' AND tid IS NOT NULL;
-CREATE INDEX wrkr_items_tid_pending ON wrkr_items (queue, tid, due, seq)
-    WHERE state = 'pending' AND tid IS NOT NULL;
+-- The indexes exclusive claims seek are made per exclusive queue, when it is configured
+-- (`tid_index_*` in coordination.sql), partial on its name: items of other queues never
+-- enter them.
