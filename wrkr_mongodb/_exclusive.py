@@ -80,6 +80,17 @@ class MongoDBTidLocks:
     def __init__(self, items: Any, locks: Any, claimer: MongoDBClaimer) -> None:
         self.items, self.locks, self.claimer = items, locks, claimer
 
+    async def create_indexes(self) -> None:
+        """Create the indexes exclusive claims seek (idempotent).
+
+        Called by the first exclusive queue configured: until then no item pays for
+        the (queue, tid, state, due, seq) index.
+        """
+        for keys, options in EXCLUSIVE_INDEXES:
+            await self.items.create_index(keys, **options)
+        for keys, options in LOCK_INDEXES:
+            await self.locks.create_index(keys, **options)
+
     async def claim(self, claim: Claim) -> list[Delivery[MongoDBReceipt]]:
         """Claim up to `claim.limit` items, one per free tid, any without a tid."""
         queue, now, token = claim.queue, floor_ms(claim.now), uuid.uuid4().hex

@@ -38,7 +38,7 @@ from wrkr_mongodb._claims import MongoDBClaimer, MongoDBReceipt
 from wrkr_mongodb._connection import MongoDBAddress
 from wrkr_mongodb._documents import ITEM_INDEXES, subscription_id
 from wrkr_mongodb._errors import MongoDBErrors
-from wrkr_mongodb._exclusive import EXCLUSIVE_INDEXES, LOCK_INDEXES, MongoDBTidLocks
+from wrkr_mongodb._exclusive import MongoDBTidLocks
 from wrkr_mongodb._inspection import MongoDBInspector
 from wrkr_mongodb._publishing import MongoDBPublisher
 from wrkr_mongodb._routes import MongoDBRoutes
@@ -117,10 +117,6 @@ class MongoDBStore(Store[MongoDBReceipt]):
             with self.errors.unavailable("creating indexes"):
                 for keys, options in ITEM_INDEXES:
                     await opened.items.create_index(keys, **options)
-                for keys, options in EXCLUSIVE_INDEXES:
-                    await opened.items.create_index(keys, **options)
-                for keys, options in LOCK_INDEXES:
-                    await opened.tid_locks.locks.create_index(keys, **options)
                 if await supports_transactions(client):
                     opened.publisher.client = client
         except BaseException:
@@ -287,6 +283,10 @@ class MongoDBStore(Store[MongoDBReceipt]):
         limit = found["rate_limit"]
         stored = QueueOptions(bool(found["exclusive"]), None if limit is None else
                               Rate(limit, found["rate_period_us"] * _MICROSECOND))
+        if stored.exclusive and not self._exclusive:
+            # Made by the first exclusive queue: without one, no item pays for them
+            with self.errors.unavailable("creating the indexes of exclusive queues"):
+                await self._connection().tid_locks.create_indexes()
         if stored.exclusive:
             self._exclusive.add(queue)
         return stored
