@@ -361,10 +361,14 @@ class SQLiteStore(Store[SQLiteReceipt]):
         return bool(await self._write("remove_schedule", {"name": name}))
 
     async def fire_schedule(self, firing: Firing) -> list[str] | None:
-        """Move the schedule on and publish in one transaction; see `Store.fire_schedule`."""
+        """Move the schedule on and publish in one transaction; see `Store.fire_schedule`.
+
+        Committed with ``synchronous = FULL``, as a publish is: a firing that returned
+        survives a power cut.
+        """
         now = self.clock.now()
         rows = await self._in_transaction(
-            lambda conn: _schedules.fire(conn, self.queries, firing, now))
+            lambda conn: _schedules.fire(conn, self.queries, firing, now), durable=True)
         if rows is None:
             return None
         for queue in {queue for _, queue in rows}:
@@ -385,11 +389,23 @@ class SQLiteStore(Store[SQLiteReceipt]):
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._open().run(work)
 
-    async def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in one BEGIN IMMEDIATE transaction on the connection's thread."""
+    async def _in_transaction(self, work: Callable[[sqlite3.Connection], T], *,
+                              durable: bool = False) -> T:
+        """Run `work` in one BEGIN IMMEDIATE transaction on the connection's thread.
+
+        `durable`: commit with ``synchronous = FULL`` even under ``fast_settle``.
+        """
+        flip = durable and self.settings.fast_settle
+
         def run(conn: sqlite3.Connection) -> T:
-            with immediate(conn):
-                return work(conn)
+            if flip:
+                conn.execute("PRAGMA synchronous = FULL")
+            try:
+                with immediate(conn):
+                    return work(conn)
+            finally:
+                if flip:
+                    conn.execute("PRAGMA synchronous = NORMAL")
 
         return await self._run(run)
 
