@@ -10,7 +10,8 @@ URL:
     end of life and not used.
 
 Capabilities:
-    delay, wildcards, query, cancel, once_every, archive, failed (not transactional).
+    delay, wildcards, query, cancel, once_every, archive, failed, schedules, exclusive,
+    rate (not transactional).
 
 Storage (collections ``<prefix>items`` and ``<prefix>subscriptions``, prefix ``wrkr_``):
     subscriptions   one document per (queue, pattern); publishers route through an
@@ -24,6 +25,12 @@ Storage (collections ``<prefix>items`` and ``<prefix>subscriptions``, prefix ``w
                     fail / release: a worker whose lease ran out and whose item was
                     claimed again gets `LeaseLost`. Settlements go in batches, one
                     `bulk_write` each.
+    queues, tids, windows
+                    coordination without transactions (see `_exclusive`, `_windows`):
+                    a queue's options, one document per queue; a lock per (queue, tid)
+                    in flight, taken by an upsert that collides on `_id` while a live
+                    one exists, leased with its item; per rate window, the last
+                    period's start times, updated by compare-and-set
 
 Batches: on a replica set or sharded cluster (asked once at connect), a publish that
 creates more than one item inserts them all in one transaction, `once_every` dedupe

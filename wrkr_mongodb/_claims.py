@@ -91,7 +91,7 @@ class MongoDBClaimer:
             cursor = (self.items.find(claimable(claim.queue, now))
                       .sort(FIFO).limit(claim.limit - len(won)).hint(CLAIM_INDEX))
             documents = [document async for document in cursor]
-            taken_now = await self._take(claim.queue, now, documents, taken, token)
+            taken_now = await self.take(claim.queue, now, documents, taken, token)
             won.extend(taken_now)
             if len(taken_now) == len(documents) or len(won) == claim.limit:
                 break
@@ -100,9 +100,12 @@ class MongoDBClaimer:
             document.pop("once", None)
         return [_delivery(document, token, claim.now) for document in won]
 
-    async def _take(self, queue: str, now: datetime, documents: list[dict[str, Any]],
-                    taken: dict[str, Any], token: str) -> list[dict[str, Any]]:
-        """Take the documents unchanged since they were read; return those taken."""
+    async def take(self, queue: str, now: datetime, documents: list[dict[str, Any]],
+                   taken: dict[str, Any], token: str) -> list[dict[str, Any]]:
+        """Take the documents unchanged since they were read; return those taken.
+
+        One `update_many` (and, only if a competitor won some, one read of which).
+        """
         if not documents:
             return []
         ids = [document["_id"] for document in documents]

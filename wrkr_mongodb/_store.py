@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
+
+from pymongo.errors import DuplicateKeyError
 
 from wrkr.backend import (
     Capability,
@@ -25,16 +27,20 @@ from wrkr.backend import (
     ItemFilter,
     Message,
     NotStarted,
+    QueueOptions,
+    Rate,
     ScheduleRecord,
     Settle,
     Settlement,
     State,
     Store,
+    Window,
 )
 from wrkr_mongodb._claims import MongoDBClaimer, MongoDBReceipt
 from wrkr_mongodb._connection import MongoDBAddress
 from wrkr_mongodb._documents import ITEM_INDEXES, subscription_id
 from wrkr_mongodb._errors import MongoDBErrors
+from wrkr_mongodb._exclusive import MongoDBTidLocks
 from wrkr_mongodb._flows import MongoDBFlows
 from wrkr_mongodb._inspection import MongoDBInspector
 from wrkr_mongodb._publishing import MongoDBPublisher
@@ -43,9 +49,11 @@ from wrkr_mongodb._schedules import MongoDBSchedules
 from wrkr_mongodb._settlements import MongoDBSettler
 from wrkr_mongodb._transactions import supports_transactions
 from wrkr_mongodb._wakeups import MongoDBChangeStream, woken_queue
+from wrkr_mongodb._windows import MongoDBWindows
 
 _FINAL = (Settle.ACK, Settle.FAIL)  # settlements that return nothing to a queue
 T = TypeVar("T")
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class MongoDBConnection:
@@ -62,6 +70,10 @@ class MongoDBConnection:
         self.publisher = MongoDBPublisher(self.items, self.routes)
         self.schedule_book = MongoDBSchedules(db[f"{prefix}schedules"], self.publisher)
         self.flows = MongoDBFlows(db[f"{prefix}flows"], self.items, self.routes, clock)
+        # Coordination: queue options, tid locks (exclusive), sliding windows (rate)
+        self.queues = db[f"{prefix}queues"]
+        self.tid_locks = MongoDBTidLocks(self.items, db[f"{prefix}tids"], self.claimer)
+        self.windows = MongoDBWindows(db[f"{prefix}windows"])
 
 
 class MongoDBStore(Store[MongoDBReceipt]):
@@ -80,7 +92,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.DELAY, Capability.WILDCARDS, Capability.QUERY, Capability.CANCEL,
         Capability.ONCE_EVERY, Capability.ARCHIVE, Capability.FAILED,
-        Capability.SCHEDULES, Capability.FLOWS,
+        Capability.SCHEDULES, Capability.FLOWS, Capability.EXCLUSIVE, Capability.RATE,
     })
 
     def __init__(self, address: MongoDBAddress, *, client: Any = None, prefix: str = "wrkr_",
@@ -95,6 +107,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
         self._stream: MongoDBChangeStream | None = None
         self._live = False
         self._idle = 0
+        self._exclusive: set[str] = set()  # queues whose settlements free a tid lock
 
     def __repr__(self) -> str:
         return f"MongoDBStore({self.errors.where!r})"
@@ -202,13 +215,32 @@ class MongoDBStore(Store[MongoDBReceipt]):
 
     async def claim(self, claim: Claim) -> list[Delivery[MongoDBReceipt]]:
         """Claim due items; see `Store.claim` and `_claims`."""
+        opened = self._connection()
         with self.errors.unavailable(f"claiming from queue {claim.queue!r}"):
-            return await self._connection().claimer.claim(claim)
+            if claim.window is None:
+                return await self._claim(opened, claim)
+            room, entry = await opened.windows.take(claim.window, claim.limit,
+                                                    max(claim.now, self.clock.now()))
+            if not room:
+                return []
+            claimed = await self._claim(opened, claim._replace(limit=room))
+            if len(claimed) < room:  # reserved, not started: the window forgets them
+                await opened.windows.give_back(claim.window, entry, room - len(claimed))
+            return claimed
+
+    async def _claim(self, opened: MongoDBConnection,
+                     claim: Claim) -> list[Delivery[MongoDBReceipt]]:
+        if claim.exclusive:
+            return await opened.tid_locks.claim(claim)
+        return await opened.claimer.claim(claim)
 
     async def renew(self, deliveries: Sequence[Delivery[MongoDBReceipt]],
                     until: datetime) -> list[bool]:
         """Extend leases in one `update_many`; see `Store.renew`."""
         with self.errors.unavailable(f"renewing {len(deliveries)} lease(s)"):
+            exclusive = self._in_exclusive(deliveries)
+            if exclusive:  # the locks first: a tid must never be free while its item is held
+                await self._connection().tid_locks.renew(exclusive, until, self.clock.now())
             return await self._connection().claimer.renew(
                 [delivery.receipt for delivery in deliveries], until, self.clock.now())
 
@@ -218,6 +250,9 @@ class MongoDBStore(Store[MongoDBReceipt]):
             return []
         with self.errors.unavailable(f"settling {len(settlements)} item(s)"):
             held = await self._connection().settler.settle(settlements, self.clock.now())
+            exclusive = self._in_exclusive([s.delivery for s in settlements])
+            if exclusive:  # after the items' writes: the next of a tid may start now
+                await self._connection().tid_locks.release(exclusive)
         for queue in {s.delivery.item.queue for s, ok in zip(settlements, held, strict=True)
                       if ok and s.how not in _FINAL}:
             self.notify(queue)
@@ -227,6 +262,52 @@ class MongoDBStore(Store[MongoDBReceipt]):
         """Return the next due time or lease end of `queue`; see `Store.next_due`."""
         with self.errors.unavailable(f"waiting on queue {queue!r}"):
             return await self._connection().claimer.next_due(queue, now)
+
+    def _in_exclusive(self, deliveries: Sequence[Delivery[MongoDBReceipt]],
+                      ) -> list[Delivery[MongoDBReceipt]]:
+        if not self._exclusive:
+            return []
+        return [d for d in deliveries if d.item.queue in self._exclusive]
+
+    # -- coordination --------------------------------------------------------------------
+
+    async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
+        """Store `options` with `queue` unless it has some; see `Store.configure`.
+
+        One document per queue: the first upsert inserts it, every later one (or a
+        concurrent one, which collides on `_id`) leaves it and reads what is stored.
+        """
+        rate = options.rate
+        document = {"_id": queue, "exclusive": options.exclusive,
+                    "rate_limit": None if rate is None else rate.limit,
+                    "rate_period_us": None if rate is None else rate.period // _MICROSECOND}
+        queues = self._connection().queues
+        with self.errors.unavailable(f"configuring queue {queue!r}"):
+            with contextlib.suppress(DuplicateKeyError):
+                await queues.update_one({"_id": queue}, {"$setOnInsert": document}, upsert=True)
+            found = await queues.find_one({"_id": queue})
+        limit = found["rate_limit"]
+        stored = QueueOptions(bool(found["exclusive"]), None if limit is None else
+                              Rate(limit, found["rate_period_us"] * _MICROSECOND))
+        if stored.exclusive and not self._exclusive:
+            # Made by the first exclusive queue: without one, no item pays for them
+            with self.errors.unavailable("creating the indexes of exclusive queues"):
+                await self._connection().tid_locks.create_indexes()
+        if stored.exclusive:
+            self._exclusive.add(queue)
+        return stored
+
+    async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
+        """Record up to `wanted` starts by compare-and-set; see `Store.take_slots`."""
+        with self.errors.unavailable(f"taking starts of {window.key!r}"):
+            taken, _ = await self._connection().windows.take(
+                window, wanted, max(now, self.clock.now()))
+        return taken
+
+    async def next_slot(self, window: Window, now: datetime) -> datetime | None:
+        """Return when `window` next has room; see `Store.next_slot`."""
+        with self.errors.unavailable(f"reading the window {window.key!r}"):
+            return await self._connection().windows.next_slot(window, now)
 
     # -- inspection and control ------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 
 `sql/NNNN_*.sql` are migrations, applied in order, each once per database file,
 recorded in ``wrkr_migrations``; a later release adds a file and existing databases
-catch up at their next connect. `sql/queries.sql` holds every statement the backend
-runs, one per ``-- name:`` section. Every table's name starts with ``wrkr_``, so the
-application's own tables may share the file (as transactional publishing needs).
+catch up at their next connect. `sql/queries.sql` holds the items' statements and
+`sql/coordination.sql` and `sql/schedules.sql` those of exclusive and rated queues and
+of recurring schedules, one per ``-- name:`` section. Every table's name starts with
+``wrkr_``, so the application's own tables may share the file (as transactional
+publishing needs).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from importlib import resources
 
 from wrkr_sqlite._db import immediate
 
+QUERY_FILES = ("queries.sql", "coordination.sql", "schedules.sql")
+"""The files of named statements: the items', coordination's, recurring schedules'."""
 _SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
 STATE = ("CASE WHEN state = 'pending' AND due > :now THEN 'scheduled' "
@@ -41,10 +45,13 @@ def render(text: str) -> str:
 
 
 def load_queries() -> dict[str, str]:
-    """Return every named statement of `queries.sql`, rendered."""
-    parts = _SECTION.split(_read("queries.sql"))[1:]
-    return {name: render(body.strip()) for name, body in zip(parts[::2], parts[1::2],
-                                                            strict=True)}
+    """Return every named statement of the query files, rendered."""
+    queries: dict[str, str] = {}
+    for file in QUERY_FILES:
+        parts = _SECTION.split(_read(file))[1:]
+        queries.update((name, render(body.strip()))
+                       for name, body in zip(parts[::2], parts[1::2], strict=True))
+    return queries
 
 
 def migrations() -> list[tuple[int, str]]:

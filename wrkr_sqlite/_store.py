@@ -25,18 +25,23 @@ from wrkr.backend import (
     Claim,
     Clock,
     Delivery,
+    Firing,
     Item,
     ItemFilter,
     ItemNotFound,
     Message,
     NotStarted,
+    QueueOptions,
+    ScheduleRecord,
     Settle,
     Settlement,
     State,
     Store,
     SystemClock,
+    Window,
     ended,
 )
+from wrkr_sqlite import _coordination, _schedules
 from wrkr_sqlite._config import SQLiteSettings
 from wrkr_sqlite._db import SQLiteThread, immediate, unavailable
 from wrkr_sqlite._publish import check_same_file, insert, route, wake_at_commit
@@ -65,9 +70,8 @@ class SQLiteStore(Store[SQLiteReceipt]):
         clock: what "now" is; every time written is passed in from it.
     """
 
-    # Coordination (issue 11) is not built here yet: exclusive, rate and schedules
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {
-        Capability.EXCLUSIVE, Capability.RATE, Capability.SCHEDULES, Capability.FLOWS}
+    # Flows (issue 13) are not built here yet
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.FLOWS}
 
     def __init__(self, settings: SQLiteSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -189,7 +193,12 @@ class SQLiteStore(Store[SQLiteReceipt]):
         params = {"queue": claim.queue, "now": to_micros(claim.now), "limit": claim.limit,
                   "worker": claim.worker, "lease": random.getrandbits(62),
                   "until": to_micros(claim.until)}
-        rows = await self._write_rows("claim", params)
+        if claim.exclusive or claim.window is not None:
+            rows = await self._in_transaction(partial(
+                _coordination.claim_rows, queries=self.queries, params=params,
+                exclusive=claim.exclusive, window=claim.window, clock_now=self._now))
+        else:
+            rows = await self._write_rows("claim", params)
         return sorted(map(to_delivery, rows), key=lambda d: (d.item.due, d.receipt.seq))
 
     async def renew(self, deliveries: Sequence[Delivery[SQLiteReceipt]],
@@ -256,6 +265,29 @@ class SQLiteStore(Store[SQLiteReceipt]):
         [(micros,)] = await self._read("next_due", {"queue": queue})
         return None if micros == _NEVER else from_micros(micros)
 
+    # -- coordination ----------------------------------------------------------------------
+
+    async def configure(self, queue: str, options: QueueOptions) -> QueueOptions:
+        """Store `options` with `queue` unless it has some; see `Store.configure`."""
+        return await self._in_transaction(partial(
+            _coordination.configure, queries=self.queries, queue=queue, options=options))
+
+    async def next_change(self, queue: str, now: datetime) -> datetime | None:
+        """Return the next future due time or lease end; see `Store.next_change`."""
+        [(micros,)] = await self._read("next_change", {"queue": queue, "now": to_micros(now)})
+        return None if micros == _NEVER else from_micros(micros)
+
+    async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
+        """Record up to `wanted` starts, stamped once the lock is held; see `Store.take_slots`."""
+        return await self._in_transaction(lambda conn: _coordination.take_slots(
+            conn, self.queries, window, wanted, max(to_micros(now), self._now())))
+
+    async def next_slot(self, window: Window, now: datetime) -> datetime | None:
+        """Return when `window` next has room; see `Store.next_slot`."""
+        at = await self._run(partial(_coordination.next_slot, queries=self.queries,
+                                     window=window, now=to_micros(now)))
+        return None if at is None else from_micros(at)
+
     # -- inspection and control ----------------------------------------------------------
 
     async def items(self, where: ItemFilter) -> list[Item]:
@@ -305,6 +337,37 @@ class SQLiteStore(Store[SQLiteReceipt]):
         return {"queue": where.queue, "name": where.name, "tid": where.tid, "state": state,
                 "now": self._now()}
 
+    # -- recurring schedules -------------------------------------------------------------
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return every schedule, by name; see `Store.schedules`."""
+        return [_schedules.to_record(row) for row in await self._read("schedules", {})]
+
+    async def save_schedule(self, record: ScheduleRecord) -> bool:
+        """Insert or update in one statement; see `Store.save_schedule`."""
+        now = self.clock.now()
+        return await self._in_transaction(
+            lambda conn: _schedules.save(conn, self.queries, record, now))
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; see `Store.remove_schedule`."""
+        return bool(await self._write("remove_schedule", {"name": name}))
+
+    async def fire_schedule(self, firing: Firing) -> list[str] | None:
+        """Move the schedule on and publish in one transaction; see `Store.fire_schedule`.
+
+        Committed with ``synchronous = FULL``, as a publish is: a firing that returned
+        survives a power cut.
+        """
+        now = self.clock.now()
+        rows = await self._in_transaction(
+            lambda conn: _schedules.fire(conn, self.queries, firing, now), durable=True)
+        if rows is None:
+            return None
+        for queue in {queue for _, queue in rows}:
+            self.notify(queue)
+        return [item_id for item_id, _ in rows]
+
     # -- internals -----------------------------------------------------------------------
 
     def _now(self) -> int:
@@ -318,6 +381,26 @@ class SQLiteStore(Store[SQLiteReceipt]):
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._open().run(work)
+
+    async def _in_transaction(self, work: Callable[[sqlite3.Connection], T], *,
+                              durable: bool = False) -> T:
+        """Run `work` in one BEGIN IMMEDIATE transaction on the connection's thread.
+
+        `durable`: commit with ``synchronous = FULL`` even under ``fast_settle``.
+        """
+        flip = durable and self.settings.fast_settle
+
+        def run(conn: sqlite3.Connection) -> T:
+            if flip:
+                conn.execute("PRAGMA synchronous = FULL")
+            try:
+                with immediate(conn):
+                    return work(conn)
+            finally:
+                if flip:
+                    conn.execute("PRAGMA synchronous = NORMAL")
+
+        return await self._run(run)
 
     async def _read(self, name: str, params: dict[str, Any]) -> list[Row]:
         statement = self.queries[name]

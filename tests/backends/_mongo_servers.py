@@ -23,7 +23,26 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import pytest_asyncio
+from mongomock.collection import BulkOperationBuilder
 from pymongo import AsyncMongoClient
+from pymongo_async_mock import AsyncMongoMockClient
+
+
+def _wrap_mock_bulk_updates_once() -> None:
+    """Stop pymongo-async-mock (0.1.3) from wrapping mongomock's bulk update endlessly.
+
+    It wraps `BulkOperationBuilder.add_update` again for every collection object it
+    opens (its test for its own wrapper reads a `__name__` that `functools.wraps` copied
+    from the original), so the call nests one level deeper per collection opened, and
+    the in-process mock tier failed with RecursionError after some 150 tests once the
+    store opened three more collections per connect. Opening one collection makes the
+    first wrapper; naming it as the library expects makes it the last.
+    """
+    AsyncMongoMockClient()["wrkr"]["wrkr"]
+    BulkOperationBuilder.add_update.__name__ = "add_update_compat"
+
+
+_wrap_mock_bulk_updates_once()
 
 REAL_MONGODB_URL = os.environ.get("WRKR_TEST_MONGODB_URL", "")
 """A real MongoDB for tier 3 (``mongodb://host:27017``); tier 3 is not collected without it."""

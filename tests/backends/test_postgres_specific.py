@@ -299,8 +299,7 @@ async def test_purge_deletes_finished_items_of_the_state_finished_before_a_time(
     assert [item.state for item in await store.items(ItemFilter(queue=queue))] == [State.DONE]
     assert await store.purge(None, State.DONE, store.clock.now() + timedelta(seconds=1)) == 1
     assert len(await store.items(ItemFilter(queue=other))) == 1
-    with pytest.raises(InvalidConfig, match="'done' or 'failed'"):
-        await store.purge(None, State.READY, None)
+    # an unfinished state is refused once for every store, by StoreBackend.purge (core test)
 
 
 async def test_items_skip_offset_then_return_limit_and_subscriptions_are_listed(

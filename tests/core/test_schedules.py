@@ -297,7 +297,7 @@ def _literal(text: str) -> str:
 
 
 class UnscheduledMemoryBackend(MemoryBackend):
-    """A backend without SCHEDULES, as RabbitMQ and SQLite are today."""
+    """A backend without SCHEDULES, as RabbitMQ is today."""
 
     capabilities = MemoryBackend.capabilities - {Capability.SCHEDULES}
 
