@@ -33,8 +33,8 @@ import pytest
 # Readable assertion failures in the suites, also when they are imported as a plugin.
 pytest.register_assert_rewrite(
     *(f"backend_conformance_tests.{module}" for module in (
-        "_helpers", "delivery", "exclusive", "inspection", "leases", "lifecycle", "publishing",
-        "rates", "retries", "schedules", "scheduling"))
+        "_helpers", "delivery", "exclusive", "inspection", "leases", "lifecycle", "lineage",
+        "publishing", "rates", "retries", "schedules", "scheduling"))
 )
 
 from backend_conformance_tests._helpers import (  # noqa: E402
@@ -54,6 +54,7 @@ from backend_conformance_tests.inspection import (  # noqa: E402
 )
 from backend_conformance_tests.leases import LeaseSuite  # noqa: E402
 from backend_conformance_tests.lifecycle import LifecycleSuite  # noqa: E402
+from backend_conformance_tests.lineage import LineageSuite  # noqa: E402
 from backend_conformance_tests.publishing import EnqueueContractSuite, PublishingSuite  # noqa: E402
 from backend_conformance_tests.rates import LimiterSuite, RateSuite  # noqa: E402
 from backend_conformance_tests.retries import FailedItemsSuite, RetriesSuite  # noqa: E402
@@ -74,6 +75,7 @@ __all__ = [
     "LeaseSuite",
     "LifecycleSuite",
     "LimiterSuite",
+    "LineageSuite",
     "Names",
     "OnceEverySuite",
     "PublishingSuite",
@@ -106,5 +108,6 @@ class BackendSuite(
     RateSuite,
     LimiterSuite,
     ScheduleSuite,
+    LineageSuite,
 ):
     """Every suite of the contract; subclass it and provide `backend_factory`."""

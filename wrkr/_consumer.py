@@ -24,10 +24,12 @@ from wrkr._errors import BackendUnavailable, Fail, LeaseLost
 from wrkr._event import Event, from_item
 from wrkr._hooks import Handled, Observer, Observers, Outcome
 from wrkr._leases import LeaseKeeper
+from wrkr._lineage import HANDLING
 from wrkr._models import to_model
 from wrkr._names import matches
 from wrkr._retry import Retry
-from wrkr.backend import Backend, Delivery, ErrorRecord
+from wrkr._tracing import Tracing
+from wrkr.backend import Backend, Delivery, ErrorRecord, Item
 
 logger = logging.getLogger("wrkr")
 
@@ -119,6 +121,7 @@ class Settings:
     retention: timedelta | None
     observers: Observers
     lease: timedelta = DEFAULT_LEASE
+    tracing: Tracing | None = None
 
 
 class Ack:
@@ -371,7 +374,7 @@ class QueueConsumer:
             observers.started(event)
         clock = time.perf_counter()
         try:
-            await self._run(route, event, ack, deadline)
+            await self._run_as(delivery.item, route, event, ack, deadline)
         except LeaseGone:
             self._tell(event, Outcome.LEASE_LOST, started, time.perf_counter() - clock, None)
             return
@@ -414,6 +417,21 @@ class QueueConsumer:
         if self._observers:
             report = Handled(event, outcome, started or self._now(), duration, error)
             self._observers.handled(report)
+
+    async def _run_as(self, item: Item, route: Route, event: Event, ack: Ack,
+                      deadline: HandlerDeadline) -> None:
+        """Run the handler as `item`'s: what it publishes is `item`'s child (lineage),
+        and with tracing it runs in a span whose parent is `item`'s publisher's."""
+        token = HANDLING.set(item)
+        try:
+            tracing = self._settings.tracing
+            if tracing is None:
+                await self._run(route, event, ack, deadline)
+            else:
+                with tracing.handling(item, self.queue):
+                    await self._run(route, event, ack, deadline)
+        finally:
+            HANDLING.reset(token)
 
     async def _run(self, route: Route, event: Event, ack: Ack, deadline: HandlerDeadline) -> None:
         """Run the handler under the worker's `deadline` (passed down: finding the

@@ -45,6 +45,7 @@ class Capability(StrEnum):
     EXCLUSIVE = "exclusive"  # subscribe(exclusive=True): one item per tid processing at a time
     RATE = "rate"  # subscribe(rate=...) and app.limiter(): sliding-window limits in the store
     SCHEDULES = "schedules"  # recurring schedules, each firing published once (app.schedule)
+    LINEAGE = "lineage"  # items(ItemFilter(root=...)): the tree of items a chain of handlers made
 
 
 class State(StrEnum):
@@ -147,6 +148,10 @@ class Message:
         created: when the event was published (aware UTC).
         dedupe: `once_every`: skip any queue that already holds a pending
             (scheduled or ready) item with the same name and tid.
+        parent: the id of the item whose handler published it (None outside a handler).
+        root: the root of that item's tree (None outside a handler: each stored copy is
+            then a root, its root its own id).
+        trace: the publisher's W3C ``traceparent`` (OpenTelemetry), or None.
     """
 
     name: str
@@ -155,6 +160,9 @@ class Message:
     due: datetime
     created: datetime
     dedupe: bool = False
+    parent: str | None = None
+    root: str | None = None
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +170,9 @@ class Item:
     """One queue's copy of an event, as stored.
 
     `attempts` counts deliveries so far, the one under way included; `errors`
-    holds one record per failed attempt, oldest first.
+    holds one record per failed attempt, oldest first. `parent` is the id of the item
+    whose handler published it (None for a root); `root` the first item of that chain
+    (a root's own id); `trace` the publisher's W3C ``traceparent``, if any.
     """
 
     id: str
@@ -177,6 +187,9 @@ class Item:
     errors: tuple[ErrorRecord, ...] = ()
     worker: str | None = None
     finished: datetime | None = None
+    parent: str | None = None
+    root: str | None = None
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +207,8 @@ class Delivery(Generic[R]):
 class ItemFilter:
     """Which items `items()` and `cancel()` act on; None matches anything.
 
-    `items()` skips the first `offset` matches, then returns at most `limit`.
+    `items()` skips the first `offset` matches, then returns at most `limit`. `root`
+    (LINEAGE) matches the items of one tree, its root included.
     """
 
     queue: str | None = None
@@ -203,10 +217,12 @@ class ItemFilter:
     state: State | None = None
     limit: int | None = None
     offset: int = 0
+    root: str | None = None
 
     def matches(self, item: Item) -> bool:
         """Tell whether `item` passes every field that is set (limit aside)."""
         return ((self.queue is None or item.queue == self.queue)
                 and (self.name is None or item.name == self.name)
                 and (self.tid is None or item.tid == self.tid)
-                and (self.state is None or item.state == self.state))
+                and (self.state is None or item.state == self.state)
+                and (self.root is None or item.root == self.root))

@@ -1,0 +1,95 @@
+"""OpenTelemetry tracing of publishing and handling, when ``opentelemetry-api`` is installed.
+
+`publish` runs in a PRODUCER span (``publish <event>``) and writes that span's W3C
+``traceparent`` into every message it stores (`Message.trace`). A handler runs in a
+CONSUMER span (``process <queue>``) whose parent is the context its item carries, so a
+trace runs from the publisher through each handler to what that handler publishes in
+turn, on every backend: each stores or carries the one string with the item.
+
+Without OpenTelemetry nothing is imported and nothing runs: `load_tracing()` returns
+None and the app skips every call. Only the public API is used (`opentelemetry.trace`,
+`opentelemetry.context`, the W3C propagator); what spans go where is the SDK's business.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from wrkr._errors import InvalidConfig
+from wrkr._version import __version__
+
+if TYPE_CHECKING:
+    from wrkr._event import Event
+    from wrkr._types import Item
+
+__all__ = ["Tracing", "load_tracing"]
+
+_SYSTEM = "wrkr"
+
+
+class Tracing:
+    """Spans around `publish` and around each handler, linked by the ``traceparent``."""
+
+    def __init__(self) -> None:
+        from opentelemetry import trace
+        from opentelemetry.context import Context
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self._tracer = trace.get_tracer("wrkr", __version__)
+        self._propagator = TraceContextTextMapPropagator()
+        self._producer, self._consumer = trace.SpanKind.PRODUCER, trace.SpanKind.CONSUMER
+        self._detached = Context()  # an untraced item's span starts a trace of its own
+
+    @contextmanager
+    def publishing(self, events: Sequence[Event]) -> Iterator[str | None]:
+        """Run a publish in a PRODUCER span; yield the ``traceparent`` its messages carry."""
+        names = sorted({str(event.name) for event in events})  # not validated yet
+        attributes: dict[str, Any] = {"messaging.system": _SYSTEM,
+                                      "messaging.operation.type": "send",
+                                      "messaging.destination.name": ",".join(names)}
+        if len(events) > 1:
+            attributes["messaging.batch.message_count"] = len(events)
+        with self._tracer.start_as_current_span(
+                f"publish {names[0] if len(names) == 1 else 'batch'}", kind=self._producer,
+                attributes=attributes):
+            carrier: dict[str, str] = {}
+            self._propagator.inject(carrier)  # nothing when no SDK records the span
+            yield carrier.get("traceparent")
+
+    def handling(self, item: Item, queue: str) -> AbstractContextManager[object]:
+        """Return the CONSUMER span a handler of `item` runs in, child of its publisher's."""
+        parent = self._detached
+        if item.trace is not None:
+            parent = self._propagator.extract({"traceparent": item.trace})
+        return self._tracer.start_as_current_span(
+            f"process {queue}", context=parent, kind=self._consumer,
+            attributes={"messaging.system": _SYSTEM, "messaging.operation.type": "process",
+                        "messaging.destination.name": queue, "messaging.message.id": item.id,
+                        "wrkr.event.name": item.name, "wrkr.attempt": item.attempts})
+
+
+def load_tracing(wanted: bool | None) -> Tracing | None:
+    """Return the app's `Tracing`: None when off, or when OpenTelemetry is not installed.
+
+    Args:
+        wanted: True requires OpenTelemetry, False turns tracing off, None (the default)
+            traces when ``opentelemetry-api`` is installed.
+
+    Raises:
+        InvalidConfig: `wanted` is True and OpenTelemetry is not installed.
+    """
+    if wanted is False:
+        return None
+    if wanted not in (True, None):
+        raise InvalidConfig(f"invalid tracing {wanted!r}: expected True, False or None")
+    try:  # find_spec of a top-level name imports nothing
+        found = importlib.util.find_spec("opentelemetry") is not None
+        tracing = Tracing() if found else None
+    except ImportError:
+        tracing = None
+    if tracing is None and wanted:
+        raise InvalidConfig('tracing=True needs OpenTelemetry: pip install "wrkr[otel]"')
+    return tracing
