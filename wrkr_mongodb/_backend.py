@@ -10,7 +10,8 @@ URL:
     end of life and not used.
 
 Capabilities:
-    delay, wildcards, query, cancel, once_every, archive, failed (not transactional).
+    delay, wildcards, query, cancel, once_every, archive, failed, schedules, lineage
+    (not transactional).
 
 Storage (collections ``<prefix>items`` and ``<prefix>subscriptions``, prefix ``wrkr_``):
     subscriptions   one document per (queue, pattern); publishers route through an

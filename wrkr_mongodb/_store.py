@@ -74,7 +74,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.DELAY, Capability.WILDCARDS, Capability.QUERY, Capability.CANCEL,
         Capability.ONCE_EVERY, Capability.ARCHIVE, Capability.FAILED,
-        Capability.SCHEDULES,
+        Capability.SCHEDULES, Capability.LINEAGE,
     })
 
     def __init__(self, address: MongoDBAddress, *, client: Any = None, prefix: str = "wrkr_",

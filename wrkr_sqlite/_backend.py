@@ -22,7 +22,8 @@ Storage (``sql/0001_init.sql``; migrations applied at connect, recorded in
                         in the publishing transaction, so routing is always current
     wrkr_items          one row per queue copy: payload bytes as given, times as integer
                         microseconds (UTC), state pending | processing | done | failed,
-                        attempts, errors (JSON), worker, lease token and end, finished
+                        attempts, errors (JSON), worker, lease token and end, finished;
+                        parent, root (indexed: lineage), trace (``0004_lineage.sql``)
 Claims are ``BEGIN IMMEDIATE`` transactions (``UPDATE ... RETURNING`` a batch); a
 random lease token fences late renewals and settlements (`LeaseLost`); an expired lease
 is claimable again. The file is in WAL mode: readers never block the writer.

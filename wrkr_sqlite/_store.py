@@ -311,7 +311,7 @@ class SQLiteStore(Store[SQLiteReceipt]):
     def _filter_params(self, where: ItemFilter) -> dict[str, Any]:
         state = None if where.state is None else where.state.value
         return {"queue": where.queue, "name": where.name, "tid": where.tid, "state": state,
-                "now": self._now()}
+                "root": where.root, "now": self._now()}
 
     # -- internals -----------------------------------------------------------------------
 
