@@ -75,14 +75,15 @@ class Wrkr:
             about one lease.
         tracing: OpenTelemetry spans around publish and each handler, linked through the
             items (see the README's Tracing): None traces when ``opentelemetry-api`` is
-            installed, True requires it, False turns it off.
+            installed, True requires it, False turns it off; a ``TracerProvider`` is
+            used instead of the global one.
     """
 
     def __init__(
         self, backend: Backend | None = None, *, name: str | None = None,
         archive: Literal["delete", "keep"] = "delete", retention: Duration | None = None,
         retry: Retry | None = None, on_error: ErrorHook | None = None,
-        lease: Duration = DEFAULT_LEASE, tracing: bool | None = None,
+        lease: Duration = DEFAULT_LEASE, tracing: object = None,
     ) -> None:
         if backend is None:
             from wrkr_memory import MemoryBackend

@@ -33,12 +33,12 @@ _SYSTEM = "wrkr"
 class Tracing:
     """Spans around `publish` and around each handler, linked by the ``traceparent``."""
 
-    def __init__(self) -> None:
+    def __init__(self, provider: Any = None) -> None:
         from opentelemetry import trace
         from opentelemetry.context import Context
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-        self._tracer = trace.get_tracer("wrkr", __version__)
+        self._tracer = trace.get_tracer("wrkr", __version__, tracer_provider=provider)
         self._propagator = TraceContextTextMapPropagator()
         self._producer, self._consumer = trace.SpanKind.PRODUCER, trace.SpanKind.CONSUMER
         self._detached = Context()  # an untraced item's span starts a trace of its own
@@ -71,20 +71,25 @@ class Tracing:
                         "wrkr.event.name": item.name, "wrkr.attempt": item.attempts})
 
 
-def load_tracing(wanted: bool | None) -> Tracing | None:
+def load_tracing(wanted: object) -> Tracing | None:
     """Return the app's `Tracing`: None when off, or when OpenTelemetry is not installed.
 
     Args:
         wanted: True requires OpenTelemetry, False turns tracing off, None (the default)
-            traces when ``opentelemetry-api`` is installed.
+            traces when ``opentelemetry-api`` is installed; a ``TracerProvider`` traces
+            through it instead of the global one.
 
     Raises:
-        InvalidConfig: `wanted` is True and OpenTelemetry is not installed.
+        InvalidConfig: `wanted` is True and OpenTelemetry is not installed, or `wanted`
+            is none of the above.
     """
     if wanted is False:
         return None
-    if wanted not in (True, None):
-        raise InvalidConfig(f"invalid tracing {wanted!r}: expected True, False or None")
+    if wanted is not True and wanted is not None:
+        if not callable(getattr(wanted, "get_tracer", None)):
+            raise InvalidConfig(f"invalid tracing {wanted!r}: expected True, False, None or "
+                                "an OpenTelemetry TracerProvider")
+        return Tracing(wanted)
     try:  # find_spec of a top-level name imports nothing
         found = importlib.util.find_spec("opentelemetry") is not None
         tracing = Tracing() if found else None
