@@ -216,9 +216,10 @@ class Wrkr:
         self._require_started("publish")
         batch = [to_event(event) for event in (
             events if isinstance(events, list | tuple) else [events])]
-        if self._tracing is None:
+        span = None if self._tracing is None else self._tracing.publishing(batch)
+        if span is None:
             return await self._publish(batch, connection, None)
-        with self._tracing.publishing(batch) as trace:
+        with span as trace:
             return await self._publish(batch, connection, trace)
 
     async def _publish(self, batch: list[Event], connection: Any,

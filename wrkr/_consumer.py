@@ -374,7 +374,7 @@ class QueueConsumer:
             observers.started(event)
         clock = time.perf_counter()
         try:
-            await self._run_as(delivery.item, route, event, ack, deadline)
+            await self._run(route, event, ack, deadline, delivery.item)
         except LeaseGone:
             self._tell(event, Outcome.LEASE_LOST, started, time.perf_counter() - clock, None)
             return
@@ -418,29 +418,23 @@ class QueueConsumer:
             report = Handled(event, outcome, started or self._now(), duration, error)
             self._observers.handled(report)
 
-    async def _run_as(self, item: Item, route: Route, event: Event, ack: Ack,
-                      deadline: HandlerDeadline) -> None:
-        """Run the handler as `item`'s: what it publishes is `item`'s child (lineage),
-        and with tracing it runs in a span whose parent is `item`'s publisher's."""
-        token = HANDLING.set(item)
-        try:
-            tracing = self._settings.tracing
-            if tracing is None:
-                await self._run(route, event, ack, deadline)
-            else:
-                with tracing.handling(item, self.queue):
-                    await self._run(route, event, ack, deadline)
-        finally:
-            HANDLING.reset(token)
-
-    async def _run(self, route: Route, event: Event, ack: Ack, deadline: HandlerDeadline) -> None:
+    async def _run(self, route: Route, event: Event, ack: Ack, deadline: HandlerDeadline,
+                   item: Item) -> None:
         """Run the handler under the worker's `deadline` (passed down: finding the
-        current task costs more than the rest of the timeout bookkeeping)."""
+        current task costs more than the rest of the timeout bookkeeping), as `item`'s:
+        what it publishes is `item`'s child (lineage), and it runs in `item`'s span."""
         seconds = route.timeout.total_seconds()
         deadline.begin(seconds)
+        token = HANDLING.set(item)
+        tracing = self._settings.tracing
+        span = None if tracing is None else tracing.handling(item, self.queue)
         try:
             try:
-                await self._call(route, event, ack, seconds)
+                if span is None:
+                    await self._call(route, event, ack, seconds)
+                else:
+                    with span:
+                        await self._call(route, event, ack, seconds)
             except BaseException as exc:
                 deadline.end(exc)
                 raise
@@ -453,6 +447,8 @@ class QueueConsumer:
             if self._forced:
                 raise Interrupted from exc
             raise TimeoutError(f"handler exceeded its timeout of {seconds:g}s") from exc
+        finally:
+            HANDLING.reset(token)
 
     async def _call(self, route: Route, event: Event, ack: Ack, seconds: float) -> None:
         handler: Any = route.handler

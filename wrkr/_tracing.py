@@ -7,8 +7,10 @@ trace runs from the publisher through each handler to what that handler publishe
 turn, on every backend: each stores or carries the one string with the item.
 
 Without OpenTelemetry nothing is imported and nothing runs: `load_tracing()` returns
-None and the app skips every call. Only the public API is used (`opentelemetry.trace`,
-`opentelemetry.context`, the W3C propagator); what spans go where is the SDK's business.
+None and the app skips every call. With the API but no SDK configured, a span is
+started, found neither recording nor valid and dropped: the item goes through untraced
+(no context attached, no attributes built), at the cost of that one call. Only the
+public API is used.
 """
 
 from __future__ import annotations
@@ -31,7 +33,12 @@ _SYSTEM = "wrkr"
 
 
 class Tracing:
-    """Spans around `publish` and around each handler, linked by the ``traceparent``."""
+    """Spans around `publish` and around each handler, linked by the ``traceparent``.
+
+    Args:
+        provider: the ``TracerProvider`` to use; the global one (as it is at each span,
+            so one set after the app was built counts) if None.
+    """
 
     def __init__(self, provider: Any = None) -> None:
         from opentelemetry import trace
@@ -39,36 +46,45 @@ class Tracing:
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self._tracer = trace.get_tracer("wrkr", __version__, tracer_provider=provider)
+        self._use_span = trace.use_span
         self._propagator = TraceContextTextMapPropagator()
         self._producer, self._consumer = trace.SpanKind.PRODUCER, trace.SpanKind.CONSUMER
         self._detached = Context()  # an untraced item's span starts a trace of its own
 
-    @contextmanager
-    def publishing(self, events: Sequence[Event]) -> Iterator[str | None]:
-        """Run a publish in a PRODUCER span; yield the ``traceparent`` its messages carry."""
+    def publishing(self, events: Sequence[Event]) -> AbstractContextManager[str | None] | None:
+        """Return the PRODUCER span a publish runs in (it yields the ``traceparent`` its
+        messages carry), or None without an SDK (the span is not even valid)."""
         names = sorted({str(event.name) for event in events})  # not validated yet
-        attributes: dict[str, Any] = {"messaging.system": _SYSTEM,
-                                      "messaging.operation.type": "send",
-                                      "messaging.destination.name": ",".join(names)}
-        if len(events) > 1:
-            attributes["messaging.batch.message_count"] = len(events)
-        with self._tracer.start_as_current_span(
-                f"publish {names[0] if len(names) == 1 else 'batch'}", kind=self._producer,
-                attributes=attributes):
+        span = self._tracer.start_span(
+            f"publish {names[0] if len(names) == 1 else 'batch'}", kind=self._producer)
+        if not span.is_recording() and not span.get_span_context().is_valid:
+            return None  # no SDK: a sampled-out span (valid) still carries the trace on
+        span.set_attributes({"messaging.system": _SYSTEM, "messaging.operation.type": "send",
+                             "messaging.destination.name": ",".join(names),
+                             "messaging.batch.message_count": len(events)})
+        return self._published(span)
+
+    @contextmanager
+    def _published(self, span: Any) -> Iterator[str | None]:
+        with self._use_span(span, end_on_exit=True):
             carrier: dict[str, str] = {}
-            self._propagator.inject(carrier)  # nothing when no SDK records the span
+            self._propagator.inject(carrier)
             yield carrier.get("traceparent")
 
-    def handling(self, item: Item, queue: str) -> AbstractContextManager[object]:
-        """Return the CONSUMER span a handler of `item` runs in, child of its publisher's."""
+    def handling(self, item: Item, queue: str) -> AbstractContextManager[Any] | None:
+        """Return the CONSUMER span a handler of `item` runs in, child of its publisher's;
+        None without an SDK (the span is not even valid)."""
         parent = self._detached
         if item.trace is not None:
             parent = self._propagator.extract({"traceparent": item.trace})
-        return self._tracer.start_as_current_span(
-            f"process {queue}", context=parent, kind=self._consumer,
-            attributes={"messaging.system": _SYSTEM, "messaging.operation.type": "process",
-                        "messaging.destination.name": queue, "messaging.message.id": item.id,
-                        "wrkr.event.name": item.name, "wrkr.attempt": item.attempts})
+        span = self._tracer.start_span("process " + queue, context=parent, kind=self._consumer)
+        if not span.is_recording() and not span.get_span_context().is_valid:
+            return None  # no SDK: a sampled-out span (valid) still carries the trace on
+        span.set_attributes({"messaging.system": _SYSTEM, "messaging.operation.type": "process",
+                             "messaging.destination.name": queue,
+                             "messaging.message.id": item.id, "wrkr.event.name": item.name,
+                             "wrkr.attempt": item.attempts})
+        return self._use_span(span, end_on_exit=True)
 
 
 def load_tracing(wanted: object) -> Tracing | None:
