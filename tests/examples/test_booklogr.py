@@ -9,7 +9,6 @@ import io
 import os
 import re
 import socket
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from tests.conftest import PG_URL
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(90)]
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0
-BOOKS = [("Dune", "Frank Herbert"), ("Piranesi", "Susanna Clarke"), ("Kindred", "Octavia E. Butler")]
+BOOKS = [("Dune", "Frank Herbert"), ("Piranesi", "Susanna Clarke"),
+         ("Kindred", "Octavia E. Butler")]
 USER = 7
 
 
@@ -39,7 +39,7 @@ class Deployment:
 
     settings: Settings
     client: httpx2.AsyncClient
-    workers: list[subprocess.Popen[str]]
+    workers: list[asyncio.subprocess.Process]
 
     async def start_worker(self, nickname: str, types: str) -> str:
         """Start a worker process; return its worker id once it listens."""
@@ -47,14 +47,16 @@ class Deployment:
                "BOOKLOGR_SCHEMA": self.settings.schema,
                "BOOKLOGR_WRKR_SCHEMA": self.settings.wrkr_schema,
                "BOOKLOGR_EXPORT_FOLDER": str(self.settings.export_folder)}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "examples.booklogr", "worker", "--nickname", nickname,
-             "--types", types], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "examples.booklogr", "worker", "--nickname", nickname,
+            "--types", types, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
         self.workers.append(worker)
         assert worker.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(worker.stdout.readline), WAIT)
-        assert line.startswith("ready "), worker.communicate(timeout=5)[1]
+        line = (await asyncio.wait_for(worker.stdout.readline(), WAIT)).decode()
+        if not line.startswith("ready "):
+            _, errors = await asyncio.wait_for(worker.communicate(), WAIT)
+            raise AssertionError(f"the worker did not start: {errors.decode()}")
         return line.split()[1]
 
     async def create(self, task_type: str, user: int = USER, **data: Any) -> dict[str, Any]:
@@ -109,7 +111,7 @@ async def booklogr(pg_schema: str, tmp_path: Path) -> AsyncIterator[Deployment]:
         await deployment.client.aclose()
         for worker in deployment.workers:
             worker.terminate()
-            worker.communicate(timeout=15)
+            await asyncio.wait_for(worker.communicate(), WAIT)
         server.should_exit = True
         await serving
         sock.close()
