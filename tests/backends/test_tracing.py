@@ -277,7 +277,7 @@ def test_importing_wrkr_imports_no_opentelemetry() -> None:
     assert out == "[]"
 
 
-def test_by_default_an_app_traces_through_the_global_provider() -> None:
+def test_by_default_an_app_traces_through_the_global_provider_once_one_is_set() -> None:
     out = _run("""
 import asyncio
 from opentelemetry import trace
@@ -287,23 +287,25 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from wrkr import Wrkr
 
 exporter = InMemorySpanExporter()
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-trace.set_tracer_provider(provider)
 
 async def main():
-    done = asyncio.Event()
+    handled = asyncio.Queue()
 
     async def handle(event):
-        done.set()
+        handled.put_nowait(event.tid)
 
     async with Wrkr() as app:
         await app.subscribe("q", "x", handle)
-        await app.publish({"name": "x"})
         await app.listen()
-        await asyncio.wait_for(done.wait(), 10)
+        await app.publish({"name": "x", "tid": "before"})  # no SDK yet: no span
+        print(await asyncio.wait_for(handled.get(), 10))
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        await app.publish({"name": "x", "tid": "after"})
+        print(await asyncio.wait_for(handled.get(), 10))
     print(sorted(span.name for span in exporter.get_finished_spans()))
 
 asyncio.run(main())
 """)
-    assert out == "['process q', 'publish x']"
+    assert out.splitlines() == ["before", "after", "['process q', 'publish x']"]
