@@ -303,7 +303,8 @@ class PostgresStore(Store[PostgresReceipt]):
     async def items(self, where: ItemFilter) -> list[Item]:
         """Return the matching items, oldest due first; see `Store.items`."""
         params = self._filter_params(where) | {"limit": where.limit, "offset": where.offset}
-        return [to_item(row) for row in await self._fetch("items", params)]
+        query = "items" if where.root is None else "tree"  # `root = ...`: its index
+        return [to_item(row) for row in await self._fetch(query, params)]
 
     async def get(self, item_id: str) -> Item:
         """Return one item by id; see `Store.get`."""

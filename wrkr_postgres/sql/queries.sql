@@ -190,7 +190,19 @@ SELECT {columns} FROM {schema}.items i
 WHERE (%(queue)s::text IS NULL OR i.queue = %(queue)s)
   AND (%(name)s::text IS NULL OR i.name = %(name)s)
   AND (%(tid)s::text IS NULL OR i.tid = %(tid)s)
-  AND (%(root)s::text IS NULL OR i.root = %(root)s)
+  AND (%(state)s::text IS NULL
+       OR {schema}.item_state(i.state, i.due, i.lease_until, %(now)s) = %(state)s)
+  AND NOT (i.state = 'done' AND i.expires IS NOT NULL AND i.expires <= %(now)s)
+ORDER BY i.due, i.seq
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: tree
+-- `items` for one tree (lineage): `root` is always given, so items_root is walked.
+SELECT {columns} FROM {schema}.items i
+WHERE i.root = %(root)s
+  AND (%(queue)s::text IS NULL OR i.queue = %(queue)s)
+  AND (%(name)s::text IS NULL OR i.name = %(name)s)
+  AND (%(tid)s::text IS NULL OR i.tid = %(tid)s)
   AND (%(state)s::text IS NULL
        OR {schema}.item_state(i.state, i.due, i.lease_until, %(now)s) = %(state)s)
   AND NOT (i.state = 'done' AND i.expires IS NOT NULL AND i.expires <= %(now)s)

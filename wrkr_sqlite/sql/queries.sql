@@ -78,7 +78,18 @@ SELECT {columns} FROM wrkr_items
 WHERE (:queue IS NULL OR queue = :queue)
   AND (:name IS NULL OR name = :name)
   AND (:tid IS NULL OR tid = :tid)
-  AND (:root IS NULL OR root = :root)
+  AND (:state IS NULL OR {state} = :state)
+  AND NOT (state = 'done' AND expires IS NOT NULL AND expires <= :now)
+ORDER BY due, seq
+LIMIT :limit OFFSET :offset
+
+-- name: tree
+-- `items` for one tree (lineage): `root` is always given, so wrkr_items_root is used.
+SELECT {columns} FROM wrkr_items
+WHERE root = :root
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:name IS NULL OR name = :name)
+  AND (:tid IS NULL OR tid = :tid)
   AND (:state IS NULL OR {state} = :state)
   AND NOT (state = 'done' AND expires IS NOT NULL AND expires <= :now)
 ORDER BY due, seq
