@@ -214,19 +214,21 @@ class Wrkr:
         and its `root` as theirs (see `lineage`).
         """
         self._require_started("publish")
-        batch = [to_event(event) for event in (
-            events if isinstance(events, list | tuple) else [events])]
-        span = None if self._tracing is None else self._tracing.publishing(batch)
+        batch: Sequence[object] = events if isinstance(events, list | tuple) else [events]
+        span = None
+        if self._tracing is not None:
+            checked = [to_event(event) for event in batch]  # the span is named by them
+            span, batch = self._tracing.publishing(checked), checked
         if span is None:
             return await self._publish(batch, connection, None)
         with span as trace:
             return await self._publish(batch, connection, trace)
 
-    async def _publish(self, batch: list[Event], connection: Any,
+    async def _publish(self, batch: Sequence[object], connection: Any,
                        trace: str | None) -> list[str]:
         now = self.backend.now()
         parent, root = parent_and_root()
-        messages = [to_message(event, now, parent, root, trace) for event in batch]
+        messages = [to_message(to_event(event), now, parent, root, trace) for event in batch]
         self._check_publishable(messages, now, connection)
         if not messages:
             return []

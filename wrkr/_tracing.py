@@ -16,6 +16,7 @@ public API is used.
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["Tracing", "load_tracing"]
 
 _SYSTEM = "wrkr"
+RECHECK = 1.0
+"""Seconds between looks at the global provider while it is the one without an SDK."""
 
 
 class Tracing:
@@ -48,6 +51,7 @@ class Tracing:
         self._tracer = trace.get_tracer("wrkr", __version__, tracer_provider=provider)
         self._global_provider = trace.get_tracer_provider if provider is None else None
         self._idle: object = None  # the global provider whose spans were not even valid
+        self._recheck = 0.0  # when (monotonic) to look at the global provider again
         self._use_span = trace.use_span
         self._propagator = TraceContextTextMapPropagator()
         self._producer, self._consumer = trace.SpanKind.PRODUCER, trace.SpanKind.CONSUMER
@@ -72,17 +76,25 @@ class Tracing:
     def _no_sdk(self) -> None:
         """Note that the global provider made an invalid span: no SDK is set up.
 
-        Until another provider is set (`set_tracer_provider` can only replace the
-        default one, once), spans are not even started: that one check is what a publish
-        or handler costs then (starting a span through the default provider cost 2 µs
-        an item, 15% of the memory backend's end-to-end time; bench/README.md).
+        Until another provider is set (`set_tracer_provider` replaces the default one,
+        once), spans are not even started, and the provider is looked at again once a
+        `RECHECK` only: starting a non-recording span cost 10-15 % of the memory
+        backend's instructions per event, asking for the provider 5-10 % (its lookup
+        reads the environment); a clock read costs next to nothing (bench/README.md).
         """
         if self._global_provider is not None:
             self._idle = self._global_provider()
+            self._recheck = time.monotonic() + RECHECK
 
     def _idle_still(self) -> bool:
         """Tell whether the global provider is still the one that made invalid spans."""
-        return self._global_provider is not None and self._global_provider() is self._idle
+        if self._global_provider is None:
+            return False
+        now = time.monotonic()
+        if now < self._recheck:
+            return True
+        self._recheck = now + RECHECK
+        return self._global_provider() is self._idle
 
     @contextmanager
     def _published(self, span: Any) -> Iterator[str | None]:

@@ -284,8 +284,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import wrkr._tracing
 from wrkr import Wrkr
 
+wrkr._tracing.RECHECK = 0.0  # look at the global provider every time (else once a second)
 exporter = InMemorySpanExporter()
 
 async def main():
