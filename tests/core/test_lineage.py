@@ -95,3 +95,20 @@ def test_blocking_wrkr_lineage_returns_the_tree() -> None:
         [root_id] = blocking.publish({"name": "a", "tid": "1"})
         assert [(e.id, e.parent, e.root) for e in blocking.lineage(root_id)] == [
             (root_id, None, root_id)]
+
+
+async def test_a_sync_handler_publishing_through_a_blocking_wrkr_records_its_parent() -> None:
+    other = Wrkr(MemoryBackend())
+    other.on("b", queue="q.elsewhere")(lambda event: None)
+    with BlockingWrkr(other) as blocking:  # its own loop, in its own thread
+        def handler_of(app: Wrkr) -> object:
+            loop = asyncio.get_running_loop()
+
+            def handle(event: Event) -> None:  # in a worker thread
+                blocking.publish({"name": "b"})
+                asyncio.run_coroutine_threadsafe(app.publish({"name": "b"}), loop).result(10)
+            return handle
+
+        root_id, _ = await _child_of(handler_of)
+        [elsewhere] = await asyncio.to_thread(blocking.items, queue="q.elsewhere")
+    assert (elsewhere.parent, elsewhere.root) == (root_id, root_id)
