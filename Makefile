@@ -16,7 +16,7 @@ $(BASE): pyproject.toml
 	touch $@
 
 $(FULL): $(BASE) pyproject.toml
-	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mongodb,postgres,cron,docs,web]"
+	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mongodb,postgres,cron,docs,web,otel]"
 	touch $@
 
 ## Run the welcome-email example on the embedded memory backend (no server needed).

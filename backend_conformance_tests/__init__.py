@@ -34,7 +34,7 @@ import pytest
 pytest.register_assert_rewrite(
     *(f"backend_conformance_tests.{module}" for module in (
         "_helpers", "delivery", "exclusive", "flows", "inspection", "leases", "lifecycle",
-        "publishing", "rates", "retries", "schedules", "scheduling"))
+        "lineage", "publishing", "rates", "retries", "schedules", "scheduling"))
 )
 
 from backend_conformance_tests._helpers import (  # noqa: E402
@@ -55,6 +55,7 @@ from backend_conformance_tests.inspection import (  # noqa: E402
 )
 from backend_conformance_tests.leases import LeaseSuite  # noqa: E402
 from backend_conformance_tests.lifecycle import LifecycleSuite  # noqa: E402
+from backend_conformance_tests.lineage import LineageSuite  # noqa: E402
 from backend_conformance_tests.publishing import EnqueueContractSuite, PublishingSuite  # noqa: E402
 from backend_conformance_tests.rates import LimiterSuite, RateSuite  # noqa: E402
 from backend_conformance_tests.retries import FailedItemsSuite, RetriesSuite  # noqa: E402
@@ -76,6 +77,7 @@ __all__ = [
     "LeaseSuite",
     "LifecycleSuite",
     "LimiterSuite",
+    "LineageSuite",
     "Names",
     "OnceEverySuite",
     "PublishingSuite",
@@ -109,5 +111,6 @@ class BackendSuite(
     LimiterSuite,
     ScheduleSuite,
     FlowSuite,
+    LineageSuite,
 ):
     """Every suite of the contract; subclass it and provide `backend_factory`."""

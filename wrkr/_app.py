@@ -40,6 +40,7 @@ from wrkr._event import Event, from_item, to_event, to_message
 from wrkr._flows import Flow, item_ids, new_flow_record, view
 from wrkr._hooks import Observer, Observers
 from wrkr._limiter import Limiter
+from wrkr._lineage import in_creation_order, parent_and_root
 from wrkr._models import check_model
 from wrkr._names import check_name, check_pattern, check_queue, is_wildcard
 from wrkr._rates import QueueOptions, Rate, parse_rate
@@ -48,6 +49,7 @@ from wrkr._schedule_args import build_record, to_schedule
 from wrkr._scheduler import Scheduler
 from wrkr._schedules import Schedule, ScheduleRecord
 from wrkr._signals import signals_routed
+from wrkr._tracing import load_tracing
 from wrkr._when import parse_duration
 from wrkr.backend import FINISHED_STATES, Backend, Capability, ItemFilter, Message, State
 
@@ -55,7 +57,8 @@ logger = logging.getLogger("wrkr")
 
 Duration = timedelta | float | str
 MIN_LEASE = timedelta(milliseconds=500)
-_APP_OPTIONS = frozenset({"name", "archive", "retention", "retry", "on_error", "lease"})
+_APP_OPTIONS = frozenset({"name", "archive", "retention", "retry", "on_error", "lease",
+                          "tracing"})
 
 
 class Wrkr:
@@ -72,13 +75,17 @@ class Wrkr:
             every third of that while the handler runs, so a handler may run as long as
             its `timeout`, while a killed worker's items are claimable again within
             about one lease.
+        tracing: OpenTelemetry spans around publish and each handler, linked through the
+            items (see the README's Tracing): None traces when ``opentelemetry-api`` is
+            installed, True requires it, False turns it off; a ``TracerProvider`` is
+            used instead of the global one.
     """
 
     def __init__(
         self, backend: Backend | None = None, *, name: str | None = None,
         archive: Literal["delete", "keep"] = "delete", retention: Duration | None = None,
         retry: Retry | None = None, on_error: ErrorHook | None = None,
-        lease: Duration = DEFAULT_LEASE,
+        lease: Duration = DEFAULT_LEASE, tracing: object = None,
     ) -> None:
         if backend is None:
             from wrkr_memory import MemoryBackend
@@ -98,10 +105,11 @@ class Wrkr:
             raise InvalidConfig(f"invalid lease {quote(lease)}: must be at least {MIN_LEASE}, so "
                                 "that renewals every third of it can reach the backend")
         self.observers = Observers()
+        self._tracing = load_tracing(tracing)
         if on_error is not None:
             self.observers.add(ErrorHookObserver(on_error))
         self._settings = Settings(backend, self.worker_id, retry or Retry(), archive == "keep",
-                                  keep_for, self.observers, hold_for)
+                                  keep_for, self.observers, hold_for, self._tracing)
         self._routes: dict[str, list[Route]] = {}
         self._queue_options: dict[str, QueueOptions] = {}  # as declared in this app
         self._consumers: dict[str, QueueConsumer] = {}
@@ -208,11 +216,26 @@ class Wrkr:
         Returns:
             The ids of the queue items created (none for a queue that already holds
             a pending `once_every` item, or when no queue is subscribed).
+
+        Published by a handler, the items record the handled item as their `parent`
+        and its `root` as theirs (see `lineage`).
         """
         self._require_started("publish")
-        batch = list(events) if isinstance(events, list | tuple) else [events]
+        batch: Sequence[object] = events if isinstance(events, list | tuple) else [events]
+        span = None
+        if self._tracing is not None:
+            checked = [to_event(event) for event in batch]  # the span is named by them
+            span, batch = self._tracing.publishing(checked), checked
+        if span is None:
+            return await self._publish(batch, connection, None)
+        with span as trace:
+            return await self._publish(batch, connection, trace)
+
+    async def _publish(self, batch: Sequence[object], connection: Any,
+                       trace: str | None) -> list[str]:
         now = self.backend.now()
-        messages = [to_message(to_event(event), now) for event in batch]
+        parent, root = parent_and_root()
+        messages = [to_message(to_event(event), now, parent, root, trace) for event in batch]
         self._check_publishable(messages, now, connection)
         if not messages:
             return []
@@ -499,6 +522,22 @@ class Wrkr:
         self._require_started("get")
         self._require(Capability.QUERY, "get()")
         return from_item(await self.backend.get(_check_id(item_id)), strict=False)
+
+    async def lineage(self, item_id: str) -> list[Event]:
+        """Return the tree `item_id` belongs to: every item sharing its root, oldest first.
+
+        Each event has its `id`, `parent`, `root`, `name`, `queue`, `tid` and `state`;
+        the root's `parent` is None and its `root` its own id. Items the backend no longer
+        holds (acked with archive "delete", purged) are missing from the tree.
+
+        Raises:
+            ItemNotFound: no item has that id.
+        """
+        self._require_started("lineage")
+        self._require(Capability.LINEAGE, "lineage()")
+        item = await self.backend.get(_check_id(item_id))
+        tree = await self.backend.items(ItemFilter(root=item.root or item.id))
+        return [from_item(member, strict=False) for member in in_creation_order(tree)]
 
     async def cancel(
         self, *, name: str | None = None, tid: str | None = None, queue: str | None = None

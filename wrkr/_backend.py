@@ -270,7 +270,10 @@ class Backend(abc.ABC):
     # -- inspection and control (optional capabilities) ----------------------------
 
     async def items(self, where: ItemFilter) -> list[Item]:
-        """Return the items that match, oldest due first (QUERY; FAILED for failed ones)."""
+        """Return the items that match, oldest due first (QUERY; FAILED for failed ones).
+
+        `where.root` (LINEAGE): only the items of that tree, its root included.
+        """
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.QUERY}'")
 
     async def get(self, item_id: str) -> Item:

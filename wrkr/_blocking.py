@@ -167,6 +167,10 @@ class BlockingWrkr:
         """Return one item by id; raise `ItemNotFound` if there is none (`Wrkr.get`)."""
         return self._call(self.app.get, item_id)
 
+    def lineage(self, item_id: str) -> list[Event]:
+        """Return the tree of items `item_id` belongs to, oldest first (`Wrkr.lineage`)."""
+        return self._call(self.app.lineage, item_id)
+
     def cancel(
         self, *, name: str | None = None, tid: str | None = None, queue: str | None = None
     ) -> int:

@@ -57,6 +57,7 @@ def item_fields(event: Event) -> dict[str, Any]:
         "due": _iso(event.when), "created": _iso(event.created), "attempts": event.attempts,
         "worker": event.worker, "finished": _iso(event.finished), "payload": event.payload,
         "errors": [error.to_dict() for error in event.errors],
+        "parent": event.parent, "root": event.root,
     }
 
 

@@ -25,10 +25,12 @@ from wrkr._event import Event, from_item
 from wrkr._flows import context_of, encode_result
 from wrkr._hooks import Handled, Observer, Observers, Outcome
 from wrkr._leases import LeaseKeeper
+from wrkr._lineage import HANDLING
 from wrkr._models import to_model
 from wrkr._names import matches
 from wrkr._retry import Retry
-from wrkr.backend import Backend, Delivery, ErrorRecord
+from wrkr._tracing import Tracing
+from wrkr.backend import Backend, Delivery, ErrorRecord, Item
 
 logger = logging.getLogger("wrkr")
 
@@ -120,6 +122,7 @@ class Settings:
     retention: timedelta | None
     observers: Observers
     lease: timedelta = DEFAULT_LEASE
+    tracing: Tracing | None = None
 
 
 class Ack:
@@ -388,7 +391,7 @@ class QueueConsumer:
         clock = time.perf_counter()
         result: object = None
         try:
-            result = await self._run(route, event, ack, deadline)
+            result = await self._run(route, event, ack, deadline, delivery.item)
         except LeaseGone:
             self._tell(event, Outcome.LEASE_LOST, started, time.perf_counter() - clock, None)
             return
@@ -440,16 +443,24 @@ class QueueConsumer:
             report = Handled(event, outcome, started or self._now(), duration, error)
             self._observers.handled(report)
 
-    async def _run(self, route: Route, event: Event, ack: Ack,
-                   deadline: HandlerDeadline) -> object:
+    async def _run(self, route: Route, event: Event, ack: Ack, deadline: HandlerDeadline,
+                   item: Item) -> object:
         """Run the handler under the worker's `deadline` (passed down: finding the
-        current task costs more than the rest of the timeout bookkeeping); return
-        what it returned."""
+        current task costs more than the rest of the timeout bookkeeping), as `item`'s:
+        what it publishes is `item`'s child (lineage), and it runs in `item`'s span.
+        Return what the handler returned (a flow job's result)."""
         seconds = route.timeout.total_seconds()
         deadline.begin(seconds)
+        token = HANDLING.set(item)
+        tracing = self._settings.tracing
+        span = None if tracing is None else tracing.handling(item, self.queue)
         try:
             try:
-                result = await self._call(route, event, ack, seconds)
+                if span is None:
+                    result = await self._call(route, event, ack, seconds)
+                else:
+                    with span:
+                        result = await self._call(route, event, ack, seconds)
             except BaseException as exc:
                 deadline.end(exc)
                 raise
@@ -463,6 +474,8 @@ class QueueConsumer:
             if self._forced:
                 raise Interrupted from exc
             raise TimeoutError(f"handler exceeded its timeout of {seconds:g}s") from exc
+        finally:
+            HANDLING.reset(token)
 
     async def _call(self, route: Route, event: Event, ack: Ack, seconds: float) -> object:
         handler: Any = route.handler

@@ -46,7 +46,9 @@ class Event:
     Delivered and inspected events also carry the item's `id`, `queue`, `created`,
     `attempts` (this delivery included), `state`, `errors`, `worker` and `finished`;
     `when` is then the due time. A flow's job delivered to its handler carries
-    `flow` (see `FlowContext`); other events have None.
+    `flow` (see `FlowContext`); other events have None. `parent` is the id of the item
+    whose handler published it (None for a root) and `root` the first item of that chain
+    (a root's own id).
     """
 
     name: str
@@ -63,6 +65,8 @@ class Event:
     worker: str | None = None
     finished: datetime | None = None
     flow: FlowContext | None = None
+    parent: str | None = None
+    root: str | None = None
 
 
 _new_event = fast_builder(Event)
@@ -125,8 +129,13 @@ def decode_payload(data: bytes) -> dict[str, Any]:
     return payload
 
 
-def to_message(event: Event, now: datetime) -> Message:
-    """Validate `event` and turn it into the `Message` a backend stores."""
+def to_message(event: Event, now: datetime, parent: str | None = None,
+               root: str | None = None, trace: str | None = None) -> Message:
+    """Validate `event` and turn it into the `Message` a backend stores.
+
+    `parent` and `root` are the handled item's lineage (see `_lineage`), `trace` the
+    publisher's ``traceparent`` (see `_tracing`).
+    """
     check_name(event.name)
     if event.tid is not None:
         if not isinstance(event.tid, str):
@@ -141,7 +150,8 @@ def to_message(event: Event, now: datetime) -> Message:
         interval = parse_duration(event.once_every, what="once_every", now=now)
         if event.when is None:
             due = now + interval
-    return _new_message(event.name, event.tid, payload, due, now, event.once_every is not None)
+    return _new_message(event.name, event.tid, payload, due, now, event.once_every is not None,
+                        parent, root, trace)
 
 
 UNDECODABLE = "__undecodable__"
@@ -164,4 +174,5 @@ def from_item(item: Item, *, strict: bool = True) -> Event:
         name=item.name, tid=item.tid, payload=payload, when=item.due,
         id=item.id, queue=item.queue, created=item.created, attempts=item.attempts,
         state=item.state, errors=item.errors, worker=item.worker, finished=item.finished,
+        parent=item.parent, root=item.root or item.id,
     )

@@ -187,9 +187,10 @@ class Store(abc.ABC, Generic[R]):
         """Store one item per (message, subscribed queue), all or nothing.
 
         Returns the new item ids in message order (queues in name order within one
-        message). A message that reaches no queue creates nothing; a `dedupe` message
-        creates nothing for a queue already holding a pending item with its name and
-        tid, atomically among `dedupe` publishers.
+        message). Each item keeps the message's `parent`, `root` and `trace`. A message
+        that reaches no queue creates nothing; a `dedupe` message creates nothing for a
+        queue already holding a pending item with its name and tid, atomically among
+        `dedupe` publishers.
 
         Args:
             messages: the batch, validated and encoded by the core.
@@ -289,7 +290,12 @@ class Store(abc.ABC, Generic[R]):
     # -- inspection and control (optional capabilities) ----------------------------------
 
     async def items(self, where: ItemFilter) -> list[Item]:
-        """Return the matching items, oldest due first, `where.offset` skipped (QUERY)."""
+        """Return the matching items, oldest due first, `where.offset` skipped (QUERY).
+
+        With `where.root` (LINEAGE), only the items whose root is that id: a message put
+        with a `root` is stored with it, one without is its own root (its `root` is its
+        id). `parent`, `root` and `trace` are stored as the message has them.
+        """
         raise NotSupported(f"{type(self).__name__} does not support '{Capability.QUERY}'")
 
     async def get(self, item_id: str) -> Item:

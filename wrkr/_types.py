@@ -46,6 +46,7 @@ class Capability(StrEnum):
     RATE = "rate"  # subscribe(rate=...) and app.limiter(): sliding-window limits in the store
     SCHEDULES = "schedules"  # recurring schedules, each firing published once (app.schedule)
     FLOWS = "flows"  # workflows: steps of parallel jobs with results (app.start_flow)
+    LINEAGE = "lineage"  # items(ItemFilter(root=...)): the tree of items a chain of handlers made
 
 
 class State(StrEnum):
@@ -151,6 +152,10 @@ class Message:
         created: when the event was published (aware UTC).
         dedupe: `once_every`: skip any queue that already holds a pending
             (scheduled or ready) item with the same name and tid.
+        parent: the id of the item whose handler published it (None outside a handler).
+        root: the root of that item's tree (None outside a handler: each stored copy is
+            then a root, its root its own id).
+        trace: the publisher's W3C ``traceparent`` (OpenTelemetry), or None.
     """
 
     name: str
@@ -159,6 +164,9 @@ class Message:
     due: datetime
     created: datetime
     dedupe: bool = False
+    parent: str | None = None
+    root: str | None = None
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +174,9 @@ class Item:
     """One queue's copy of an event, as stored.
 
     `attempts` counts deliveries so far, the one under way included; `errors`
-    holds one record per failed attempt, oldest first.
+    holds one record per failed attempt, oldest first. `parent` is the id of the item
+    whose handler published it (None for a root); `root` the first item of that chain
+    (a root's own id); `trace` the publisher's W3C ``traceparent``, if any.
     """
 
     id: str
@@ -182,6 +192,9 @@ class Item:
     worker: str | None = None
     finished: datetime | None = None
     flow: str | None = None  # the id of the flow whose job made it (FLOWS), else None
+    parent: str | None = None
+    root: str | None = None
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +212,8 @@ class Delivery(Generic[R]):
 class ItemFilter:
     """Which items `items()` and `cancel()` act on; None matches anything.
 
-    `items()` skips the first `offset` matches, then returns at most `limit`.
+    `items()` skips the first `offset` matches, then returns at most `limit`. `root`
+    (LINEAGE) matches the items of one tree, its root included.
     """
 
     queue: str | None = None
@@ -208,10 +222,12 @@ class ItemFilter:
     state: State | None = None
     limit: int | None = None
     offset: int = 0
+    root: str | None = None
 
     def matches(self, item: Item) -> bool:
         """Tell whether `item` passes every field that is set (limit aside)."""
         return ((self.queue is None or item.queue == self.queue)
                 and (self.name is None or item.name == self.name)
                 and (self.tid is None or item.tid == self.tid)
-                and (self.state is None or item.state == self.state))
+                and (self.state is None or item.state == self.state)
+                and (self.root is None or item.root == self.root))

@@ -7,7 +7,7 @@ URL:
     Option: ``clock=`` (a `ManualClock`, say), as for the constructor.
 
 Capabilities: every one but TRANSACTIONAL (there is no transaction to join):
-DELAY, WILDCARDS, QUERY, CANCEL, ONCE_EVERY, ARCHIVE, FAILED.
+DELAY, WILDCARDS, QUERY, CANCEL, ONCE_EVERY, ARCHIVE, FAILED, SCHEDULES, LINEAGE, ...
 
 Storage, in a `MemoryStore` that outlives the backends using it (so a new backend on
 the same store is a restarted app, or a second process):

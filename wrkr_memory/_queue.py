@@ -1,7 +1,8 @@
 """One queue of the memory backend: its stored items, its pending heap, its leases.
 
 Memory per item matters (a million scheduled items with 200-byte payloads must fit
-in well under 500 MB), so an entry is a slotted object of six references. Its
+in well under 500 MB), so an entry is a slotted object of seven references (`tree`
+is None for a root published untraced: the usual item pays one pointer for lineage). Its
 fixed-width fields share one int, `key`, which is also its place in the heap;
 most significant first:
 
@@ -55,22 +56,29 @@ class MemoryClaim:
 
 
 _NEVER_CLAIMED = MemoryClaim()
+_ROOT = (None, None, None)
 _new_item = fast_builder(Item)  # an `Item` per delivery: a frozen init costs twice as much
+
+
+Tree = tuple[str | None, str | None, str | None]
+"""An entry's (parent, root, trace); root None means the entry is its own root."""
 
 
 class MemoryEntry:
     """One stored item; a pending one is READY as stored (SCHEDULED is derived)."""
 
-    __slots__ = ("claim", "key", "name", "payload", "queue", "tid")
+    __slots__ = ("claim", "key", "name", "payload", "queue", "tid", "tree")
     flow: str | None = None  # a flow's item is a `MemoryFlowEntry`: others pay no slot
 
-    def __init__(self, key: int, queue: str, name: str, tid: str | None, payload: bytes) -> None:
+    def __init__(self, key: int, queue: str, name: str, tid: str | None, payload: bytes,
+                 tree: Tree | None = None) -> None:
         self.key = key
         self.queue = queue
         self.name = name
         self.tid = tid
         self.payload = payload
         self.claim: MemoryClaim | None = None
+        self.tree = tree
 
     def __lt__(self, other: MemoryEntry) -> bool:
         return self.key < other.key
@@ -111,7 +119,14 @@ class MemoryEntry:
         return ((where.queue is None or self.queue == where.queue)
                 and (where.name is None or self.name == where.name)
                 and (where.tid is None or self.tid == where.tid)
-                and (where.state is None or self.state_at(now) == where.state))
+                and (where.state is None or self.state_at(now) == where.state)
+                and (where.root is None or self.root == where.root))
+
+    @property
+    def root(self) -> str:
+        """Return the id of the entry's tree's root (its own for a root)."""
+        tree = self.tree
+        return (tree[1] if tree is not None else None) or f"{self.id:032x}"
 
     def claimed(self) -> MemoryClaim:
         """Return the claim record, creating it on the first delivery."""
@@ -125,13 +140,16 @@ class MemoryEntry:
         due_us, created_us = self.due, self.created
         due = from_micros(due_us)
         created = due if created_us == due_us else from_micros(created_us)  # published due now
+        item_id = f"{self.id:032x}"
+        parent, root, trace = self.tree or _ROOT
         return _new_item(
-            id=f"{self.id:032x}", queue=self.queue, name=self.name, tid=self.tid,
+            id=item_id, queue=self.queue, name=self.name, tid=self.tid,
             payload=self.payload, due=due, created=created,
             state=self.state_at(now), attempts=claim.attempts, errors=claim.errors,
             worker=claim.worker,
             finished=None if claim.finished is None else from_micros(claim.finished),
             flow=self.flow,
+            parent=parent, root=root or item_id, trace=trace,
         )
 
 
@@ -141,8 +159,8 @@ class MemoryFlowEntry(MemoryEntry):
     __slots__ = ("flow",)
 
     def __init__(self, key: int, queue: str, name: str, tid: str | None, payload: bytes,
-                 flow: str) -> None:
-        super().__init__(key, queue, name, tid, payload)
+                 flow: str, tree: Tree | None = None) -> None:
+        super().__init__(key, queue, name, tid, payload, tree)
         self.flow = flow
 
 

@@ -322,15 +322,19 @@ class MemoryStore(Store[MemoryReceipt]):
             # A right-sized copy: orjson (>= 3.12) returns bytes that keep a buffer of
             # 4 KB or more behind a 200-byte payload, for as long as the bytes live.
             payload = bytes(memoryview(message.payload))
+            tree = None  # a root published untraced, the usual item: nothing to keep
+            if message.parent is not None or message.trace is not None:
+                tree = (message.parent, message.root, message.trace)
             for name in queues:
                 queue = self.queue(name)
                 if message.dedupe and queue.holds_pending(message.name, message.tid):
                     continue
                 item_id = new_item_id()
                 key = pack_key(due, next(self._seq), created_at[1], int(item_id, 16))
-                queue.push(MemoryEntry(key, name, message.name, message.tid, payload)
+                queue.push(MemoryEntry(key, name, message.name, message.tid, payload, tree)
                            if flow is None else
-                           MemoryFlowEntry(key, name, message.name, message.tid, payload, flow))
+                           MemoryFlowEntry(key, name, message.name, message.tid, payload, flow,
+                                           tree))
                 touched.add(queue)
                 ids.append(item_id)
         for queue in touched:

@@ -11,7 +11,7 @@ URL:
 
 Capabilities:
     delay, wildcards, query, cancel, once_every, archive, failed, schedules, exclusive,
-    rate (not transactional).
+    rate, flows, lineage (not transactional).
 
 Storage (collections ``<prefix>items`` and ``<prefix>subscriptions``, prefix ``wrkr_``):
     subscriptions   one document per (queue, pattern); publishers route through an

@@ -17,6 +17,10 @@ Items live in one collection, one document per (event, queue):
     once      only on pending `once_every` items: the unique partial index makes the
               (queue, name, tid) dedupe atomic across publishers
     flow      only on a flow's items: the flow's id (see `_flows`)
+    root      the first item of the chain of handlers that published it (its own `_id` for
+              a root; absent on items stored before lineage, which are roots)
+    parent    only on items a handler published: the id of the item it was handling
+    trace     only on traced items: the publisher's W3C traceparent
 
 Whether a queued item is scheduled, ready or processing follows from `due` and
 `lease` at the time of asking, so claiming needs no state change but the lease.
@@ -48,6 +52,7 @@ ITEM_INDEXES: list[IndexSpec] = [
      {"name": "wrkr_once_every", "unique": True,
       "partialFilterExpression": {"once": {"$exists": True}}}),
     ([("name", ASCENDING), ("tid", ASCENDING)], {"name": "wrkr_name_tid"}),
+    ([("root", ASCENDING)], {"name": "wrkr_root"}),  # lineage(): one tree's items
     # Only archived items carry `expires`: the rest stay out of the TTL index.
     ([("expires", ASCENDING)], {"name": "wrkr_retention", "expireAfterSeconds": 0,
                                 "partialFilterExpression": {"expires": {"$exists": True}}}),
@@ -115,6 +120,11 @@ def new_item_document(message: Message, queue: str, seq: int,
     }
     if message.dedupe:
         document["once"] = True
+    document["root"] = message.root or document["_id"]
+    if message.parent is not None:
+        document["parent"] = message.parent
+    if message.trace is not None:
+        document["trace"] = message.trace
     return document
 
 
@@ -141,6 +151,8 @@ def item_from_document(document: dict[str, Any], now: datetime) -> Item:
         worker=document.get("worker"),
         finished=as_utc(finished) if finished is not None else None,
         flow=document.get("flow"),
+        parent=document.get("parent"), root=document.get("root") or document["_id"],
+        trace=document.get("trace"),
     )
 
 
@@ -181,6 +193,9 @@ def item_filter(where: ItemFilter, now: datetime) -> dict[str, Any]:
                              if value is not None}
     if where.state is not None:
         query.update(state_filter(where.state, now))
+    if where.root is not None:  # an item stored before lineage has no root: it is one
+        query["$or"] = [{"root": where.root},
+                        {"_id": where.root, "root": {"$exists": False}}]
     # The server sweeps TTL indexes about once a minute: hide what already expired.
     query["$nor"] = [{"expires": {"$lte": now}}]
     return query

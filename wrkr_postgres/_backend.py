@@ -22,7 +22,8 @@ Storage (``sql/0001_init.sql``; migrations applied at connect, recorded in
                     the publishing statement itself, so routing is always current
     items           one row per queue copy: payload bytes as given, due / created
                     ``timestamptz``, state pending | processing | done | failed,
-                    attempts, errors (jsonb), worker, lease token and end, finished
+                    attempts, errors (jsonb), worker, lease token and end, finished;
+                    parent, root (indexed: lineage) and trace (``0005_lineage.sql``)
     item_status     a view for applications: the state as wrkr reports it
 Claims are ``FOR UPDATE SKIP LOCKED`` batches; a lease token fences late renewals and
 settlements (`LeaseLost`); an expired lease is claimable again. NOTIFY on the channel

@@ -27,15 +27,16 @@ def to_item(row: tuple[Any, ...]) -> Item:
     """Build an `Item` from a row selected with the ``{columns}`` list of queries.sql."""
     (item_id, queue, name, tid, payload, due, created, state, attempts, errors, worker,
      finished) = row[:12]
+    parent, root, trace = row[15:18]
     return Item(
         id=item_id.hex, queue=queue, name=name, tid=tid, payload=bytes(payload), due=due,
         created=created, state=State(state), attempts=attempts,
         errors=tuple(ErrorRecord.from_dict(error) for error in errors), worker=worker,
-        finished=finished, flow=row[14])
+        finished=finished, flow=row[14], parent=parent, root=root or item_id.hex, trace=trace)
 
 
 def to_delivery(row: tuple[Any, ...]) -> Delivery[PostgresReceipt]:
-    """Build a `Delivery` from a claimed row (its last two columns: seq and lease)."""
+    """Build a `Delivery` from a claimed row (columns 12 and 13: seq and lease)."""
     return Delivery(to_item(row), PostgresReceipt(row[12], row[13]))
 
 

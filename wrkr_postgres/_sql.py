@@ -20,7 +20,8 @@ _MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
 _COLUMNS = (
     "i.id, i.queue, i.name, i.tid, i.payload, i.due, i.created, "
     "{schema}.item_state(i.state, i.due, i.lease_until, %(now)s) AS state, "
-    "i.attempts, i.errors, i.worker, i.finished, i.seq, i.lease, i.flow"
+    "i.attempts, i.errors, i.worker, i.finished, i.seq, i.lease, i.flow, i.parent, i.root, "
+    "i.trace"
 )
 _BOOKKEEPING = """
 CREATE SCHEMA IF NOT EXISTS {schema};

@@ -164,7 +164,9 @@ class PostgresStore(Store[PostgresReceipt]):
         params = {"names": [m.name for m in messages], "tids": [m.tid for m in messages],
                   "payloads": [m.payload for m in messages], "dues": [m.due for m in messages],
                   "createds": [m.created for m in messages],
-                  "dedupes": [m.dedupe for m in messages], "now": self.clock.now(),
+                  "dedupes": [m.dedupe for m in messages],
+                  "parents": [m.parent for m in messages], "roots": [m.root for m in messages],
+                  "traces": [m.trace for m in messages], "now": self.clock.now(),
                   "channel": self.channel}
         if connection is not None:
             return [row[0].hex for row in await self._fetch_on(connection, params)]
@@ -303,7 +305,8 @@ class PostgresStore(Store[PostgresReceipt]):
     async def items(self, where: ItemFilter) -> list[Item]:
         """Return the matching items, oldest due first; see `Store.items`."""
         params = self._filter_params(where) | {"limit": where.limit, "offset": where.offset}
-        return [to_item(row) for row in await self._fetch("items", params)]
+        query = "items" if where.root is None else "tree"  # `root = ...`: its index
+        return [to_item(row) for row in await self._fetch(query, params)]
 
     async def get(self, item_id: str) -> Item:
         """Return one item by id; see `Store.get`."""
@@ -346,7 +349,7 @@ class PostgresStore(Store[PostgresReceipt]):
     def _filter_params(self, where: ItemFilter) -> dict[str, Any]:
         state = None if where.state is None else where.state.value
         return {"queue": where.queue, "name": where.name, "tid": where.tid, "state": state,
-                "now": self.clock.now()}
+                "root": where.root, "now": self.clock.now()}
 
     # -- internals -----------------------------------------------------------------------
 

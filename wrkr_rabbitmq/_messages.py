@@ -12,6 +12,12 @@ single string several times faster than a table of typed fields):
     errors     the error history, a list of `ErrorRecord.to_dict()`
     to         where the item goes once due: ``e:<event name>`` (fan-out through the
                events exchange) or ``q:<queue>`` (one queue: retries, released items)
+    parent     only on items a handler published: the id of the item it was handling
+    root       only there too: the first item of that chain (a root's root is its id)
+    trace      only on traced items: the publisher's W3C traceparent
+
+A broker keeps no index of its messages, so lineage travels with each item (the handler
+sees `event.parent` and `event.root`) but `lineage()` cannot be answered here.
 
 A message without the ``x-wrkr`` header comes from another program: see _foreign.py
 (adopted as an event, or parked). One whose header is not as above, or whose body is not
@@ -96,11 +102,16 @@ class RabbitMQEnvelope:
 
 def envelope_for(message: Message, item_id: str) -> RabbitMQEnvelope:
     """Return the envelope of a newly published message (fan-out on arrival)."""
-    return RabbitMQEnvelope({
+    meta: dict[str, Any] = {
         "id": item_id, "name": message.name, "tid": message.tid,
         "due": to_micros(message.due), "created": to_micros(message.created),
         "attempts": 0, "errors": [], "to": f"e:{message.name}",
-    }, message.payload)
+    }
+    for key, value in (("parent", message.parent), ("root", message.root),
+                       ("trace", message.trace)):
+        if value is not None:  # a root published untraced, the usual one: a short header
+            meta[key] = value
+    return RabbitMQEnvelope(meta, message.payload)
 
 
 def received_envelope(message: RabbitMQIncoming) -> RabbitMQEnvelope:
@@ -129,7 +140,14 @@ def item_of(envelope: RabbitMQEnvelope, queue: str, state: State, attempts: int,
     return Item(id=envelope.item_id, queue=queue, name=str(meta["name"]), tid=meta.get("tid"),
                 payload=envelope.body, due=from_micros(envelope.due_micros),
                 created=from_micros(int(meta["created"])), state=state, attempts=attempts,
-                errors=tuple(ErrorRecord.from_dict(e) for e in meta["errors"]), worker=worker)
+                errors=tuple(ErrorRecord.from_dict(e) for e in meta["errors"]), worker=worker,
+                parent=_text(meta.get("parent")), root=_text(meta.get("root")) or envelope.item_id,
+                trace=_text(meta.get("trace")))
+
+
+def _text(value: object) -> str | None:
+    """Return an optional header field as a str (a foreign writer may put anything)."""
+    return None if value is None else str(value)
 
 
 def foreign_envelope(message: RabbitMQIncoming, reason: str, now: datetime) -> RabbitMQEnvelope:

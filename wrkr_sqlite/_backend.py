@@ -24,7 +24,8 @@ three), beside the application's own tables if it likes:
                         in the publishing transaction, so routing is always current
     wrkr_items          one row per queue copy: payload bytes as given, times as integer
                         microseconds (UTC), state pending | processing | done | failed,
-                        attempts, errors (JSON), worker, lease token and end, finished
+                        attempts, errors (JSON), worker, lease token and end, finished;
+                        parent, root (indexed: lineage), trace (``0004_lineage.sql``)
     wrkr_queues         a queue's options (exclusive, rate), stored by its first consumer
     wrkr_starts         sliding windows: (window, at, n) per rated claim or limiter grant
     wrkr_schedules      one row per recurring schedule; a firing is a compare-and-set on

@@ -40,7 +40,8 @@ def insert(conn: sqlite3.Connection, statement: str, messages: Sequence[Message]
     for message in messages:
         base = {"name": message.name, "tid": message.tid, "payload": message.payload,
                 "due": to_micros(message.due), "created": to_micros(message.created),
-                "dedupe": message.dedupe, "now": stamp}
+                "dedupe": message.dedupe, "now": stamp, "parent": message.parent,
+                "root": message.root, "trace": message.trace}
         for queue in routes[message.name]:
             item_id = new_item_id()
             if conn.execute(statement, base | {"id": item_id, "queue": queue}).rowcount:

@@ -27,7 +27,7 @@ STATE = ("CASE WHEN state = 'pending' AND due > :now THEN 'scheduled' "
          "WHEN state = 'pending' THEN 'ready' "
          "WHEN state = 'processing' AND lease_until <= :now THEN 'ready' ELSE state END")
 _COLUMNS = (f"id, queue, name, tid, payload, due, created, {STATE} AS state, attempts, "
-            "errors, worker, finished, seq, lease")
+            "errors, worker, finished, seq, lease, parent, root, trace")
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS wrkr_migrations (
     version INTEGER PRIMARY KEY,
     name    TEXT NOT NULL,

@@ -294,7 +294,8 @@ class SQLiteStore(Store[SQLiteReceipt]):
         """Return the matching items, oldest due first; see `Store.items`."""
         params = self._filter_params(where) | {
             "limit": -1 if where.limit is None else where.limit, "offset": where.offset}
-        return [to_item(row) for row in await self._read("items", params)]
+        query = "items" if where.root is None else "tree"  # `root = ...`: its index
+        return [to_item(row) for row in await self._read(query, params)]
 
     async def get(self, item_id: str) -> Item:
         """Return one item by id; see `Store.get`."""
@@ -335,7 +336,7 @@ class SQLiteStore(Store[SQLiteReceipt]):
     def _filter_params(self, where: ItemFilter) -> dict[str, Any]:
         state = None if where.state is None else where.state.value
         return {"queue": where.queue, "name": where.name, "tid": where.tid, "state": state,
-                "now": self._now()}
+                "root": where.root, "now": self._now()}
 
     # -- recurring schedules -------------------------------------------------------------
 

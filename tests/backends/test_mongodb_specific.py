@@ -346,6 +346,21 @@ async def test_an_item_not_leased_stores_a_past_date_not_null() -> None:
         await backend.close()
 
 
+
+async def test_documents_stored_before_lineage_are_roots() -> None:
+    backend = MongoDBBackend(client=AsyncMongoMockClient(tz_aware=True),
+                             database=new_database_name())
+    async with Wrkr(backend) as app:
+        await app.subscribe("q", "x", Recorder().handle)
+        [old_id, child_id] = await app.publish([{"name": "x"}, {"name": "x"}])
+        items = backend.store._connection().items
+        await items.update_one({"_id": old_id}, {"$unset": {"root": ""}})  # as written before
+        await items.update_one({"_id": child_id}, {"$set": {"root": old_id, "parent": old_id}})
+        assert [(e.id, e.parent, e.root) for e in await app.lineage(child_id)] == [
+            (old_id, None, old_id), (child_id, old_id, old_id)]
+        assert [e.id for e in await app.lineage(old_id)] == [old_id, child_id]
+
+
 # -- configuration errors (issue 8, item 1) ---------------------------------------------------
 
 

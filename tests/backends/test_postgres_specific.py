@@ -416,3 +416,25 @@ async def publish_until_stored(app: Wrkr, name: str, batch: int) -> list[str]:
                 return await app.publish(events)
             except BackendUnavailable:
                 await asyncio.sleep(0.2)
+
+
+async def test_items_stored_before_the_lineage_migration_are_roots(
+        pg_schema: str, names: Names, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wrkr_postgres._sql as sql
+
+    shipped = sql.migrations()
+    monkeypatch.setattr(sql, "migrations", lambda: [m for m in shipped if m[0] < 5])
+    async with await psycopg.AsyncConnection.connect(PG_URL) as conn:
+        await sql.migrate(conn, pg_schema)
+        cur = await conn.execute(  # an item as the version before lineage stored it
+            f'INSERT INTO "{pg_schema}".items (id, queue, name, payload, due, created) '
+            "VALUES (gen_random_uuid(), %s, %s, '{}', now(), now()) RETURNING id",
+            (names.queue("a"), names.event("x")))
+        row = await cur.fetchone()
+        assert row is not None
+        old_id = row[0].hex
+        await conn.commit()
+    monkeypatch.setattr(sql, "migrations", lambda: shipped)
+    async with Wrkr(PostgresBackend(PG_URL, schema=pg_schema)) as app:
+        [event] = await app.lineage(old_id)
+        assert (event.id, event.parent, event.root) == (old_id, None, old_id)

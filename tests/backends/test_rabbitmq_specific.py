@@ -147,6 +147,8 @@ async def test_undeclared_capabilities_raise_not_supported_naming_them(app: Wrkr
         await app.items(state=State.READY)
     with pytest.raises(NotSupported, match="cancel"):
         await app.cancel(name="x.y")
+    with pytest.raises(NotSupported, match="'lineage'"):
+        await app.lineage("0" * 32)
 
 
 async def test_mixed_delays_arrive_in_due_order_without_head_of_line_blocking(

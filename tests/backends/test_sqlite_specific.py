@@ -164,8 +164,8 @@ async def test_the_file_is_in_wal_mode_and_migrated_once_however_many_connect(
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         recorded = conn.execute("SELECT version, name FROM wrkr_migrations").fetchall()
     assert recorded == migrations()
-    assert recorded[:3] == [(1, "0001_init.sql"), (2, "0002_coordination.sql"),
-                            (3, "0003_schedules.sql")]
+    assert recorded[:4] == [(1, "0001_init.sql"), (2, "0002_coordination.sql"),
+                            (3, "0003_schedules.sql"), (4, "0004_lineage.sql")]
 
 
 def test_switching_new_files_to_wal_from_racing_connections_waits_instead_of_failing(
@@ -461,3 +461,20 @@ def test_the_readme_two_terminal_walk_through_needs_no_server(
             reader.join(timeout=WAIT)
             stream.close()
     assert os.path.isfile(tmp_path / "wrkr.db")
+
+
+async def test_items_stored_before_the_lineage_migration_are_roots(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wrkr_sqlite._sql as sql
+
+    shipped = sql.migrations()
+    with contextlib.closing(sqlite3.connect(tmp_path / "wrkr.db", isolation_level=None)) as conn:
+        monkeypatch.setattr(sql, "migrations", lambda: [m for m in shipped if m[0] < 4])
+        sql.migrate(conn)
+        conn.execute(  # an item as the version before lineage stored it
+            "INSERT INTO wrkr_items (id, queue, name, payload, due, created, updated) "
+            "VALUES ('old1', 'q', 'x', '{}', 0, 0, 0)")
+    monkeypatch.setattr(sql, "migrations", lambda: shipped)
+    async with Wrkr(SQLiteBackend(file_url(tmp_path))) as app:
+        [event] = await app.lineage("old1")
+        assert (event.id, event.parent, event.root) == ("old1", None, "old1")

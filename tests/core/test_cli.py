@@ -207,6 +207,7 @@ def test_get_json_holds_the_error_history(capsys: Any, url: str) -> None:
     [line] = out
     item = json.loads(line)
     assert (item["id"], item["state"], item["payload"]) == (item_id, "failed", {"plan": "pro"})
+    assert (item["parent"], item["root"]) == (None, item_id)  # published outside a handler
     assert [(e["attempt"], e["type"], e["message"]) for e in item["errors"]] == [
         (1, "Fail", "card declined")]
 

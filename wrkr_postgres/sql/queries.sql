@@ -20,22 +20,27 @@ SELECT queue, pattern FROM {schema}.subscriptions ORDER BY queue, pattern
 -- name: enqueue
 -- One statement for the batch: route every message through the subscriptions, skip
 -- `once_every` messages whose (queue, name, tid) is already pending, insert in message
--- order, and NOTIFY each queue that got an item (delivered at commit).
+-- order, and NOTIFY each queue that got an item (delivered at commit). A message without
+-- a root (published outside a handler) makes roots: each copy's root is its own id.
 WITH msg AS (
     SELECT * FROM unnest(%(names)b::text[], %(tids)b::text[], %(payloads)b::bytea[],
                          %(dues)b::timestamptz[], %(createds)b::timestamptz[],
-                         %(dedupes)b::boolean[])
-        WITH ORDINALITY AS m(name, tid, payload, due, created, dedupe, ord)
+                         %(dedupes)b::boolean[], %(parents)b::text[], %(roots)b::text[],
+                         %(traces)b::text[])
+        WITH ORDINALITY AS m(name, tid, payload, due, created, dedupe, parent, root, trace,
+                             ord)
 ), routed AS (
     SELECT DISTINCT m.ord, s.queue
     FROM msg m JOIN {schema}.subscriptions s
       ON s.pattern = m.name OR (s.regex IS NOT NULL AND ('.' || m.name) ~ s.regex)
+), ided AS (
+    SELECT r.ord, r.queue, gen_random_uuid() AS id FROM routed r
 ), ins AS (
     INSERT INTO {schema}.items AS i (id, queue, name, tid, payload, due, created, dedupe,
-                                     updated)
-    SELECT gen_random_uuid(), r.queue, m.name, m.tid, m.payload, m.due, m.created,
-           m.dedupe, %(now)s
-    FROM routed r JOIN msg m USING (ord)
+                                     updated, parent, root, trace)
+    SELECT r.id, r.queue, m.name, m.tid, m.payload, m.due, m.created, m.dedupe, %(now)s,
+           m.parent, coalesce(m.root, replace(r.id::text, '-', '')), m.trace
+    FROM ided r JOIN msg m USING (ord)
     WHERE NOT (m.dedupe AND EXISTS (
         SELECT 1 FROM {schema}.items p
         WHERE p.state = 'pending' AND p.name = m.name AND p.tid IS NOT DISTINCT FROM m.tid
@@ -183,6 +188,19 @@ SELECT seq, lease FROM gone UNION ALL SELECT seq, lease FROM changed, woken
 -- name: items
 SELECT {columns} FROM {schema}.items i
 WHERE (%(queue)s::text IS NULL OR i.queue = %(queue)s)
+  AND (%(name)s::text IS NULL OR i.name = %(name)s)
+  AND (%(tid)s::text IS NULL OR i.tid = %(tid)s)
+  AND (%(state)s::text IS NULL
+       OR {schema}.item_state(i.state, i.due, i.lease_until, %(now)s) = %(state)s)
+  AND NOT (i.state = 'done' AND i.expires IS NOT NULL AND i.expires <= %(now)s)
+ORDER BY i.due, i.seq
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: tree
+-- `items` for one tree (lineage): `root` is always given, so items_root is walked.
+SELECT {columns} FROM {schema}.items i
+WHERE i.root = %(root)s
+  AND (%(queue)s::text IS NULL OR i.queue = %(queue)s)
   AND (%(name)s::text IS NULL OR i.name = %(name)s)
   AND (%(tid)s::text IS NULL OR i.tid = %(tid)s)
   AND (%(state)s::text IS NULL

@@ -15,8 +15,10 @@ SELECT queue, pattern FROM wrkr_subscriptions ORDER BY queue, pattern
 -- One queue copy of one message. A `once_every` message creates nothing where the queue
 -- already holds a pending item of its name and tid: writers are serialised by BEGIN
 -- IMMEDIATE, so the check and the insert are atomic among publishers of every process.
-INSERT INTO wrkr_items (id, queue, name, tid, payload, due, created, dedupe, updated)
-SELECT :id, :queue, :name, :tid, :payload, :due, :created, :dedupe, :now
+INSERT INTO wrkr_items (id, queue, name, tid, payload, due, created, dedupe, updated,
+                        parent, root, trace)
+SELECT :id, :queue, :name, :tid, :payload, :due, :created, :dedupe, :now,
+       :parent, coalesce(:root, :id), :trace
 WHERE NOT (:dedupe AND EXISTS (
     SELECT 1 FROM wrkr_items
     WHERE state = 'pending' AND name = :name AND tid IS :tid AND queue = :queue))
@@ -74,6 +76,18 @@ RETURNING queue
 -- name: items
 SELECT {columns} FROM wrkr_items
 WHERE (:queue IS NULL OR queue = :queue)
+  AND (:name IS NULL OR name = :name)
+  AND (:tid IS NULL OR tid = :tid)
+  AND (:state IS NULL OR {state} = :state)
+  AND NOT (state = 'done' AND expires IS NOT NULL AND expires <= :now)
+ORDER BY due, seq
+LIMIT :limit OFFSET :offset
+
+-- name: tree
+-- `items` for one tree (lineage): `root` is always given, so wrkr_items_root is used.
+SELECT {columns} FROM wrkr_items
+WHERE root = :root
+  AND (:queue IS NULL OR queue = :queue)
   AND (:name IS NULL OR name = :name)
   AND (:tid IS NULL OR tid = :tid)
   AND (:state IS NULL OR {state} = :state)
