@@ -90,7 +90,10 @@ class MQTTConnection:
         def on_connect(_c: Any, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
             call(self._connack, flags, rc)
 
-        def on_disconnect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        def on_disconnect(client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            # paho's loop would reconnect by itself, and a reconnect with this client id
+            # takes the session over from whoever holds it now: a connection ends here.
+            client.disconnect()
             call(self._lost, str(rc))
 
         def on_acknowledged(_c: Any, _u: Any, mid: int, rc: Any, _p: Any) -> None:
