@@ -32,7 +32,7 @@ def test_the_wheel_holds_no_top_level_examples_package() -> None:
 
 
 def test_the_wheel_holds_the_core_every_backend_and_the_conformance_suite() -> None:
-    assert {"wrkr", "wrkr_memory", "wrkr_rabbitmq", "wrkr_postgres", "wrkr_mongodb",
+    assert {"wrkr", "wrkr_memory", "wrkr_rabbitmq", "wrkr_mqtt", "wrkr_postgres", "wrkr_mongodb",
             "backend_conformance_tests"} <= installed_packages()
 
 
