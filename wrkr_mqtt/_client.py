@@ -241,5 +241,11 @@ class MQTTConnection:
                         await asyncio.shield(self.closed)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._client.loop_stop)
+        # loop_start's wake-up socket pair is closed only when paho's client is collected,
+        # which a reference cycle delays past the sockets' own finalizers (ResourceWarning).
+        reset = getattr(self._client, "_reset_sockets", None)
+        if reset is not None:
+            with contextlib.suppress(Exception):
+                reset()
         self._lost("closed")
 
