@@ -4,7 +4,10 @@ One control connection per broker (a clean session) publishes events and keeps t
 live view of the subscription and presence records (_registry.py); each consumer has
 a persistent session of its queue (_consumer.py). Subscribing records the
 subscription, then makes sure the queue's session 0 holds it, so that an event
-published while no consumer is connected waits in that session.
+published while no consumer is connected waits in that session. A session held by a
+consumer of another process follows the records itself, a few milliseconds later: an
+event published in between reaches the queue's other sessions, or, if it has none, is
+not kept. An unsubscribe removes the filter from every idle session too.
 """
 
 from __future__ import annotations
@@ -119,8 +122,12 @@ class MQTTBroker(Broker[MQTTReceipt]):
         """Bring this process's sessions of `queue` up to date, and session 0 if free."""
         for consumer in self._consumers.get(queue, []):
             await consumer.follow()
-        if 0 not in self._held(queue) and self.registry.slots.get(queue, {}).get(0) != ONLINE:
-            await self._update_idle_session(queue, 0, dropped)
+        held = self._held(queue)
+        idle = set(self.registry.offline(queue)) - held
+        if dropped is None:  # session 0 keeps the queue's events while nobody consumes
+            idle = {0} if 0 not in held and self.registry.slots[queue].get(0) != ONLINE else set()
+        for number in sorted(idle):  # an unsubscribe reaches every idle session
+            await self._update_idle_session(queue, number, dropped)
         await self._ensure_failed_session(queue)
 
     async def _update_idle_session(self, queue: str, number: int, dropped: str | None) -> None:
