@@ -280,3 +280,38 @@ def test_the_suite_passes_by_url_on_mosquitto_skipping_only_what_mqtt_lacks(
     assert skips
     assert all("lacks the capability" in line and any(c in line for c in lacking)
                for line in skips), skips
+
+
+async def test_unsubscribe_reaches_every_idle_session_of_the_queue(
+        mqtt_prefix: str, raw_client: paho.Client) -> None:
+    async with opened(mqtt_prefix) as one, opened(mqtt_prefix) as two:
+        await one.subscribe("q.unsub", "x")
+        await one.subscribe("q.unsub", "y")
+        streams = [b.deliveries("q.unsub", worker="w", lease=timedelta(seconds=60),
+                                prefetch=1) for b in (one, two)]
+        waits = [asyncio.ensure_future(anext(stream)) for stream in streams]
+
+        async def both_hold_a_session() -> bool:
+            return list(one.broker.registry.slots["q.unsub"].values()).count("online") == 2
+
+        await until(both_hold_a_session, "sessions 0 and 1 are held", WAIT)
+        for waiting in waits:
+            waiting.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+        for stream in streams:
+            await stream.aclose()
+    async with opened(mqtt_prefix) as backend:  # sessions 0 and 1 are idle now
+        await backend.unsubscribe("q.unsub", "x")
+        for _ in range(2):  # one would fall to each session, were it still subscribed
+            raw_client.publish(f"{mqtt_prefix}/x", b"{}", qos=1).wait_for_publish(WAIT)
+        await backend.enqueue([message("y", tid="after")])
+        stream = backend.deliveries("q.unsub", worker="w", lease=timedelta(seconds=60),
+                                    prefetch=5)
+        try:
+            async with asyncio.timeout(WAIT):
+                assert (await anext(stream)).item.tid == "after"
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.0):  # session 1 is adopted within 0.3 s
+                    await anext(stream)
+        finally:
+            await stream.aclose()
