@@ -21,7 +21,7 @@ from backend_conformance_tests.topics import TOPIC_CASES
 from tests._waits import until
 from tests.backends.test_conformance_by_url import run_suite
 from tests.conftest import MQTT_URL
-from wrkr import Event, InvalidConfig, Wrkr
+from wrkr import BackendUnavailable, Event, InvalidConfig, Wrkr
 from wrkr.backend import Delivery, Message
 from wrkr_mqtt import MQTTBackend
 from wrkr_mqtt._topics import MQTTTopics, accepts, mqtt_filter
@@ -315,3 +315,10 @@ async def test_unsubscribe_reaches_every_idle_session_of_the_queue(
                     await anext(stream)
         finally:
             await stream.aclose()
+
+
+async def test_an_unreachable_broker_raises_backend_unavailable_naming_it() -> None:
+    backend = MQTTBackend("mqtt://127.0.0.1:1")  # nothing listens on port 1
+    with pytest.raises(BackendUnavailable, match=r"mqtt://127\.0\.0\.1:1"):
+        await backend.open()
+    assert not backend.is_open
