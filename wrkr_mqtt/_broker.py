@@ -26,7 +26,7 @@ from wrkr_mqtt._client import MQTTAddress, MQTTConnection, MQTTWill
 from wrkr_mqtt._consumer import MQTTConsumer, MQTTReceipt
 from wrkr_mqtt._messages import MQTTEnvelope, envelope_for, to_micros
 from wrkr_mqtt._registry import OFFLINE, ONLINE, MQTTRegistry, presence, subscription_record
-from wrkr_mqtt._session import filters_of
+from wrkr_mqtt._session import SessionTaken, filters_of
 from wrkr_mqtt._topics import DIRECT_ID, MQTTTopics, subscription_id
 
 logger = logging.getLogger("wrkr.mqtt")
@@ -219,6 +219,10 @@ class MQTTBroker(Broker[MQTTReceipt]):
         """Publish an envelope to one of wrkr's own topics, acknowledged."""
         await self._connection().publish(topic, envelope.body, properties=envelope.properties())
 
+    async def _publish(self, topic: str, record: bytes) -> None:
+        """Publish a retained record on the control connection."""
+        await self._connection().publish(topic, record, retain=True)
+
     async def _refresh(self, queue: str, number: int) -> None:
         """Read session `number`'s presence record of `queue` afresh into the registry."""
         await self.registry.refresh(self._connection(), self.topics.slot(queue, number))
@@ -235,14 +239,21 @@ class MQTTBroker(Broker[MQTTReceipt]):
         async with self._taking:  # two local consumers never take the same session
             group = self._consumers.setdefault(queue, [])
             group[:] = [c for c in group if c.sessions]  # closed ones hold nothing
-            number = self.registry.free_slot(queue, self._held(queue))
             consumer = MQTTConsumer(self.address, self.topics, self.registry, queue,
                                     worker=worker, prefetch=prefetch,
                                     expiry=self.session_expiry, send=self._send,
-                                    refresh=self._refresh, now=self.clock.now)
+                                    refresh=self._refresh, publish=self._publish,
+                                    now=self.clock.now)
             group.append(consumer)
+            tried: set[int] = set()
             try:
-                await consumer.start(number)
+                while True:
+                    number = self.registry.free_slot(queue, self._held(queue) | tried)
+                    try:
+                        await consumer.start(number)
+                        break
+                    except SessionTaken:
+                        tried.add(number)  # another process's consumer has it: the next
             except BaseException:
                 group.remove(consumer)
                 await consumer.close()

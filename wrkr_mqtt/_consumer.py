@@ -44,6 +44,7 @@ logger = logging.getLogger("wrkr.mqtt")
 
 Sender = Callable[[str, MQTTEnvelope], Awaitable[None]]
 Refresher = Callable[[str, int], Awaitable[None]]
+Publisher = Callable[[str, bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +73,12 @@ class MQTTConsumer(BrokerConsumer[MQTTReceipt]):
 
     def __init__(self, address: MQTTAddress, topics: MQTTTopics, registry: MQTTRegistry,
                  queue: str, *, worker: str, prefetch: int, expiry: int, send: Sender,
-                 refresh: Refresher, now: Callable[[], datetime]) -> None:
+                 refresh: Refresher, publish: Publisher,
+                 now: Callable[[], datetime]) -> None:
         self.queue = queue
         self._address, self._topics, self._registry = address, topics, registry
         self._worker, self._prefetch, self._expiry = worker, prefetch, expiry
-        self._send, self._refresh, self._now = send, refresh, now
+        self._send, self._refresh, self._publish, self._now = send, refresh, publish, now
         self._buffer: asyncio.Queue[_Entry] = asyncio.Queue()
         self.sessions: dict[int, MQTTSession] = {}
         self._primary: MQTTSession | None = None
@@ -108,7 +110,7 @@ class MQTTConsumer(BrokerConsumer[MQTTReceipt]):
         self.sessions[number] = session
         try:
             await session.start(prefetch=self._prefetch, expiry=self._expiry,
-                                refresh=self._refresh)
+                                refresh=self._refresh, publish=self._publish)
         except BaseException:
             self.sessions.pop(number, None)
             await session.close()

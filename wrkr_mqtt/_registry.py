@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -29,7 +30,8 @@ from wrkr_mqtt._client import MQTTConnection
 from wrkr_mqtt._topics import MQTTTopics
 
 SYNC_TIMEOUT = 10.0
-ONLINE, OFFLINE = "online", "offline"
+ONLINE, OFFLINE, CLAIMED = "online", "offline", "claimed"
+CLAIM_STALE = 10.0  # seconds: a claim never followed by a connection frees the session
 
 
 class MQTTRegistry:
@@ -43,6 +45,8 @@ class MQTTRegistry:
         #: out and not settled, the only resends (DUP) to count as attempts; None when
         #: its connection died (its will says nothing): then every resend counts.
         self.counted: dict[tuple[str, int], set[int] | None] = {}
+        #: per (queue, session): the token and time of the last claim (see `claim_record`)
+        self.claims: dict[tuple[str, int], tuple[str, float]] = {}
         self._marker = f"{topics.prefix}.sync/{secrets.token_hex(8)}"
         self._syncs: dict[str, asyncio.Future[None]] = {}  # marker topic -> its arrival
         self._count = itertools.count()
@@ -102,6 +106,8 @@ class MQTTRegistry:
         with contextlib.suppress(ValueError, orjson.JSONDecodeError, AttributeError):
             record = orjson.loads(payload) if payload else {}
             counted = record.get("counted")
+            if record.get("state") == CLAIMED:
+                self.claims[queue, int(number)] = (str(record["token"]), float(record["at"]))
             self.set_slot(queue, int(number), str(record.get("state", OFFLINE)),
                           None if counted is None else set(counted))
 
@@ -122,15 +128,23 @@ class MQTTRegistry:
         """Return every (queue, pattern), sorted."""
         return sorted((q, p) for q, patterns in self.patterns.items() for p in patterns)
 
+    def is_free(self, queue: str, number: int) -> bool:
+        """Tell whether nobody holds session `number` of `queue` nor has just claimed it."""
+        state = self.slots.get(queue, {}).get(number, OFFLINE)
+        if state == CLAIMED:
+            _, at = self.claims.get((queue, number), ("", 0.0))
+            return time.time() - at > CLAIM_STALE
+        return state == OFFLINE
+
     def offline(self, queue: str) -> list[int]:
         """Return the numbers of `queue`'s sessions nobody holds, lowest first."""
-        return sorted(n for n, state in self.slots.get(queue, {}).items() if state != ONLINE)
+        return sorted(n for n in self.slots.get(queue, {}) if self.is_free(queue, n))
 
     def free_slot(self, queue: str, taken: set[int]) -> int:
         """Return the lowest session number of `queue` nobody holds (a new one if none)."""
         known = self.slots.get(queue, {})
         for number in sorted(known):
-            if known[number] != ONLINE and number not in taken:
+            if number not in taken and self.is_free(queue, number):
                 return number
         return max([*known, *taken], default=-1) + 1
 
@@ -138,6 +152,17 @@ class MQTTRegistry:
 def subscription_record(queue: str, pattern: str) -> bytes:
     """Return the retained payload recording a subscription."""
     return orjson.dumps({"queue": queue, "pattern": pattern})
+
+
+def claim_record(token: str) -> bytes:
+    """Return the retained record by which a consumer claims a session before connecting.
+
+    Two consumers of different processes may find one session free at the same moment;
+    each writes its claim, waits a little, and reads the record back: the one whose token
+    is still there connects, the other tries the next session. (Connecting at once would
+    let the later one take the session over, with what the first was handling.)
+    """
+    return orjson.dumps({"state": CLAIMED, "token": token, "at": time.time()})
 
 
 def presence(state: str, counted: set[int] | None = None) -> bytes:

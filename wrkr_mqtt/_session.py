@@ -12,15 +12,23 @@ view may not have seen the last holder's will yet.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import secrets
 from collections.abc import Awaitable, Callable
 
 import paho.mqtt.client as paho
 
 from wrkr import BackendUnavailable
 from wrkr_mqtt._client import MQTTAddress, MQTTConnection, MQTTWill
-from wrkr_mqtt._registry import OFFLINE, ONLINE, MQTTRegistry, presence
+from wrkr_mqtt._registry import OFFLINE, ONLINE, MQTTRegistry, claim_record, presence
 from wrkr_mqtt._topics import DIRECT_ID, MQTTTopics, mqtt_filter, subscription_id
+
+CLAIM_SETTLE = 0.1  # seconds between writing a claim and reading it back
+
+
+class SessionTaken(BackendUnavailable):
+    """Another consumer holds, or has just claimed, the session: take another one."""
 
 
 def filters_of(patterns: set[str]) -> set[str]:
@@ -53,17 +61,30 @@ class MQTTSession:
         return self.connection.is_open
 
     async def start(self, *, prefetch: int, expiry: int,
-                    refresh: Callable[[str, int], Awaitable[None]]) -> None:
-        """Read the last holder's record afresh, connect, say the session is held, subscribe.
+                    refresh: Callable[[str, int], Awaitable[None]],
+                    publish: Callable[[str, bytes], Awaitable[None]]) -> None:
+        """Claim the session, connect, say it is held, subscribe.
 
         Args:
             prefetch: the Receive Maximum: unacknowledged messages at most.
             expiry: the session expiry, seconds.
             refresh: reads a session's presence record into the registry, fresh.
+            publish: publishes a retained record (on the control connection).
+
+        Raises:
+            SessionTaken: another consumer holds or claimed it first.
         """
-        await refresh(self.queue, self.number)
-        self.counted = self._registry.counted.get((self.queue, self.number))
-        slot = self._topics.slot(self.queue, self.number)
+        key, slot = (self.queue, self.number), self._topics.slot(self.queue, self.number)
+        await refresh(*key)
+        if not self._registry.is_free(*key):
+            raise SessionTaken(f"session {self.number} of {self.queue!r} is held")
+        self.counted = self._registry.counted.get(key)
+        token = secrets.token_hex(8)
+        await publish(slot, claim_record(token))
+        await asyncio.sleep(CLAIM_SETTLE)
+        await refresh(*key)
+        if self._registry.claims.get(key, ("", 0.0))[0] != token:
+            raise SessionTaken(f"session {self.number} of {self.queue!r} was claimed first")
         await self.connection.open(clean_start=False, expiry=expiry, receive_maximum=prefetch,
                                    will=MQTTWill(slot, presence(OFFLINE)))
         await self.connection.publish(slot, presence(ONLINE), retain=True)
