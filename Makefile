@@ -16,7 +16,7 @@ $(BASE): pyproject.toml
 	touch $@
 
 $(FULL): $(BASE) pyproject.toml
-	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mongodb,postgres,cron,docs,web,otel]"
+	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mqtt,mongodb,postgres,cron,docs,web,otel]"
 	touch $@
 
 ## Run the welcome-email example on the embedded memory backend (no server needed).
@@ -43,6 +43,7 @@ packages:
 services: packages
 	bash scripts/services/postgres.sh
 	bash scripts/services/rabbitmq.sh
+	bash scripts/services/mosquitto.sh
 
 # Tests that stop or restart a shared service run alone, after the rest.
 unit: $(FULL)

@@ -18,7 +18,7 @@ import traceback
 
 from bench._common import machine
 
-KNOWN = ("core", "rabbitmq", "postgres", "mongodb", "sqlite", "coordination", "flows")
+KNOWN = ("core", "rabbitmq", "mqtt", "postgres", "mongodb", "sqlite", "coordination", "flows")
 
 
 def run(name: str) -> bool:

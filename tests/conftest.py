@@ -13,6 +13,7 @@ from wrkr import InvalidConfig
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+MQTT_URL = "mqtt://127.0.0.1:1883"
 
 
 def new_schema(request: pytest.FixtureRequest) -> Iterator[str]:
@@ -49,6 +50,22 @@ async def rabbitmq_prefix() -> AsyncIterator[str]:
     except InvalidConfig:  # the test left its namespace on classic queues
         cleaner = RabbitMQBackend(RABBITMQ_URL, prefix=prefix, queue_type="classic")
         await cleaner.open()
+    try:
+        await cleaner.delete_namespace()
+    finally:
+        await cleaner.close()
+
+
+@pytest_asyncio.fixture
+async def mqtt_prefix() -> AsyncIterator[str]:
+    """Provide an MQTT namespace unique to the test; delete its records and sessions after."""
+    from wrkr_mqtt import MQTTBackend
+
+    require_service("Mosquitto", 1883)
+    prefix = f"wt{secrets.token_hex(4)}"
+    yield prefix
+    cleaner = MQTTBackend(MQTT_URL, prefix=prefix)
+    await cleaner.open()
     try:
         await cleaner.delete_namespace()
     finally:

@@ -25,6 +25,7 @@ GROUP = "wrkr.backends"
 # The extra of wrkr's own pyproject.toml that installs each bundled backend's driver.
 EXTRAS = {
     "amqp": "rabbitmq", "amqps": "rabbitmq",
+    "mqtt": "mqtt", "mqtts": "mqtt",
     "mongodb": "mongodb", "mongodb+srv": "mongodb",
     "postgresql": "postgres", "postgres": "postgres",
 }
