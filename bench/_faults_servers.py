@@ -111,11 +111,13 @@ class PrivatePostgres:
 
 
 class PrivateRabbitMQ:
-    """A second RabbitMQ node, ``wrkrfaults@localhost`` on AMQP `port`, restartable."""
+    """A second RabbitMQ node, ``wrkrfaults@localhost`` on AMQP `port`, restartable.
 
-    NODE = "wrkrfaults@localhost"
+    Other ports than the default get a node name of their own (``wrkrfaults<port>``).
+    """
 
     def __init__(self, port: int = 5673, dist_port: int = 25673) -> None:
+        self.node = "wrkrfaults@localhost" if port == 5673 else f"wrkrfaults{port}@localhost"
         self.server = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
         if not self.server.exists():
             raise ServerMissing(f"{self.server} is not installed")
@@ -124,7 +126,7 @@ class PrivateRabbitMQ:
         self.user = _as_user("rabbitmq")
         home = Path(pwd.getpwnam("rabbitmq").pw_dir)
         self.env = {**os.environ, "HOME": str(home),  # the node's Erlang cookie lives there
-                    "RABBITMQ_NODENAME": self.NODE, "RABBITMQ_NODE_PORT": str(port),
+                    "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_PORT": str(port),
                     "RABBITMQ_DIST_PORT": str(dist_port),
                     "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
                     "RABBITMQ_LOG_BASE": str(self.folder / "log"),
@@ -142,13 +144,13 @@ class PrivateRabbitMQ:
 
     def ctl(self, *args: str, timeout: float = START_WAIT) -> None:
         """Run ``rabbitmqctl -n wrkrfaults@localhost ARGS`` (bounded)."""
-        _run(self._env_command("/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "-n", self.NODE,
+        _run(self._env_command("/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "-n", self.node,
                                *args), timeout, cwd=self.env["HOME"])
 
     def start(self) -> None:
         if port_open(self.port) or port_open(self.dist_port):
             raise RuntimeError(f"port {self.port} or {self.dist_port} is taken: is a "
-                               f"{self.NODE} node left running? (rabbitmqctl -n {self.NODE} stop)")
+                               f"{self.node} node left running? (rabbitmqctl -n {self.node} stop)")
         (self.folder / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
         (self.folder / "enabled_plugins").write_text("[].\n")
         (self.folder / "rabbitmq-env.conf").write_text("")
@@ -232,11 +234,28 @@ class WireServer:
 Server = PrivatePostgres | PrivateRabbitMQ | WireServer
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @contextlib.contextmanager
-def private_server(kind: str) -> Iterator[Server]:
-    """Start a private server of `kind` (postgresql, amqp, mongodb); stop it afterwards."""
-    server: Server = {"postgresql": PrivatePostgres, "amqp": PrivateRabbitMQ,
-                      "mongodb": WireServer}[kind]()
+def private_server(kind: str, *, any_port: bool = False) -> Iterator[Server]:
+    """Start a private server of `kind` (postgresql, amqp, mongodb); stop it afterwards.
+
+    With `any_port`, on free ports the OS picks rather than the fixed defaults (the
+    test suite's, so that it never meets a harness run).
+    """
+    server: Server
+    if kind == "postgresql":
+        server = PrivatePostgres(free_port()) if any_port else PrivatePostgres()
+    elif kind == "amqp":
+        server = PrivateRabbitMQ(free_port(), free_port()) if any_port else PrivateRabbitMQ()
+    else:
+        server = WireServer(free_port()) if any_port else WireServer()
     try:
         server.start()
         yield server

@@ -80,6 +80,7 @@ class Sizes:
     stream_events: int = 3_000
     cuts: int = 5
     publisher_kills: int = 10
+    publisher_cap: int = 1_000_000  # events a killed publisher would publish if not killed
     poison_good: int = 200
     overload_events: int = 100_000
     lease: str = "2 seconds"
@@ -369,7 +370,7 @@ def killed_publisher(url: str, sizes: Sizes) -> Row:
     confirmed: set[str] = set()
     try:
         for kill in range(sizes.publisher_kills):
-            publisher, log = run.publisher(f"p{kill}-", 1_000_000, 100, 0.0)
+            publisher, log = run.publisher(f"p{kill}-", sizes.publisher_cap, 100, 0.0)
             # Kill once it is confirming batches, at a random point within a batch's time.
             wait_until(functools.partial(_confirmed_batches, log, 2), timeout=60, every=0.05)
             time.sleep(random.uniform(0.0, 0.2))
@@ -395,7 +396,7 @@ def killed_publisher(url: str, sizes: Sizes) -> Row:
     return Row("4 publisher killed mid-batch (batches of 100)", len(confirmed), lost,
                len(done) - len(set(done)),
                {"kills": sizes.publisher_kills, "batches stored": len(stored),
-                "**partial batches**": partial}, time.time() - begun)
+                "partial batches": partial}, time.time() - begun)
 
 
 def _confirmed_batches(log: Path, at_least: int) -> bool:
@@ -523,9 +524,9 @@ def shared_url(kind: str, url: str | None) -> Iterator[str]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def restart_scenario(kind: str, sizes: Sizes) -> Row:
+def restart_scenario(kind: str, sizes: Sizes, *, any_port: bool = False) -> Row:
     """Scenario 2 on a private server of `kind`, restarted mid-stream."""
-    with private_server(kind) as server:
+    with private_server(kind, any_port=any_port) as server:
         url = _namespaced(kind, server)
         return stream_with_fault(url, sizes, f"2 server restart mid-stream ({_how(kind)})",
                                  server.restart)
