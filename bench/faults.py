@@ -426,13 +426,15 @@ def poison(url: str, sizes: Sizes) -> Row:
 
 async def _poison(url: str, sizes: Sizes,
                   inject: Callable[[Wrkr, str, str], Awaitable[int]]) -> Row:
-    from wrkr import Event, State
+    from wrkr import Event, Fail, State
 
     [queue] = new_queues("poison")
     handled: set[str] = set()
     begun = time.time()
     async def handle(event: Event) -> None:
         handled.add(str(event.tid))
+        if event.tid == "history":  # its failure is appended to the unreadable history
+            raise Fail("failed on purpose, after an unreadable error history")
 
     async with Wrkr.from_url(url, lease=sizes.lease) as app:
         await app.subscribe(queue, EVENT, handle, concurrency=4)  # not listening yet
@@ -440,21 +442,25 @@ async def _poison(url: str, sizes: Sizes,
         poisoned = await inject(app, url, queue)
         await app.publish([{"name": EVENT, "tid": f"good{i}"} for i in range(sizes.poison_good)])
         await app.listen()
-        good = {f"good{i}" for i in range(sizes.poison_good)} | {"template"}
+        good = {f"good{i}" for i in range(sizes.poison_good)} | {"template", "history"}
         parked = []
         async with asyncio.timeout(60):
             while True:
                 parked = await app.items(queue=queue, state=State.FAILED)
-                if handled >= good and len(parked) >= poisoned:
+                if handled >= good and len(parked) >= poisoned + 1:
                     break
                 await asyncio.sleep(0.2)  # polls the store: a parked item has no event
         await app.unsubscribe(queue, EVENT)
         with contextlib.suppress(Exception):
             await app.purge(queue=queue)
+    history = [event for event in parked if event.tid == "history"]
+    parked = [event for event in parked if event.tid != "history"]
     said = sorted({event.errors[-1].message[:50] for event in parked})
     return Row("5 poison input put straight into the store", len(good), len(good - handled),
                "-", {"malformed parked as failed": f"{len(parked)} / {poisoned}",
-                     "error": " / ".join(repr(s) for s in said)},
+                     "error": " / ".join(repr(s) for s in said),
+                     "unreadable error history": "handled, then parked" if history
+                     else "NOT parked"},
                time.time() - begun)
 
 

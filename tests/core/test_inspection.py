@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from wrkr import (
+    ErrorRecord,
     Event,
     Fail,
     Handled,
@@ -160,3 +161,13 @@ def test_an_error_record_shows_its_traceback_under_it() -> None:
     assert lines[at + 1:] == ["      Traceback (most recent call last):",
                               '        File "shop.py", line 3, in send',
                               "      KeyError: 'email'"]
+
+
+def test_an_unreadable_error_history_is_kept_as_records_saying_so() -> None:
+    good = ErrorRecord(datetime(2026, 1, 1, tzinfo=UTC), 1, "ValueError", "boom")
+    assert ErrorRecord.history([good.to_dict()]) == (good,)
+    for stored in ("not a list", {"at": "x"}, [good.to_dict(), 42]):
+        records = ErrorRecord.history(stored)
+        assert records[-1].type == "UnreadableError"
+        assert "unreadable error record" in records[-1].message
+    assert ErrorRecord.history([good.to_dict(), 42])[0] == good
