@@ -4,8 +4,8 @@ Both write what they did unbuffered (`os.write`), one line per fact, so a SIGKIL
 nothing they wrote:
 
     worker LOG URL LEASE CONCURRENCY QUEUES WORK_MS
-        handles EVENT on each comma-separated queue; logs ``start <tid> <queue> <time>``
-        before and ``done <tid> <queue> <time>`` after the handler's work (WORK_MS is
+        handles EVENT on each comma-separated queue; logs ``start <tid> <queue> <time>
+        <attempt>`` before and ``done <tid> <queue> <time>`` after the handler's work (WORK_MS is
         ``low-high`` milliseconds, uniformly), until SIGTERM.
     publisher LOG URL PREFIX COUNT BATCH PACE
         publishes COUNT events with tids PREFIX0, PREFIX1, ... in batches of BATCH, PACE
@@ -41,7 +41,8 @@ async def worker(log: str, url: str, lease: str, concurrency: str, queues: str,
     low, high = (float(ms) / 1000 for ms in work_ms.split("-"))
 
     async def handler(event: Event) -> None:
-        os.write(fd, f"start {event.tid} {event.queue} {time.time():.6f}\n".encode())
+        os.write(fd, f"start {event.tid} {event.queue} {time.time():.6f} {event.attempts}\n"
+                 .encode())
         if high:
             await asyncio.sleep(random.uniform(low, high))
         os.write(fd, f"done {event.tid} {event.queue} {time.time():.6f}\n".encode())
