@@ -21,6 +21,7 @@ prints one table per backend:
    slowish worker drains (two more drain the rest at the end): peak RSS of worker and
    publisher, nothing dropped.
 
+`--stress` runs `stress --cpu 2` beside it all; `--short` uses the test suite's sizes.
 Every loop is bounded in count and time and talks to 127.0.0.1 only. The shared
 servers are never restarted; only the harness's own sessions are cut.
 """
@@ -618,12 +619,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenario", action="append", type=int, choices=range(1, 7))
     parser.add_argument("--url", help="the URL of scenarios 1, 3-6 (default: the local one)")
     parser.add_argument("--short", action="store_true", help="the test suite's small sizes")
+    parser.add_argument("--stress", action="store_true",
+                        help="run Debian's `stress --cpu 2` beside everything")
     args = parser.parse_args(argv)
     sizes = Sizes.short() if args.short else Sizes()
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
-    for kind in args.backend or list(NAMES):
-        rows = run_backend(kind, args.scenario or [1, 2, 3, 4, 5, 6], sizes, args.url)
-        print(table(kind, rows), "\n", flush=True)
+    with _stressed(args.stress):
+        for kind in args.backend or list(NAMES):
+            rows = run_backend(kind, args.scenario or [1, 2, 3, 4, 5, 6], sizes, args.url)
+            print(table(kind, rows), "\n", flush=True)
+
+
+@contextlib.contextmanager
+def _stressed(wanted: bool) -> Iterator[None]:
+    """Keep both cores busy beside the run, if `wanted`."""
+    if not wanted:
+        yield
+        return
+    if shutil.which("stress") is None:
+        raise SystemExit("--stress needs Debian's stress (apt-get install stress)")
+    stress = subprocess.Popen(["stress", "--cpu", "2"], stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        stress.terminate()
+        stress.wait()
 
 
 if __name__ == "__main__":
