@@ -125,6 +125,9 @@ class PrivateRabbitMQ:
         self.folder = Path(tempfile.mkdtemp(prefix="wrkr-faults-rabbitmq-"))
         self.user = _as_user("rabbitmq")
         home = Path(pwd.getpwnam("rabbitmq").pw_dir)
+        if not self.user and os.geteuid() != pwd.getpwnam("rabbitmq").pw_uid:
+            raise ServerMissing("a private RabbitMQ node needs root or the rabbitmq user "
+                                "(its Erlang cookie)")
         self.env = {**os.environ, "HOME": str(home),  # the node's Erlang cookie lives there
                     "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_PORT": str(port),
                     "RABBITMQ_DIST_PORT": str(dist_port),
