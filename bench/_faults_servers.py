@@ -20,6 +20,7 @@ import pwd
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -291,3 +292,63 @@ def cut_rabbitmq_connections(ctl: list[str]) -> int:
         subprocess.run([*ctl, "-q", "close_connection", pid, "wrkr fault harness"],
                        capture_output=True, timeout=30, check=False)
     return len(ours)
+
+
+class CuttingProxy:
+    """A TCP proxy in front of a server that can cut every connection through it at once.
+
+    For servers with no way to cut a client's session (the wire server): clients see
+    their connections reset by the peer, as they would if the server dropped them.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        import threading
+
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True, name="cutting-proxy").start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            except OSError:
+                continue
+            server.settimeout(None)
+            with self._lock:
+                self._open += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> int:
+        """Reset every connection through the proxy; say how many client connections."""
+        with self._lock:
+            cut, self._open = self._open, []
+        for end in cut:
+            with contextlib.suppress(OSError):
+                end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                end.close()
+        return len(cut) // 2
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        self.cut()

@@ -12,7 +12,8 @@ prints one table per backend:
    running. Confirmed publishes lost must be 0; resume = server up → first new claim.
 3. ``cut``: the harness's own connections cut by the server every second
    (`pg_terminate_backend` by application_name, `rabbitmqctl close_connection` by
-   connection_name); the same figures.
+   connection_name; the wire server cannot, so a TCP proxy in front of it resets every
+   connection); the same figures.
 4. ``publisher``: a publisher SIGKILLed while publishing batches of 100, again and
    again; batches found partly stored must be 0 (every batch is one transaction).
 5. ``poison``: malformed items put straight into the table / queue: parked as failed
@@ -45,10 +46,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from bench._faults_roles import EVENT
 from bench._faults_servers import (
     SESSION_NAME,
+    CuttingProxy,
     Server,
     WireServer,
     cut_postgres_sessions,
@@ -66,7 +69,7 @@ SHARED = {
 NAMES = {"postgresql": "PostgreSQL", "amqp": "RabbitMQ", "mongodb": "MongoDB (wire server)",
          "sqlite": "SQLite"}
 SCENARIOS = {"postgresql": [1, 2, 3, 4, 5, 6], "amqp": [1, 2, 3, 4, 5, 6],
-             "mongodb": [1, 2, 4, 5, 6], "sqlite": [1, 4, 5, 6]}
+             "mongodb": [1, 2, 3, 4, 5, 6], "sqlite": [1, 4, 5, 6]}
 FOLDERS: list[Path] = []
 DEADLINE = 300.0
 """The longest any one scenario may run (seconds) before the harness gives up on it."""
@@ -532,11 +535,15 @@ def overload(url: str, sizes: Sizes) -> Row:
 
 @contextlib.contextmanager
 def shared_url(kind: str, url: str | None) -> Iterator[str]:
-    """The URL scenarios other than the restart use; MongoDB and SQLite get their own."""
+    """The URL of the scenarios but the restart: the shared servers, a real MongoDB if
+    `WRKR_TEST_MONGODB_URL` names one (else a wire server of the run's own), a new SQLite file."""
     if url is not None:
         yield url
     elif kind in SHARED:
         yield SHARED[kind]
+    elif kind == "mongodb" and os.environ.get("WRKR_TEST_MONGODB_URL"):
+        real = urlsplit(os.environ["WRKR_TEST_MONGODB_URL"])  # a real MongoDB, when named
+        yield urlunsplit((real.scheme, real.netloc, "/wrkr_faults", real.query, ""))
     elif kind == "mongodb":
         server = WireServer(port=27218)
         server.start()
@@ -571,6 +578,16 @@ def _how(kind: str) -> str:
 
 
 def cut_scenario(kind: str, url: str, sizes: Sizes) -> Row:
+    if kind == "mongodb":  # the wire server cannot cut a client: a proxy in front does
+        parts = urlsplit(url)
+        proxy = CuttingProxy(parts.port or 27017)
+        try:
+            proxied = urlunsplit((parts.scheme, f"127.0.0.1:{proxy.port}", parts.path,
+                                  parts.query, ""))
+            return stream_with_fault(proxied, sizes, "3 connections reset (by a proxy in "
+                                     "front of the server) every 1 s", proxy.cut)
+        finally:
+            proxy.close()
     if kind == "postgresql":
         return stream_with_fault(url, sizes, "3 own sessions cut (pg_terminate_backend) every 1 s",
                                  lambda: cut_postgres_sessions(url))

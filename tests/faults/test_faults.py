@@ -38,7 +38,7 @@ def test_a_server_restart_mid_stream_loses_no_confirmed_publish(kind: str) -> No
     assert row.figures["other errors"] == 0, row.cells()
 
 
-@pytest.mark.parametrize("url", ["postgresql", "amqp"], indirect=True)
+@pytest.mark.parametrize("url", ["postgresql", "amqp", "mongodb"], indirect=True)
 def test_own_connections_cut_by_the_server_lose_no_confirmed_publish(url: str) -> None:
     row = faults.cut_scenario(kind_of(url), url, SIZES[kind_of(url)])
     assert row.lost == 0, row.cells()
