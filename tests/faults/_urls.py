@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,14 +23,6 @@ SIZES = {"postgresql": SHORT, "amqp": SHORT, "sqlite": SHORT,
          "mongodb": replace(SHORT, kill_events=150, stream_events=300, publisher_kills=2,
                             publisher_cap=400, poison_good=10, overload_events=400,
                             lease="10 seconds")}
-
-
-@pytest.fixture(autouse=True)
-def _remove_logs() -> Iterator[None]:
-    """Remove the worker and publisher logs of the test's processes afterwards."""
-    yield
-    while faults.FOLDERS:
-        shutil.rmtree(faults.FOLDERS.pop(), ignore_errors=True)
 
 
 def missing(reason: str) -> None:
