@@ -132,6 +132,25 @@ class ErrorRecord:
         return data
 
     @classmethod
+    def history(cls, stored: Any,
+                read: Callable[[Any], ErrorRecord] | None = None) -> tuple[ErrorRecord, ...]:
+        """Rebuild an item's stored error history, never failing on a record it cannot read.
+
+        A row or message written by something other than wrkr must not make every claim
+        of its queue fail (one bad row would stop the queue): a record that `read`
+        (default `from_dict`) cannot rebuild is kept as one saying so.
+        """
+        entries = stored if isinstance(stored, list | tuple) else [stored]
+        records = []
+        for entry in entries:
+            try:
+                records.append((read or cls.from_dict)(entry))
+            except (TypeError, KeyError, ValueError, AttributeError):
+                records.append(cls(datetime.fromtimestamp(0, UTC), 0, "UnreadableError",
+                                   f"unreadable error record: {repr(entry)[:200]}"))
+        return tuple(records)
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ErrorRecord:
         """Rebuild a record written by `to_dict` (or by a version without tracebacks)."""
         trace = data.get("traceback")

@@ -145,15 +145,18 @@ def item_from_document(document: dict[str, Any], now: datetime) -> Item:
         tid=document.get("tid"), payload=bytes(document["payload"]),
         due=as_utc(document["due"]), created=as_utc(document["created"]),
         state=state_of(document, now), attempts=int(document.get("attempts", 0)),
-        errors=tuple(ErrorRecord(as_utc(e["at"]), int(e["attempt"]), str(e["type"]),
-                                 str(e["message"]), e.get("traceback"))
-                     for e in document.get("errors", [])),
+        errors=ErrorRecord.history(document.get("errors", []), _error_from_document),
         worker=document.get("worker"),
         finished=as_utc(finished) if finished is not None else None,
         flow=document.get("flow"),
         parent=document.get("parent"), root=document.get("root") or document["_id"],
         trace=document.get("trace"),
     )
+
+
+def _error_from_document(e: dict[str, Any]) -> ErrorRecord:
+    return ErrorRecord(as_utc(e["at"]), int(e["attempt"]), str(e["type"]), str(e["message"]),
+                       e.get("traceback"))
 
 
 def state_of(document: dict[str, Any], now: datetime) -> State:

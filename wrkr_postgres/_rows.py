@@ -31,7 +31,7 @@ def to_item(row: tuple[Any, ...]) -> Item:
     return Item(
         id=item_id.hex, queue=queue, name=name, tid=tid, payload=bytes(payload), due=due,
         created=created, state=State(state), attempts=attempts,
-        errors=tuple(ErrorRecord.from_dict(error) for error in errors), worker=worker,
+        errors=ErrorRecord.history(errors), worker=worker,
         finished=finished, flow=row[14], parent=parent, root=root or item_id.hex, trace=trace)
 
 

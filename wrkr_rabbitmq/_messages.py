@@ -97,7 +97,9 @@ class RabbitMQEnvelope:
 
     def add_error(self, error: ErrorRecord) -> RabbitMQEnvelope:
         """Return a copy with `error` appended to the history."""
-        return self.with_changes(errors=[*self.meta["errors"], error.to_dict()])
+        kept = self.meta["errors"]  # a list, unless a foreign publisher wrote something else
+        return self.with_changes(
+            errors=[*(kept if isinstance(kept, list) else [kept]), error.to_dict()])
 
 
 def envelope_for(message: Message, item_id: str) -> RabbitMQEnvelope:
@@ -140,7 +142,7 @@ def item_of(envelope: RabbitMQEnvelope, queue: str, state: State, attempts: int,
     return Item(id=envelope.item_id, queue=queue, name=str(meta["name"]), tid=meta.get("tid"),
                 payload=envelope.body, due=from_micros(envelope.due_micros),
                 created=from_micros(int(meta["created"])), state=state, attempts=attempts,
-                errors=tuple(ErrorRecord.from_dict(e) for e in meta["errors"]), worker=worker,
+                errors=ErrorRecord.history(meta["errors"]), worker=worker,
                 parent=_text(meta.get("parent")), root=_text(meta.get("root")) or envelope.item_id,
                 trace=_text(meta.get("trace")))
 

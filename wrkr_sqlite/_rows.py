@@ -42,9 +42,17 @@ def to_item(row: tuple[Any, ...]) -> Item:
     return Item(
         id=item_id, queue=queue, name=name, tid=tid, payload=payload, due=from_micros(due),
         created=from_micros(created), state=State(state), attempts=attempts,
-        errors=tuple(ErrorRecord.from_dict(error) for error in orjson.loads(errors)),
+        errors=ErrorRecord.history(_json_or_text(errors)),
         worker=worker, finished=None if finished is None else from_micros(finished),
         parent=parent, root=root or item_id, trace=trace)
+
+
+def _json_or_text(stored: str) -> Any:
+    """The stored JSON, or the text itself where it is not JSON (written by another tool)."""
+    try:
+        return orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        return stored
 
 
 def to_delivery(row: tuple[Any, ...]) -> Delivery[SQLiteReceipt]:

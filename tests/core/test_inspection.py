@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from wrkr import (
+    ErrorRecord,
     Event,
     Fail,
     Handled,
@@ -166,3 +167,11 @@ async def test_the_store_backend_checks_the_purge_state_once_for_every_store(app
     # callers of the Backend contract (not only Wrkr.purge) get the same clear error
     with pytest.raises(InvalidEvent, match="'ready' for purge"):
         await app.backend.purge(None, State.READY, None)
+def test_an_unreadable_error_history_is_kept_as_records_saying_so() -> None:
+    good = ErrorRecord(datetime(2026, 1, 1, tzinfo=UTC), 1, "ValueError", "boom")
+    assert ErrorRecord.history([good.to_dict()]) == (good,)
+    for stored in ("not a list", {"at": "x"}, [good.to_dict(), 42]):
+        records = ErrorRecord.history(stored)
+        assert records[-1].type == "UnreadableError"
+        assert "unreadable error record" in records[-1].message
+    assert ErrorRecord.history([good.to_dict(), 42])[0] == good

@@ -64,7 +64,12 @@ DELETE FROM wrkr_items WHERE seq = :seq AND lease = :lease AND state = 'processi
 UPDATE wrkr_items
 SET state = CASE :how WHEN 'ack' THEN 'done' WHEN 'fail' THEN 'failed' ELSE 'pending' END,
     due = coalesce(:due, due),
-    errors = CASE WHEN :error IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(:error)) END,
+    errors = CASE WHEN :error IS NULL THEN errors
+                  WHEN json_valid(errors) AND json_type(errors) = 'array'
+                  THEN json_insert(errors, '$[#]', json(:error))
+                  -- a history another tool wrote, not a JSON array: kept as its first entry
+                  ELSE json_array(CASE WHEN json_valid(errors) THEN json(errors) ELSE errors END,
+                                  json(:error)) END,
     attempts = attempts - (CASE WHEN :how = 'release' THEN 1 ELSE 0 END),
     worker = CASE WHEN :how IN ('ack', 'fail') THEN worker END,
     finished = CASE WHEN :how IN ('ack', 'fail') THEN :now ELSE finished END,
