@@ -10,6 +10,9 @@ MQTT 5 user property, ``x-wrkr``, holding a JSON object:
     created    when the event was published, same unit
     attempts   attempts already made (the delivery under way is not counted yet)
     errors     the error history, a list of `ErrorRecord.to_dict()`
+    parent     only on items a handler published: the id of the item it was handling
+    root       only there too: the first item of that chain (a root's root is its id)
+    trace      only on traced items: the publisher's W3C traceparent
 
 A message without ``x-wrkr`` on an event topic is a foreign event (any MQTT client may
 publish a JSON object to ``<prefix>/user/added``): it is consumed as an event named
@@ -117,11 +120,16 @@ class PackedProperties:
 
 def envelope_for(message: Message, item_id: str) -> MQTTEnvelope:
     """Return the envelope of a newly published message."""
-    return MQTTEnvelope({
+    meta: dict[str, Any] = {
         "v": VERSION, "id": item_id, "name": message.name, "tid": message.tid,
         "due": to_micros(message.due), "created": to_micros(message.created),
         "attempts": 0, "errors": [],
-    }, bytes(message.payload))
+    }
+    for key, value in (("parent", message.parent), ("root", message.root),
+                       ("trace", message.trace)):
+        if value is not None:  # a root published untraced, the usual one: a short header
+            meta[key] = value
+    return MQTTEnvelope(meta, bytes(message.payload))
 
 
 def _user_properties(message: paho.MQTTMessage) -> dict[str, str]:
@@ -181,5 +189,11 @@ def item_of(envelope: MQTTEnvelope, queue: str, attempts: int, worker: str) -> I
     return Item(id=envelope.item_id, queue=queue, name=envelope.name, tid=meta.get("tid"),
                 payload=envelope.body, due=from_micros(envelope.due_micros),
                 created=from_micros(int(meta["created"])), state=State.PROCESSING,
-                attempts=attempts,
-                errors=tuple(ErrorRecord.from_dict(e) for e in meta["errors"]), worker=worker)
+                attempts=attempts, errors=ErrorRecord.history(meta["errors"]), worker=worker,
+                parent=_text(meta.get("parent")),
+                root=_text(meta.get("root")) or envelope.item_id, trace=_text(meta.get("trace")))
+
+
+def _text(value: object) -> str | None:
+    """Return an optional field as a str (a foreign writer may put anything there)."""
+    return None if value is None else str(value)
