@@ -1,10 +1,18 @@
-"""`pytest --pyargs backend_conformance_tests --wrkr-url memory://` runs, and passes, it all."""
+"""`pytest --pyargs backend_conformance_tests --wrkr-url URL` runs, and passes: all of it on
+memory, the lease and crash tests on RabbitMQ, PostgreSQL and the MongoDB wire server (a
+backend author's own URL needs no hook of ours to simulate a crash)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.backends._mongo_servers import (  # noqa: F401 - fixtures
+    new_database_name,
+    wire_server_url,
+    with_database,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +48,26 @@ def test_crash_tests_pass_by_url_on_a_broker_without_any_hook(rabbitmq_prefix: s
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "5 passed" in summary, summary
+
+
+LEASE_AND_CRASH = "crash or stale_delivery or renewal or lease or stop_leaves"
+
+
+def test_lease_and_crash_tests_pass_by_url_on_postgresql(pg_schema: str) -> None:
+    result = run_suite("--wrkr-url",
+                       f"postgresql://postgres@127.0.0.1:5432/test?schema={pg_schema}",
+                       "-k", LEASE_AND_CRASH)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in summary, summary
+    assert "skipped" not in summary, summary
+
+
+def test_lease_and_crash_tests_pass_by_url_on_the_mongodb_wire_server(
+        wire_server_url: str) -> None:  # noqa: F811 - the fixture
+    url = with_database(wire_server_url, new_database_name())
+    result = run_suite("--wrkr-url", url, "-k", LEASE_AND_CRASH)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in summary, summary
+    assert "skipped" not in summary, summary
