@@ -123,8 +123,8 @@ def test_a_broken_link_anchor_or_reference_fails_the_build(tmp_path: Path) -> No
     assert [name for name in BROKEN.values() if name not in output] == [], output
 
 
-def test_the_shrunk_readme_links_to_files_that_exist_and_its_quick_start_is_short() -> None:
-    text = (ROOT / "docs" / "readme-shrunk.md").read_text()
+def test_the_readme_links_to_files_that_exist_and_its_quick_start_is_short() -> None:
+    text = (ROOT / "README.md").read_text()
     targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
     local = [target for target in targets if "://" not in target]
     assert len(local) > 10, local

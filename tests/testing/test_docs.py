@@ -1,4 +1,5 @@
-"""The README's "Testing your app" and docs/testing.md run as a user would run them.
+"""docs/testing.md's examples (the pytest fixture, FastAPI, Flask, Django) run as a user
+would run them.
 
 Each example's files are written out as they appear and run by pytest in a process of
 their own (Django's settings, for one, are global to a process).
@@ -15,16 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 _NAMED_BLOCK = re.compile(r"<!-- file: (\S+) -->\n```python\n(.*?)```", re.DOTALL)
-
-
-def readme_files() -> dict[str, str]:
-    """Return the README testing section's blocks, by the file name on their first line."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Testing your app", 1)[1].split("\n## ", 1)[0]
-    blocks = _BLOCK.findall(section)
-    return {block.splitlines()[0].removeprefix("# "): block for block in blocks}
 
 
 def docs_files(heading: str) -> dict[str, str]:
@@ -46,9 +38,9 @@ def run_pytest(files: dict[str, str], where: Path) -> subprocess.CompletedProces
         cwd=where, env=env, capture_output=True, text=True, timeout=100, check=False)
 
 
-def test_the_readme_example_passes(tmp_path: Path) -> None:
-    files = readme_files()
-    assert sorted(files) == ["conftest.py", "test_sign_up.py"]
+def test_the_pytest_fixture_example_passes(tmp_path: Path) -> None:
+    files = docs_files("With pytest: the `wrkr_harness` fixture")
+    assert sorted(files) == ["conftest.py", "signup.py", "test_signup.py"]
     result = run_pytest(files, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
