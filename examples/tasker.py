@@ -19,9 +19,9 @@ Configuration (environment): PORT (8080), SERVICE1_URL, SERVICE2_URL, SERVICE3_U
 (http://127.0.0.1:8101, 8102, 8103), WRK_ENABLED (true: consume requests; false: only
 serve), WRKR_URL (memory://), FLAKY_RATE (0.3, the fake service 2's share of 503s).
 
-The worker's HTTP side, on 127.0.0.1:PORT, is `wrkr.web`'s: Tasker's `GET /heartbeat`
-(200 while the process runs) beside `wrkr.web.probes(app)`'s `GET /metrics` (Prometheus:
-what this worker handled, and the items in the backend), `/healthz` and `/readyz`.
+The worker's HTTP side on 127.0.0.1:PORT is `wrkr.web`'s (needs ``wrkr[web]``): Tasker's
+`GET /heartbeat` (200 while the process runs) beside `wrkr.web.probes(app)`'s `GET /metrics`
+(Prometheus: what this worker handled, and the items in the backend), `/healthz`, `/readyz`.
 """
 
 from __future__ import annotations
