@@ -12,28 +12,41 @@ Failed (`request_status`), and its end is published as `tasker.request.completed
 `tasker.request.failed`, which this worker logs (other services may subscribe too).
 
     python -m examples.tasker services          the three fake services on 127.0.0.1
-    python -m examples.tasker                   the worker, and GET /heartbeat on PORT
+    python -m examples.tasker                   the worker, and its HTTP side on PORT
     python -m examples.tasker submit ada pro    start a request, wait, print its status
 
 Configuration (environment): PORT (8080), SERVICE1_URL, SERVICE2_URL, SERVICE3_URL
 (http://127.0.0.1:8101, 8102, 8103), WRK_ENABLED (true: consume requests; false: only
 serve), WRKR_URL (memory://), FLAKY_RATE (0.3, the fake service 2's share of 503s).
-`/metrics` comes with `wrkr.web` (issue 12).
+
+The worker's HTTP side on 127.0.0.1:PORT is `wrkr.web`'s (needs ``wrkr[web]``): Tasker's
+`GET /heartbeat` (200 while the process runs) beside `wrkr.web.probes(app)`'s `GET /metrics`
+(Prometheus: what this worker handled, and the items in the backend), `/healthz`, `/readyz`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import signal
+import socket
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+import wrkr.web
 from examples._http import call, serve
 from wrkr import Event, Fail, Flow, Retry, Wrkr
 
@@ -124,18 +137,47 @@ def request_status(flow: Flow) -> str:
     return STATUS[flow.state]
 
 
-# -- GET /heartbeat -------------------------------------------------------------------------
+# -- GET /heartbeat and GET /metrics, through wrkr.web ---------------------------------------
 
 
-async def heartbeat(port: int = PORT) -> asyncio.Server:
-    """Serve ``GET /heartbeat`` (200 while the process runs) on 127.0.0.1:`port`."""
+def http_app() -> Starlette:
+    """Return the worker's HTTP side: `/heartbeat`, and wrkr.web's `/metrics` and probes."""
 
-    async def route(method: str, path: str, body: Any) -> tuple[int, Any]:
-        if (method, path) == ("GET", "/heartbeat"):
-            return 200, {"status": "ok", "worker": WRK_ENABLED}
-        return 404, {"error": f"no route {method} {path}"}
+    async def heartbeat(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "worker": WRK_ENABLED})
 
-    return await serve(route, port)
+    return Starlette(routes=[Route("/heartbeat", heartbeat, methods=["GET"]),
+                             Mount("/", app=wrkr.web.probes(app))])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn leaving SIGINT and SIGTERM to `app.run()`, which stops gracefully on them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def http_server(port: int = PORT) -> AsyncIterator[int]:
+    """Serve `http_app()` on 127.0.0.1:`port` until the block ends; yield the port.
+
+    The socket listens before the block starts (port 0 picks a free one), so a request
+    made at once waits in its backlog instead of being refused.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(64)
+    server = _Server(uvicorn.Config(http_app(), lifespan="off", log_level="warning",
+                                    access_log=False))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
 
 
 # -- the three fake downstream services -------------------------------------------------------
@@ -210,15 +252,12 @@ async def main(argv: list[str]) -> None:
             print(flow_id, request_status(flow), flow.error or flow.results)
     else:
         await app.start()  # the queues are subscribed: /heartbeat answers from now on
-        server = await heartbeat()
-        try:
+        async with http_server():
             if WRK_ENABLED:
                 await app.run()  # until SIGINT / SIGTERM, then a graceful stop
             else:
                 await _signalled()
                 await app.stop()
-        finally:
-            server.close()
 
 
 async def _signalled() -> None:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 import pytest_asyncio
 
@@ -94,15 +95,23 @@ async def test_a_failure_error_stops_the_request_at_its_step_and_marks_it_failed
     assert tasker.FINISHED[request] == "Failed"  # told by tasker.request.failed
 
 
-async def test_heartbeat_answers_200() -> None:
-    server = await tasker.heartbeat(0)
-    try:
-        status, body = await call(f"http://127.0.0.1:{port_of(server)}/heartbeat", method="GET")
-        missing, _ = await call(f"http://127.0.0.1:{port_of(server)}/nothing", method="GET")
-    finally:
-        server.close()
-        await server.wait_closed()
-    assert (status, body["status"], missing) == (200, "ok", 404)
+async def test_heartbeat_and_metrics_answer_through_wrkr_web(
+        services: tasker.FakeServices) -> None:
+    async with harness(tasker.app) as h, tasker.http_server(0) as port, \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        beat = await http.get("/heartbeat")
+        request = await tasker.submit("ada", "pro")
+        await h.drain()
+        assert tasker.request_status(await tasker.app.flow(request)) == "Completed"
+        metrics = await http.get("/metrics")
+        ready = await http.get("/readyz")
+        missing = await http.get("/nothing")
+    assert (beat.status_code, beat.json()) == (200, {"status": "ok", "worker": True})
+    assert (metrics.status_code, ready.status_code, missing.status_code) == (200, 200, 404)
+    # The three jobs and the request's end event, each handled once; the backend's counts.
+    for queue in ("tasker.service1", "tasker.service2", "tasker.service3", "tasker.requests"):
+        assert f'wrkr_handled_total{{outcome="acked",queue="{queue}"}} 1.0' in metrics.text
+    assert 'wrkr_items{queue="tasker.service1",state="ready"} 0.0' in metrics.text
 
 
 def _free_port() -> int:
@@ -148,6 +157,8 @@ async def test_the_worker_process_on_postgresql_serves_heartbeat_and_completes_r
                                           payload={"params": {"user": "eve", "plan": "x"}})
             told = {event.tid: event.name for event in await ends.take(2, "both ends")}
             done = await client.flow(ok)
+        async with httpx.AsyncClient() as http:  # what the worker process itself handled
+            metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
     finally:
         worker.send_signal(signal.SIGTERM)
         async with asyncio.timeout(WAIT * 3):
@@ -155,6 +166,8 @@ async def test_the_worker_process_on_postgresql_serves_heartbeat_and_completes_r
     assert worker.returncode == 0, stderr.decode()[-2000:]
     assert told == {ok: "tasker.request.completed", bad: "tasker.request.failed"}
     assert done.results["tasker.account.provision"] == {"account": "ada-acct", "quota": 100}
+    assert 'wrkr_handled_total{outcome="acked",queue="tasker.service3"} 1.0' in metrics
+    assert 'wrkr_handled_total{outcome="failed",queue="tasker.service3"} 1.0' in metrics
 
 
 @pytest.mark.postgres

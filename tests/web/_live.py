@@ -67,6 +67,50 @@ def demo_app(url: str = "memory://", fixed: set[str] | None = None,
     return app
 
 
+def family_app(url: str = "memory://", **options: Any) -> Wrkr:
+    """An app whose handlers publish (a lineage tree) and run flow jobs.
+
+    `order.placed` publishes `order.paid` and `order.packed`; `order.paid` publishes
+    `receipt.sent`. Flow jobs: `job.fetch` returns its tid, `job.check` fails the flow
+    (`Fail`) when the flow's payload has `"fail"`, `job.combine` returns the names of
+    the results it was given.
+    """
+    app = Wrkr.from_url(url, **options)
+
+    @app.on("order.placed", queue="test.web.orders")
+    async def placed(event: Any) -> None:
+        await app.publish([{"name": "order.paid", "tid": event.tid},
+                           {"name": "order.packed", "tid": event.tid}])
+
+    @app.on("order.paid", queue="test.web.payments")
+    async def paid(event: Any) -> None:
+        await app.publish({"name": "receipt.sent", "tid": event.tid})
+
+    @app.on("order.packed", queue="test.web.notes")
+    @app.on("receipt.sent", queue="test.web.notes")
+    async def noted(event: Any) -> None:
+        await asyncio.sleep(0)
+
+    @app.on("job.fetch", queue="test.web.jobs")
+    async def fetch(event: Any) -> Any:
+        return {"fetched": event.tid}
+
+    @app.on("job.check", queue="test.web.jobs", retry=Retry(attempts=1))
+    async def check(event: Any) -> Any:
+        if event.flow.payload.get("fail"):
+            raise Fail(f"check refused: {event.flow.payload['fail']}")
+        return "checked"
+
+    @app.on("job.combine", queue="test.web.jobs")
+    async def combine(event: Any) -> Any:
+        return {"combined": sorted(event.flow.results)}
+
+    return app
+
+
+FLOW_STEPS = [[{"name": "job.fetch"}, {"name": "job.check"}], [{"name": "job.combine"}]]
+
+
 @contextmanager
 def live_server(app: Wrkr, *, token: str | None = None, prefix: str = "",
                 started: bool = True, listen: bool = True, worker: Wrkr | None = None,

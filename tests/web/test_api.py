@@ -226,8 +226,8 @@ def test_the_openapi_document_lists_every_endpoint(client: httpx.Client) -> None
     document = client.get("/openapi.json").json()
     assert document["openapi"].startswith("3.")
     assert {"/v1/events", "/v1/items", "/v1/items/{id}", "/v1/items/{id}/retry", "/v1/queues",
-            "/v1/subscriptions", "/v1/schedules", "/healthz", "/readyz",
-            "/metrics"} <= set(document["paths"])
+            "/v1/subscriptions", "/v1/schedules", "/v1/items/{id}/lineage", "/v1/flows/{id}",
+            "/healthz", "/readyz", "/metrics"} <= set(document["paths"])
 
 
 def test_probes_answer(client: httpx.Client) -> None:

@@ -39,6 +39,9 @@ def test_a_capability_the_backend_lacks_is_a_501_naming_it() -> None:
             assert_problem(client.get("/v1/queues"), 501, "'query'")
             assert_problem(client.get("/v1/schedules"), 501, "'schedules'")
             assert_problem(client.delete("/v1/items", params={"tid": "1"}), 501, "'cancel'")
+            assert_problem(client.get("/v1/items/i1"), 501, "'query'", "get()")
+            assert_problem(client.get("/v1/flows/f1"), 501, "'flows'")
+            assert_problem(client.get("/v1/items/i1/lineage"), 501, "'lineage'")
             assert client.get("/v1/subscriptions").json() == {"subscriptions": [
                 {"queue": "test.web.mq", "pattern": "user.added"}]}
             assert client.get("/readyz").json() == {"status": "ready"}

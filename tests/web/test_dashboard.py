@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import os
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +22,8 @@ import httpx2 as httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.web._live import Live, demo_app, live_server
-from tests.web._poll import wait_for_state
+from tests.web._live import FLOW_STEPS, Live, demo_app, family_app, live_server
+from tests.web._poll import wait_for_json, wait_for_state
 from tests.web.test_api import publish
 from wrkr import Wrkr
 from wrkr_memory import MemoryBackend, MemoryStore
@@ -174,6 +175,93 @@ def test_a_page_of_another_origin_cannot_retry_an_item(
             tab.close()
         item = client.get(f"/v1/items/{item_id}").json()
         assert (item["state"], len(item["errors"])) == ("failed", 1)  # never retried
+
+
+@pytest.fixture
+def family(browser: Browser) -> Iterator[tuple[Live, Page]]:
+    """A server app without handlers and, beside it, the family app as its worker (one
+    named memory store), and a tab."""
+    url = f"memory://dashboard-{secrets.token_hex(4)}"
+    with live_server(Wrkr.from_url(url), worker=family_app(url, archive="keep")) as live:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        tab = context.new_page()
+        errors: list[str] = []
+        tab.on("pageerror", lambda error: errors.append(str(error)))
+        tab.set_default_timeout(WAIT_MS)
+        yield live, tab
+        context.close()
+        assert errors == [], errors
+
+
+def test_the_item_page_shows_the_lineage_tree(
+    family: tuple[Live, Page], tmp_path: Path
+) -> None:
+    live, page = family
+    with httpx.Client(base_url=live.url) as client:
+        [root] = publish(client, {"name": "order.placed", "tid": "o7"})
+        tree = wait_for_json(client, f"/v1/items/{root}/lineage",
+                             lambda body: len(body["items"]) == 4)["items"]
+    ids = {node["name"]: node["id"] for node in tree}
+    page.goto(f"{live.url}/#/item/{ids['receipt.sent']}")
+    lineage = page.locator("#lineage")
+    top = lineage.locator(":scope > ul.tree > li")
+    expect(top).to_have_count(1)  # one root
+    expect(top.locator(":scope > .node")).to_contain_text("order.placed")
+    nested = top.locator(":scope > ul.tree > li")
+    expect(nested).to_have_count(2)  # paid and packed, oldest first
+    paid = nested.filter(has=page.locator(f':scope > .node[data-id="{ids["order.paid"]}"]'))
+    leaf = paid.locator(f':scope > ul.tree > li > .node[data-id="{ids["receipt.sent"]}"]')
+    expect(leaf).to_have_attribute("aria-current", "true")
+    expect(leaf).to_contain_text("this item")
+    expect(lineage.locator('[aria-current="true"]')).to_have_count(1)
+    expect(page.locator("#lineage-hint")).to_contain_text("4 items share the root")
+    page.screenshot(path=tmp_path / "lineage.png", full_page=True)
+
+    top.locator(":scope > .node a").click()  # the root's own page
+    expect(page.locator("#item-id")).to_have_text(root)
+    expect(page.locator(f'#lineage .node[data-id="{root}"]')).to_have_attribute(
+        "aria-current", "true")
+    expect(page.locator("#lineage .node")).to_have_count(4)
+
+
+def test_a_flow_page_shows_its_steps_of_jobs_reached_from_an_item(
+    family: tuple[Live, Page], tmp_path: Path
+) -> None:
+    live, page = family
+    done = live.call(lambda: live.app.start_flow("test.web.flow", tid="ok", steps=FLOW_STEPS))
+    with httpx.Client(base_url=live.url) as client:
+        flow = wait_for_json(client, f"/v1/flows/{done}", lambda f: f["state"] == "completed")
+    [combine] = flow["steps"][1][0]["item_ids"]
+    page.goto(f"{live.url}/#/item/{combine}")
+    page.locator('[data-field="flow"] a').click()
+    expect(page.locator("#flow-id")).to_have_text(done)
+    expect(page.locator("#flow-state")).to_have_text("completed")
+    steps = page.locator("#steps .step")
+    expect(steps).to_have_count(2)
+    first = steps.nth(0)
+    expect(first.locator(".job")).to_have_count(2)
+    expect(first.locator('[data-job="job.fetch"] .job-state')).to_have_text("done")
+    expect(first.locator('[data-job="job.fetch"] .result')).to_contain_text('"fetched": "ok"')
+    first.locator('[data-job="job.fetch"] a').click()  # its item
+    expect(page.locator('[data-field="name"]')).to_have_text("job.fetch")
+    page.go_back()
+    expect(steps.nth(1).locator('[data-job="job.combine"] .result')).to_contain_text("job.check")
+    expect(page.locator("#flow-error")).to_be_hidden()
+    page.screenshot(path=tmp_path / "flow-completed.png", full_page=True)
+
+    failed = live.call(lambda: live.app.start_flow("test.web.flow", tid="bad",
+                                                   payload={"fail": "no credit"},
+                                                   steps=FLOW_STEPS))
+    page.goto(f"{live.url}/#/flow/{failed}")  # by URL
+    expect(page.locator("#flow-state")).to_have_text("failed")  # live refresh until it ends
+    expect(page.locator("#flow-error")).to_contain_text("Fail: check refused: no credit")
+    check = steps.nth(0).locator('[data-job="job.check"]')
+    expect(check.locator(".job-state")).to_have_text("failed")
+    expect(check.locator(".job-errors")).to_contain_text("attempt 1: Fail: check refused")
+    expect(steps.nth(1).locator('[data-job="job.combine"] .job-state')).to_have_text(
+        "cancelled")
+    expect(steps.nth(0).locator("h3 .badge")).to_have_text("failed")
+    page.screenshot(path=tmp_path / "flow-failed.png", full_page=True)
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""HTTP API v1: publish, list and inspect items, retry and cancel, queues, schedules.
+"""HTTP API v1: publish, list and inspect items, retry and cancel, queues, schedules,
+lineage trees and flows.
 
 Each endpoint is a thin translation: query and body to a `Wrkr` call, its answer to
 JSON (items with the fields of `wrkr get --json`). Errors are raised as `WrkrError`s
@@ -25,6 +26,7 @@ from wrkr.web import _cursor
 from wrkr.web._health import require_started
 from wrkr.web._metrics import metrics_for
 from wrkr.web._problems import Conflict, Problem
+from wrkr.web._views import flow_fields, item_view, lineage_fields
 
 __all__ = ["DEFAULT_LIMIT", "DEFAULT_TIMEOUT", "MAX_LIMIT", "ApiV1"]
 
@@ -51,6 +53,8 @@ class ApiV1:
             self._route("/v1/items", self.cancel, "DELETE"),
             self._route("/v1/items/{id}", self.item, "GET"),
             self._route("/v1/items/{id}/retry", self.retry, "POST"),
+            self._route("/v1/items/{id}/lineage", self.lineage, "GET"),
+            self._route("/v1/flows/{id}", self.flow, "GET"),
             self._route("/v1/queues", self.queues, "GET"),
             self._route("/v1/subscriptions", self.subscriptions, "GET"),
             self._route("/v1/schedules", self.schedules, "GET"),
@@ -97,9 +101,9 @@ class ApiV1:
                              "next": _cursor.encode(offset + limit) if more else None})
 
     async def item(self, request: Request) -> Response:
-        """GET /v1/items/{id}: one item in full; 404 when unknown."""
+        """GET /v1/items/{id}: one item in full, with its flow's id; 404 when unknown."""
         item_id = _check_text(request.path_params["id"], "item id")
-        return JSONResponse(item_fields(await self.app.get(item_id)))
+        return JSONResponse(await item_view(self.app, item_id))
 
     async def retry(self, request: Request) -> Response:
         """POST /v1/items/{id}/retry: a failed item back to ready; 409 if it is not failed."""
@@ -109,7 +113,17 @@ class ApiV1:
             raise Conflict(f"item {item_id!r} is {event.state}, not failed: only a failed "
                            "item can be retried")
         await self.app.retry(item_id)
-        return JSONResponse(item_fields(await self.app.get(item_id)))
+        return JSONResponse(await item_view(self.app, item_id))
+
+    async def lineage(self, request: Request) -> Response:
+        """GET /v1/items/{id}/lineage: the item's tree (every item sharing its root)."""
+        item_id = _check_text(request.path_params["id"], "item id")
+        return JSONResponse(lineage_fields(await self.app.lineage(item_id)))
+
+    async def flow(self, request: Request) -> Response:
+        """GET /v1/flows/{id}: a flow's state and its steps of jobs; 404 when unknown."""
+        flow_id = _check_text(request.path_params["id"], "flow id")
+        return JSONResponse(flow_fields(await self.app.flow(flow_id)))
 
     async def cancel(self, request: Request) -> Response:
         """DELETE /v1/items?name=&tid=&queue=: delete matching pending items; at least one."""

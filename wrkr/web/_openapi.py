@@ -1,7 +1,7 @@
 """The OpenAPI 3 document of the HTTP API, written by hand as the API's contract.
 
 Written, not generated: Starlette has no generator worth the name, and FastAPI's would
-bring pydantic models and a second validation layer for nine endpoints whose input
+bring pydantic models and a second validation layer for a dozen endpoints whose input
 `Wrkr` already validates (with messages that name the bad value). The test suite runs
 schemathesis against a live server with this document, so the two cannot drift apart
 unnoticed.
@@ -56,7 +56,40 @@ SCHEMAS: dict[str, Any] = {
             "due": _MOMENT, "created": _MOMENT, "attempts": {"type": "integer"},
             "worker": _NULLABLE_STRING, "finished": _MOMENT, "payload": {},
             "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ErrorRecord"}},
-            "parent": _NULLABLE_STRING, "root": _NULLABLE_STRING,
+            "parent": _NULLABLE_STRING, "root": _NULLABLE_STRING, "flow": _NULLABLE_STRING,
+        },
+    },
+    "Lineage": _list_of("items", {
+        "type": "object", "required": ["id", "parent", "root", "name", "queue", "tid", "state"],
+        "properties": {"id": {"type": "string"}, "parent": _NULLABLE_STRING,
+                       "root": {"type": "string"}, "name": {"type": "string"},
+                       "queue": {"type": "string"}, "tid": _NULLABLE_STRING,
+                       "state": {"type": "string", "enum": [s.value for s in State]}}}),
+    "Job": {
+        "type": "object",
+        "required": ["name", "item_ids", "state", "attempts", "result", "errors"],
+        "properties": {
+            "name": {"type": "string"},
+            "item_ids": {"type": "array", "items": {"type": "string"}},
+            "state": {"type": "string", "enum": [*(s.value for s in State), "cancelled"]},
+            "attempts": {"type": "integer", "minimum": 0}, "result": {},
+            "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ErrorRecord"}},
+        },
+    },
+    "Flow": {
+        "type": "object",
+        "required": ["id", "name", "tid", "state", "steps", "results", "error", "created",
+                     "finished"],
+        "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"}, "tid": _NULLABLE_STRING,
+            "state": {"type": "string",
+                      "enum": ["queued", "running", "completed", "failed", "cancelled"]},
+            "steps": {"type": "array", "items": {
+                "type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
+            "results": {"type": "object"},
+            "error": {"allOf": [{"$ref": "#/components/schemas/ErrorRecord"}],
+                      "nullable": True},
+            "created": _MOMENT, "finished": _MOMENT,
         },
     },
     "ItemPage": {
@@ -102,7 +135,7 @@ _PROBLEMS = {
     "400": "invalid input: the detail names the bad value",
     "401": "no bearer token, or a wrong one",
     "403": "a cross-site request",
-    "404": "no such item",
+    "404": "no such item (or flow)",
     "409": "the item is not in a state that allows it",
     "413": "the request body is too large",
     "415": "the body is not application/json",
@@ -156,6 +189,14 @@ def _operations() -> dict[str, Any]:
             "summary": "Move a failed item back to ready", "parameters": [_ID],
             "responses": {**_ok("Item"),
                           **_problems("400", "403", "404", "409", "501", *_COMMON)}}},
+        "/v1/items/{id}/lineage": {"get": {
+            "summary": "The item's lineage tree: every item sharing its root, oldest first",
+            "parameters": [_ID],
+            "responses": {**_ok("Lineage"), **_problems("400", "404", "501", *_COMMON)}}},
+        "/v1/flows/{id}": {"get": {
+            "summary": "A flow: its state and its steps of jobs with their states and results",
+            "parameters": [_ID],
+            "responses": {**_ok("Flow"), **_problems("400", "404", "501", *_COMMON)}}},
         "/v1/queues": {"get": {"summary": "Every queue with its counts per state",
                                "responses": {**_ok("Queues"), **_problems("501", *_COMMON)}}},
         "/v1/subscriptions": {"get": {"summary": "Every stored (queue, pattern)",
@@ -196,7 +237,8 @@ def document(*, token: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "wrkr HTTP API", "version": __version__,
-                 "description": "Publish, inspect, retry and cancel wrkr items."},
+                 "description": "Publish, inspect, retry and cancel wrkr items; follow "
+                                "their lineage and flows."},
         "paths": _operations(),
         "components": {"schemas": schemas, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"}}},

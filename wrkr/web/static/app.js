@@ -298,7 +298,7 @@ async function itemView(id) {
   return async () => renderItem(view, await api(`v1/items/${encodeURIComponent(id)}`));
 }
 
-function renderItem(view, item) {
+async function renderItem(view, item) {
   view.querySelector("#item-state").replaceWith(
     Object.assign(badge(item.state), { id: "item-state" }));
   view.querySelector("#retry").hidden = item.state !== "failed";
@@ -314,6 +314,7 @@ function renderItem(view, item) {
     ["due", when(item.due, true)], ["created", when(item.created, true)],
     ["attempts", item.attempts], ["worker", item.worker || "-"],
     ["finished", when(item.finished, true)]];
+  if (item.flow) fields.push(["flow", flowLink(item.flow)]);
   view.querySelector("#fields").replaceChildren(...fields.flatMap(([key, value]) =>
     [el("dt", {}, key), el("dd", { "data-field": key }, value)]));
   view.querySelector("#payload").textContent = JSON.stringify(item.payload, null, 2);
@@ -324,17 +325,103 @@ function renderItem(view, item) {
       el("pre", { class: "code traceback" }, error.traceback)) : null));
   view.querySelector("#errors").replaceChildren(...errors);
   view.querySelector("#errors-empty").hidden = item.errors.length > 0;
-  renderLineage(view, item);
+  await renderLineage(view, item);
 }
 
-// Items carry `parent` and `root` once the backend records lineage.
-function renderLineage(view, item) {
-  const known = ["parent", "root"].filter((key) => key in item);
-  view.querySelector("#lineage-card").hidden = known.length === 0;
-  view.querySelector("#lineage").replaceChildren(...known.flatMap((key) => [
-    el("dt", {}, key),
-    el("dd", {}, item[key] && item[key] !== item.id ? itemLink(item[key]) : item[key] ? "itself" : "none"),
-  ]));
+// The tree the item belongs to, nested by parent; a backend without lineage says so.
+async function renderLineage(view, item) {
+  const card = view.querySelector("#lineage-card");
+  const box = view.querySelector("#lineage");
+  const hint = view.querySelector("#lineage-hint");
+  let tree;
+  try {
+    tree = (await api(`v1/items/${encodeURIComponent(item.id)}/lineage`)).items;
+  } catch (error) {
+    if (error.status !== 501) throw error;
+    card.hidden = false;
+    box.replaceChildren(el("p", { class: "empty" }, `Not available: ${error.message}`));
+    return;
+  }
+  card.hidden = false;
+  const held = new Set(tree.map((node) => node.id));
+  const children = new Map();
+  const tops = [];
+  for (const node of tree) {  // in creation order: children come out oldest first
+    if (node.parent && held.has(node.parent)) {
+      if (!children.has(node.parent)) children.set(node.parent, []);
+      children.get(node.parent).push(node);
+    } else {
+      tops.push(node);
+    }
+  }
+  const branch = (nodes) => el("ul", { class: "tree" }, nodes.map((node) => el("li", {},
+    lineageNode(node, node.id === item.id, held),
+    children.has(node.id) ? branch(children.get(node.id)) : null)));
+  box.replaceChildren(branch(tops));
+  hint.textContent = tree.length > 1
+    ? `${tree.length} items share the root ${item.root || item.id}, oldest first.`
+    : "No item published this one, and its handler published none.";
+}
+
+function lineageNode(node, current, held) {
+  return el("div", { class: `node${current ? " current" : ""}`, "data-id": node.id,
+    "aria-current": current ? "true" : null },
+  itemLink(node.id, node.name), " ", badge(node.state),
+  el("span", { class: "muted" }, ` ${node.queue}${node.tid ? ` · tid ${node.tid}` : ""}`),
+  current ? el("span", { class: "you" }, "this item") : null,
+  node.parent && !held.has(node.parent)
+    ? el("span", { class: "muted" }, ` (its parent ${node.parent} is no longer kept)`) : null);
+}
+
+// -- one flow --------------------------------------------------------------------------
+
+function flowLink(id, text) {
+  return el("a", { href: `#/flow/${encodeURIComponent(id)}`, class: "mono" }, text || id);
+}
+
+async function flowView(id) {
+  const view = mount("flow-tpl");
+  view.querySelector("#flow-id").textContent = id;
+  return async () => renderFlow(view, await api(`v1/flows/${encodeURIComponent(id)}`));
+}
+
+function renderFlow(view, flow) {
+  view.querySelector("#flow-state").replaceWith(
+    Object.assign(badge(flow.state), { id: "flow-state" }));
+  const fields = [["name", itemsLink({ name: flow.name }, flow.name)], ["tid", flow.tid || "-"],
+    ["created", when(flow.created, true)], ["finished", when(flow.finished, true)],
+    ["steps", `${flow.steps.length}, of ${flow.steps.map((s) => s.length).join(" + ")} job(s)`]];
+  view.querySelector("#flow-fields").replaceChildren(...fields.flatMap(([key, value]) =>
+    [el("dt", {}, key), el("dd", { "data-field": key }, value)]));
+  const box = view.querySelector("#flow-error");
+  box.hidden = !flow.error;
+  box.replaceChildren(...(flow.error ? [el("strong", {}, `${flow.state} at attempt `
+    + `${flow.error.attempt}: `), el("code", {}, `${flow.error.type}: ${flow.error.message}`)]
+    : []));
+  view.querySelector("#steps").replaceChildren(...flow.steps.map((jobs, index) =>
+    el("section", { class: "step", "data-step": index },
+      el("h3", {}, `Step ${index + 1}`, " ", badge(stepState(jobs))),
+      jobs.map(jobCard))));
+  view.querySelector("#flow-results").textContent = JSON.stringify(flow.results, null, 2);
+}
+
+// A step is as far as its least advanced job: failed first, then running, waiting, done.
+function stepState(jobs) {
+  const order = ["failed", "processing", "ready", "scheduled", "cancelled", "done"];
+  return order.find((state) => jobs.some((job) => job.state === state)) || "done";
+}
+
+function jobCard(job) {
+  return el("article", { class: `job ${job.state}`, "data-job": job.name },
+    el("div", { class: "job-head" }, el("strong", {}, job.name), " ",
+      el("span", { class: "job-state" }, badge(job.state))),
+    el("div", { class: "muted" }, `${job.attempts} attempt(s)`, job.item_ids.length ? " · " : "",
+      job.item_ids.flatMap((id, n) => [n ? ", " : "", itemLink(id, `item ${n + 1}`)])),
+    job.result === null || job.result === undefined ? null
+      : el("pre", { class: "code result" }, JSON.stringify(job.result, null, 2)),
+    job.errors.length ? el("ol", { class: "errors job-errors" }, job.errors.map((error) =>
+      el("li", {}, el("code", {}, `attempt ${error.attempt}: ${error.type}: ${error.message}`))))
+      : null);
 }
 
 // -- actions, routing and live refresh -------------------------------------------------
@@ -351,6 +438,7 @@ async function act(action) {
 const ROUTES = [
   [/^#\/items(?:\?(.*))?$/, (m) => itemsView(new URLSearchParams(m[1] || "")), "items"],
   [/^#\/item\/(.+)$/, (m) => itemView(decodeURIComponent(m[1])), "items"],
+  [/^#\/flow\/(.+)$/, (m) => flowView(decodeURIComponent(m[1])), "items"],
   [/^#\/schedules$/, () => schedulesView(), "schedules"],
   [/^.*$/, () => overview(), "overview"],
 ];
