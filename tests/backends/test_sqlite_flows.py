@@ -147,3 +147,31 @@ async def test_a_flow_change_awaiting_anything_else_is_refused_and_rolled_back(
         with pytest.raises(WrkrError, match="awaited something other than its SQLite"):
             await backend.store.flow_transaction("f-1", work)
     assert rows_of(tmp_path) == (0, 0)
+
+
+async def test_a_file_from_before_flows_is_migrated_and_its_items_are_outside_any_flow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wrkr_sqlite._sql as sql
+
+    shipped = sql.migrations()
+    with contextlib.closing(sqlite3.connect(tmp_path / "wrkr.db", isolation_level=None)) as conn:
+        monkeypatch.setattr(sql, "migrations", lambda: [m for m in shipped if m[0] < 5])
+        sql.migrate(conn)
+        conn.execute(  # an item as the version before flows stored it
+            "INSERT INTO wrkr_items (id, queue, name, payload, due, created, updated, root) "
+            "VALUES ('old1', 'q', 'job.old', '{}', 0, 0, 0, 'old1')")
+    monkeypatch.setattr(sql, "migrations", lambda: shipped)
+    seen: list[tuple[str, object]] = []
+    async with Wrkr(SQLiteBackend(file_url(tmp_path))) as app:
+        await app.subscribe("q", "job.*", lambda event: seen.append((event.name, event.flow)))
+        await app.listen()
+        flow_id = await app.start_flow("upgraded.flow", steps=[[{"name": "job.new"}]])
+
+        async def completed() -> bool:
+            return (await app.flow(flow_id)).state == "completed"
+
+        await eventually(completed, "the flow completes on the migrated file")
+    flows = dict(seen)
+    assert sorted(flows) == ["job.new", "job.old"]
+    assert flows["job.old"] is None
+    assert getattr(flows["job.new"], "id", None) == flow_id
