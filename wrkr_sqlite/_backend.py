@@ -47,12 +47,13 @@ retries wake its consumers at once; other processes' are found by polling, every
 due time.
 
 Durability: WAL mode. A publish commits with ``synchronous = FULL``: once `publish()`
-returns, the event survives a power cut. Claims and settlements commit with
-``synchronous = NORMAL`` (``fast_settle``, the default): a process crash loses nothing
-that committed, but a power cut may undo the last settlements before the next WAL
-checkpoint, whose items are then delivered again (at-least-once allows it; a leased
-item comes back when its lease ends). ``fast_settle=false`` flushes every commit.
-A process killed mid-transaction leaves nothing half-done: SQLite rolls it back.
+returns, the event survives a power cut; so does a flow's change (it may start a step).
+Claims and other settlements commit with ``synchronous = NORMAL`` (``fast_settle``, the
+default): a process crash loses nothing that committed, but a power cut may undo the
+last settlements before the next WAL checkpoint, whose items are then delivered again
+(at-least-once allows it; a leased item comes back when its lease ends).
+``fast_settle=false`` flushes every commit. A process killed mid-transaction leaves
+nothing half-done: SQLite rolls it back.
 
 Times: the backend's clock is passed into every statement, for due times and lease
 ends alike, so one clock decides everything.

@@ -175,3 +175,66 @@ async def test_a_file_from_before_flows_is_migrated_and_its_items_are_outside_an
     assert sorted(flows) == ["job.new", "job.old"]
     assert flows["job.old"] is None
     assert getattr(flows["job.new"], "id", None) == flow_id
+
+
+# A worker process that takes a job and dies holding it. argv: url.
+HANGER = r"""
+import asyncio, sys
+from wrkr import Wrkr
+
+async def main():
+    async with Wrkr.from_url(sys.argv[1], lease="1 second") as app:
+        async def hang(event):
+            print("started", event.id, flush=True)
+            await asyncio.Event().wait()
+        await app.subscribe("slow", "job.slow", hang)
+        await app.listen()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_job_whose_worker_was_killed_runs_again_and_its_flow_goes_on(
+        tmp_path: Path) -> None:
+    url = file_url(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HANGER, url, cwd=ROOT, env=env, stdout=subprocess.PIPE)
+    after: list[str] = []
+
+    async def slow(event: Event) -> str:
+        return "second try"
+
+    async def record(event: Event) -> None:
+        assert event.flow is not None
+        after.append(event.flow.results["job.slow"])
+
+    try:
+        assert worker.stdout is not None
+        async with asyncio.timeout(WAIT * 3):
+            assert (await worker.stdout.readline()).strip() == b"ready"
+        async with Wrkr.from_url(url, lease="1 second") as app:
+            flow_id = await app.start_flow(
+                "killed.flow", steps=[[{"name": "job.slow"}], [{"name": "job.after"}]])
+            async with asyncio.timeout(WAIT):
+                assert (await worker.stdout.readline()).startswith(b"started")
+            worker.kill()  # mid-job: its item stays leased until the lease ends
+            await worker.wait()
+            await app.subscribe("slow", "job.slow", slow)
+            await app.subscribe("after", "job.after", record)
+            await app.listen()
+
+            async def completed() -> bool:
+                return (await app.flow(flow_id)).state == "completed"
+
+            await eventually(completed, "the flow completes after the kill")
+            flow = await app.flow(flow_id)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    [job] = flow.steps[0]
+    assert (job.attempts, job.result) == (2, "second try")
+    assert after == ["second try"]
