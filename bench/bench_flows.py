@@ -1,6 +1,6 @@
 """Workflows: the time from a step's last job finishing to the next step's first job starting.
 
-    python -m bench.bench_flows [memory|postgres]
+    python -m bench.bench_flows [memory|postgres|sqlite]
 
 A flow of two steps, [[a, b], [c]], run one flow at a time (so nothing queues): the
 latency is from the moment the later of a and b returns (its ack, the advance and the
@@ -15,21 +15,32 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from bench._common import load, percentile
 from wrkr import Event, Wrkr
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-ROUNDS = {"memory": 500, "postgres": 200}
+ROUNDS = {"memory": 500, "postgres": 200, "sqlite": 200}
 
 
 def new_app(kind: str, schema: str) -> Wrkr:
-    """Return an app on a fresh memory store or the benchmark's PostgreSQL schema."""
+    """Return an app on a fresh memory store, the benchmark's PostgreSQL schema or its
+    SQLite file (`schema` names it, in the temporary directory)."""
     if kind == "memory":
         return Wrkr()
+    if kind == "sqlite":
+        return Wrkr.from_url(f"sqlite:///{tempfile.gettempdir()}/{schema}.db")
     return Wrkr.from_url(f"{PG_URL}?schema={schema}")
+
+
+def remove_file(schema: str) -> None:
+    """Delete the benchmark's SQLite file and its WAL files."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tempfile.gettempdir()}/{schema}.db{suffix}").unlink(missing_ok=True)
 
 
 async def step_latencies(make: Callable[[], Wrkr], rounds: int) -> list[float]:
@@ -97,6 +108,8 @@ async def main(kind: str = "memory") -> None:
     print(f"{kind}: last ack of a step -> next step's first job starting: {_ms(flows)} "
           f"({len(flows)} flows); plain publish -> start: {_ms(plain)}; p50 ratio "
           f"{ratio:.2f} ({load()})")
+    if kind == "sqlite":
+        remove_file(schema)
     if kind == "postgres":
         import psycopg
 

@@ -12,24 +12,28 @@ URL:
     Durability). A bad option or value raises `InvalidConfig` naming it.
 
 Capabilities: every one: DELAY, WILDCARDS, QUERY, CANCEL, ONCE_EVERY, ARCHIVE, FAILED,
-EXCLUSIVE, RATE, SCHEDULES, and TRANSACTIONAL: ``publish(..., connection=conn)`` inserts
+EXCLUSIVE, RATE, SCHEDULES, FLOWS, and TRANSACTIONAL: ``publish(..., connection=conn)`` inserts
 with the caller's own ``sqlite3.Connection`` to the same file, inside its open
 transaction, so the event exists exactly when the application's change commits (an
 outbox).
 
 Storage (``sql/0001_init.sql``; migrations applied at connect, recorded in
-``wrkr_migrations``; ``0002_coordination.sql`` and ``0003_schedules.sql`` add the last
-three), beside the application's own tables if it likes:
+``wrkr_migrations``; ``0002_coordination.sql``, ``0003_schedules.sql`` and
+``0005_flows.sql`` add the last four), beside the application's own tables if it likes:
     wrkr_subscriptions  (queue, pattern); wildcards matched in Python at publish time,
                         in the publishing transaction, so routing is always current
     wrkr_items          one row per queue copy: payload bytes as given, times as integer
                         microseconds (UTC), state pending | processing | done | failed,
                         attempts, errors (JSON), worker, lease token and end, finished;
-                        parent, root (indexed: lineage), trace (``0004_lineage.sql``)
+                        parent, root (indexed: lineage), trace (``0004_lineage.sql``);
+                        flow, the id of the flow whose job made it
     wrkr_queues         a queue's options (exclusive, rate), stored by its first consumer
     wrkr_starts         sliding windows: (window, at, n) per rated claim or limiter grant
     wrkr_schedules      one row per recurring schedule; a firing is a compare-and-set on
                         `next` with its items inserted in the same transaction
+    wrkr_flows          one row per flow: its state and the core's document; every change
+                        to a flow is one BEGIN IMMEDIATE transaction that reads the row
+                        under the write lock, run whole on the connection's thread
 Claims are ``BEGIN IMMEDIATE`` transactions (``UPDATE ... RETURNING`` a batch); a
 random lease token fences late renewals and settlements (`LeaseLost`); an expired lease
 is claimable again. The file is in WAL mode: readers never block the writer.
@@ -43,12 +47,13 @@ retries wake its consumers at once; other processes' are found by polling, every
 due time.
 
 Durability: WAL mode. A publish commits with ``synchronous = FULL``: once `publish()`
-returns, the event survives a power cut. Claims and settlements commit with
-``synchronous = NORMAL`` (``fast_settle``, the default): a process crash loses nothing
-that committed, but a power cut may undo the last settlements before the next WAL
-checkpoint, whose items are then delivered again (at-least-once allows it; a leased
-item comes back when its lease ends). ``fast_settle=false`` flushes every commit.
-A process killed mid-transaction leaves nothing half-done: SQLite rolls it back.
+returns, the event survives a power cut; so does a flow's change (it may start a step).
+Claims and other settlements commit with ``synchronous = NORMAL`` (``fast_settle``, the
+default): a process crash loses nothing that committed, but a power cut may undo the
+last settlements before the next WAL checkpoint, whose items are then delivered again
+(at-least-once allows it; a leased item comes back when its lease ends).
+``fast_settle=false`` flushes every commit. A process killed mid-transaction leaves
+nothing half-done: SQLite rolls it back.
 
 Times: the backend's clock is passed into every statement, for due times and lease
 ends alike, so one clock decides everything.

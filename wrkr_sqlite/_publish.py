@@ -29,10 +29,11 @@ def route(conn: sqlite3.Connection, names: set[str]) -> dict[str, list[str]]:
 
 
 def insert(conn: sqlite3.Connection, statement: str, messages: Sequence[Message],
-           now: datetime) -> list[tuple[str, str]]:
+           now: datetime, flow: str | None = None) -> list[tuple[str, str]]:
     """Insert one item per (message, routed queue); return (id, queue) of those created.
 
-    Runs inside a transaction the caller opened: the batch is all or nothing.
+    Runs inside a transaction the caller opened: the batch is all or nothing. `flow`:
+    the id of the flow whose job the items are (`Item.flow`).
     """
     routes = route(conn, {message.name for message in messages})
     stamp = to_micros(now)
@@ -41,7 +42,7 @@ def insert(conn: sqlite3.Connection, statement: str, messages: Sequence[Message]
         base = {"name": message.name, "tid": message.tid, "payload": message.payload,
                 "due": to_micros(message.due), "created": to_micros(message.created),
                 "dedupe": message.dedupe, "now": stamp, "parent": message.parent,
-                "root": message.root, "trace": message.trace}
+                "root": message.root, "trace": message.trace, "flow": flow}
         for queue in routes[message.name]:
             item_id = new_item_id()
             if conn.execute(statement, base | {"id": item_id, "queue": queue}).rowcount:

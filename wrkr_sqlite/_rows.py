@@ -38,13 +38,13 @@ def to_item(row: tuple[Any, ...]) -> Item:
     """Build an `Item` from a row selected with the ``{columns}`` list of queries.sql."""
     (item_id, queue, name, tid, payload, due, created, state, attempts, errors, worker,
      finished) = row[:12]
-    parent, root, trace = row[14:17]
+    parent, root, trace, flow = row[14:18]
     return Item(
         id=item_id, queue=queue, name=name, tid=tid, payload=payload, due=from_micros(due),
         created=from_micros(created), state=State(state), attempts=attempts,
         errors=ErrorRecord.history(_json_or_text(errors)),
         worker=worker, finished=None if finished is None else from_micros(finished),
-        parent=parent, root=root or item_id, trace=trace)
+        parent=parent, root=root or item_id, trace=trace, flow=flow)
 
 
 def _json_or_text(stored: str) -> Any:

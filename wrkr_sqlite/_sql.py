@@ -3,10 +3,10 @@
 `sql/NNNN_*.sql` are migrations, applied in order, each once per database file,
 recorded in ``wrkr_migrations``; a later release adds a file and existing databases
 catch up at their next connect. `sql/queries.sql` holds the items' statements and
-`sql/coordination.sql` and `sql/schedules.sql` those of exclusive and rated queues and
-of recurring schedules, one per ``-- name:`` section. Every table's name starts with
-``wrkr_``, so the application's own tables may share the file (as transactional
-publishing needs).
+`sql/coordination.sql`, `sql/schedules.sql` and `sql/flows.sql` those of exclusive and
+rated queues, of recurring schedules and of workflows, one per ``-- name:`` section.
+Every table's name starts with ``wrkr_``, so the application's own tables may share the
+file (as transactional publishing needs).
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from importlib import resources
 
 from wrkr_sqlite._db import immediate
 
-QUERY_FILES = ("queries.sql", "coordination.sql", "schedules.sql")
-"""The files of named statements: the items', coordination's, recurring schedules'."""
+QUERY_FILES = ("queries.sql", "coordination.sql", "schedules.sql", "flows.sql")
+"""The files of named statements: the items', coordination's, recurring schedules',
+workflows'."""
 _SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
 STATE = ("CASE WHEN state = 'pending' AND due > :now THEN 'scheduled' "
          "WHEN state = 'pending' THEN 'ready' "
          "WHEN state = 'processing' AND lease_until <= :now THEN 'ready' ELSE state END")
 _COLUMNS = (f"id, queue, name, tid, payload, due, created, {STATE} AS state, attempts, "
-            "errors, worker, finished, seq, lease, parent, root, trace")
+            "errors, worker, finished, seq, lease, parent, root, trace, flow")
 _BOOKKEEPING = """CREATE TABLE IF NOT EXISTS wrkr_migrations (
     version INTEGER PRIMARY KEY,
     name    TEXT NOT NULL,

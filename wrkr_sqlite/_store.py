@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar, TypeVar
@@ -26,6 +27,7 @@ from wrkr.backend import (
     Clock,
     Delivery,
     Firing,
+    FlowTransaction,
     Item,
     ItemFilter,
     ItemNotFound,
@@ -41,7 +43,7 @@ from wrkr.backend import (
     Window,
     ended,
 )
-from wrkr_sqlite import _coordination, _schedules
+from wrkr_sqlite import _coordination, _flows, _schedules
 from wrkr_sqlite._config import SQLiteSettings
 from wrkr_sqlite._db import SQLiteThread, immediate, unavailable
 from wrkr_sqlite._publish import check_same_file, insert, route, wake_at_commit
@@ -70,8 +72,7 @@ class SQLiteStore(Store[SQLiteReceipt]):
         clock: what "now" is; every time written is passed in from it.
     """
 
-    # Flows (issue 13) are not built here yet
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.FLOWS}
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
 
     def __init__(self, settings: SQLiteSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -239,13 +240,13 @@ class SQLiteStore(Store[SQLiteReceipt]):
                     held.append(False)
                     continue
                 seen.add(receipt)
-                queue = self._settle_one(conn, settlement, now)
+                queue = self.settle_one(conn, settlement, now)
                 held.append(queue is not None)
                 if queue and settlement.how in _WAKING:
                     queues.add(queue)
         return held, queues
 
-    def _settle_one(self, conn: sqlite3.Connection, settlement: Settlement[SQLiteReceipt],
+    def settle_one(self, conn: sqlite3.Connection, settlement: Settlement[SQLiteReceipt],
                     now: int) -> str | None:
         """Carry out one settlement; return its item's queue, or None if not held."""
         seq, lease = settlement.delivery.receipt
@@ -368,6 +369,28 @@ class SQLiteStore(Store[SQLiteReceipt]):
         for queue in {queue for _, queue in rows}:
             self.notify(queue)
         return [item_id for item_id, _ in rows]
+
+    # -- workflows -----------------------------------------------------------------------
+
+    async def flow_transaction(
+        self, flow_id: str, work: Callable[[FlowTransaction[SQLiteReceipt]], Awaitable[T]]
+    ) -> T:
+        """Run `work` whole in one BEGIN IMMEDIATE transaction on the connection's thread;
+        see `Store.flow_transaction` and `_flows`.
+
+        Committed with ``synchronous = FULL``, as a publish is: it may start a step.
+        """
+        context = contextvars.copy_context()
+        result, woken = await self._in_transaction(
+            partial(_flows.change, self, flow_id, work, context), durable=True)
+        for queue in woken:
+            self.notify(queue)
+        return result
+
+    async def flow_document(self, flow_id: str) -> bytes | None:
+        """Return the flow's document; see `Store.flow_document`."""
+        rows = await self._read("flow_get", {"id": flow_id})
+        return bytes(rows[0][0]) if rows else None
 
     # -- internals -----------------------------------------------------------------------
 

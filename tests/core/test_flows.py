@@ -18,7 +18,7 @@ A = [{"name": "job.a"}]
 
 
 class FlowlessMemoryBackend(MemoryBackend):
-    """A backend without FLOWS, as SQLite, MongoDB and RabbitMQ are today."""
+    """A backend without FLOWS, as the brokers (RabbitMQ, MQTT) are today."""
 
     capabilities = MemoryBackend.capabilities - {Capability.FLOWS}
 

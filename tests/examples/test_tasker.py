@@ -137,7 +137,17 @@ async def _heartbeat_up(port: int, worker: asyncio.subprocess.Process) -> None:
 @pytest.mark.postgres
 async def test_the_worker_process_on_postgresql_serves_heartbeat_and_completes_requests(
         services: tasker.FakeServices, pg_schema: str) -> None:
-    url = f"{PG_URL}?schema={pg_schema}"
+    await _two_requests_through_a_worker_process(f"{PG_URL}?schema={pg_schema}")
+
+
+async def test_the_worker_process_on_sqlite_serves_heartbeat_and_completes_requests(
+        services: tasker.FakeServices, tmp_path: Path) -> None:
+    await _two_requests_through_a_worker_process(f"sqlite:///{tmp_path / 'tasker.db'}")
+
+
+async def _two_requests_through_a_worker_process(url: str) -> None:
+    """Run the worker process on `url`; a client there starts one request that completes
+    and one that fails, and is told of both ends."""
     port = _free_port()
     env = {**os.environ, "WRKR_URL": url, "PORT": str(port), "WRK_ENABLED": "true",
            "PYTHONPATH": str(ROOT), "SERVICE1_URL": tasker.SERVICE1_URL,

@@ -16,9 +16,9 @@ SELECT queue, pattern FROM wrkr_subscriptions ORDER BY queue, pattern
 -- already holds a pending item of its name and tid: writers are serialised by BEGIN
 -- IMMEDIATE, so the check and the insert are atomic among publishers of every process.
 INSERT INTO wrkr_items (id, queue, name, tid, payload, due, created, dedupe, updated,
-                        parent, root, trace)
+                        parent, root, trace, flow)
 SELECT :id, :queue, :name, :tid, :payload, :due, :created, :dedupe, :now,
-       :parent, coalesce(:root, :id), :trace
+       :parent, coalesce(:root, :id), :trace, :flow
 WHERE NOT (:dedupe AND EXISTS (
     SELECT 1 FROM wrkr_items
     WHERE state = 'pending' AND name = :name AND tid IS :tid AND queue = :queue))
