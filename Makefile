@@ -19,9 +19,10 @@ $(FULL): $(BASE) pyproject.toml
 	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mqtt,mongodb,postgres,cron,docs,web,otel]"
 	touch $@
 
-## Run the welcome-email example on the embedded memory backend (no server needed).
+## Run the welcome-email example on the embedded durable default, a SQLite file (no server
+## needed; a fresh file in a temporary directory each time, so no earlier run's items remain).
 demo: $(BASE)
-	$(PY) -m examples.welcome_email --follow-up-in "3 seconds"
+	WRKR_URL="sqlite:///$$(mktemp -d)/demo.db" $(PY) -m examples.welcome_email --follow-up-in "3 seconds"
 
 ## Lint, type-check, then the whole test suite; services are started if they are down.
 test: lint typecheck docs services unit alone
