@@ -41,6 +41,7 @@ from wrkr._errors import (
 )
 from wrkr._flow_store import FlowTransaction
 from wrkr._frozen import fast_builder
+from wrkr._micros import EPOCH, MICROSECOND, from_micros, to_micros
 from wrkr._names import is_wildcard, matches
 from wrkr._rates import QueueOptions, Rate, Window
 from wrkr._schedules import Firing, ScheduleRecord
@@ -65,7 +66,9 @@ from wrkr._urls import redact, scrub
 
 __all__ = [
     "CLOSE_WAIT",
+    "EPOCH",
     "FINISHED_STATES",
+    "MICROSECOND",
     "PENDING_STATES",
     "Backend",
     "BackendUnavailable",
@@ -102,9 +105,11 @@ __all__ = [
     "Window",
     "ended",
     "fast_builder",
+    "from_micros",
     "is_wildcard",
     "matches",
     "new_item_id",
     "redact",
     "scrub",
+    "to_micros",
 ]

@@ -1,27 +1,14 @@
-"""A clock a test can move by hand, and the microsecond arithmetic the store runs on.
+"""A clock a test can move by hand.
 
-The store keeps every time as integer microseconds since the Unix epoch: an int is
-exact (a float is not, past a few hundred years), compares fast inside heap keys,
-and costs less memory than a `datetime`.
+The store keeps every time as integer microseconds since the Unix epoch
+(`wrkr.backend.to_micros`): exact, fast to compare inside heap keys, smaller than a
+`datetime`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-
-
-def to_micros(moment: datetime) -> int:
-    """Return `moment` (aware) as whole microseconds since the Unix epoch."""
-    return (moment - EPOCH) // MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """Return the aware UTC datetime `micros` microseconds after the Unix epoch."""
-    return EPOCH + timedelta(0, 0, micros)  # positional: a third cheaper than keywords
 
 
 class ManualClock:

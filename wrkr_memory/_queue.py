@@ -20,8 +20,7 @@ import itertools
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 
-from wrkr.backend import ErrorRecord, Item, ItemFilter, State, fast_builder
-from wrkr_memory._clock import from_micros
+from wrkr.backend import ErrorRecord, Item, ItemFilter, State, fast_builder, from_micros
 
 _ID_BITS = 128
 _CREATED_BITS = 60

@@ -20,6 +20,7 @@ from operator import attrgetter
 from typing import Any, ClassVar, TypeVar
 
 from wrkr.backend import (
+    MICROSECOND,
     Capability,
     Claim,
     Clock,
@@ -39,9 +40,10 @@ from wrkr.backend import (
     Store,
     SystemClock,
     Window,
+    from_micros,
     new_item_id,
+    to_micros,
 )
-from wrkr_memory._clock import MICROSECOND, from_micros, to_micros
 from wrkr_memory._flows import MemoryFlows, MemoryFlowTransaction
 from wrkr_memory._queue import MemoryEntry, MemoryFlowEntry, MemoryQueue, pack_key
 from wrkr_memory._routes import MemoryRoutes

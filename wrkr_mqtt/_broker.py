@@ -21,10 +21,10 @@ from datetime import timedelta
 from typing import ClassVar
 
 from wrkr import BackendUnavailable
-from wrkr.backend import Broker, Capability, Message, Settle, Settlement, new_item_id
+from wrkr.backend import Broker, Capability, Message, Settle, Settlement, new_item_id, to_micros
 from wrkr_mqtt._client import MQTTAddress, MQTTConnection, MQTTWill
 from wrkr_mqtt._consumer import MQTTConsumer, MQTTReceipt
-from wrkr_mqtt._messages import MQTTEnvelope, envelope_for, to_micros
+from wrkr_mqtt._messages import MQTTEnvelope, envelope_for
 from wrkr_mqtt._registry import OFFLINE, ONLINE, MQTTRegistry, presence, subscription_record
 from wrkr_mqtt._session import SessionTaken, filters_of
 from wrkr_mqtt._topics import DIRECT_ID, MQTTTopics, subscription_id

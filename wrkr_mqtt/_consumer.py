@@ -26,7 +26,7 @@ from datetime import datetime
 import paho.mqtt.client as paho
 
 from wrkr import BackendUnavailable
-from wrkr.backend import BrokerConsumer, Delivery, matches
+from wrkr.backend import BrokerConsumer, Delivery, matches, to_micros
 from wrkr_mqtt._client import MQTTAddress
 from wrkr_mqtt._messages import (
     MalformedMessage,
@@ -34,7 +34,6 @@ from wrkr_mqtt._messages import (
     foreign_envelope,
     item_of,
     received_envelope,
-    to_micros,
 )
 from wrkr_mqtt._registry import MQTTRegistry
 from wrkr_mqtt._session import MQTTSession, filters_of

@@ -23,16 +23,15 @@ A payload that is not JSON cannot be handed to a handler: it is parked as failed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties, VariableByteIntegers
 
-from wrkr.backend import ErrorRecord, Item, Message, State, new_item_id
+from wrkr.backend import ErrorRecord, Item, Message, State, from_micros, new_item_id, to_micros
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HEADER = "x-wrkr"
 VERSION = 1
 _REQUIRED = ("id", "name", "due", "created", "attempts", "errors")
@@ -40,17 +39,6 @@ _REQUIRED = ("id", "name", "due", "created", "attempts", "errors")
 
 class MalformedMessage(ValueError):
     """A message wrkr cannot hand to a handler (its payload is not JSON, or x-wrkr is bad)."""
-
-
-def to_micros(moment: datetime) -> int:
-    """Return an aware datetime as integer microseconds since the epoch."""
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(micros: int) -> datetime:
-    """Return the aware UTC datetime of integer microseconds since the epoch."""
-    return datetime.fromtimestamp(micros / 1_000_000, UTC)
 
 
 @dataclass(frozen=True, slots=True)

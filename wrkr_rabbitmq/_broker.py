@@ -27,13 +27,14 @@ from wrkr.backend import (
     State,
     new_item_id,
     redact,
+    to_micros,
 )
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQChannelClosed, RabbitMQConnection
 from wrkr_rabbitmq._connection import DRIVER_ERRORS, broker_url, open_connection, unavailable
 from wrkr_rabbitmq._consumer import RabbitMQConsumer, RabbitMQReceipt
 from wrkr_rabbitmq._failed import list_failed, retry_failed
 from wrkr_rabbitmq._forwarder import FORWARD_PREFETCH, RabbitMQForwarder
-from wrkr_rabbitmq._messages import RabbitMQEnvelope, envelope_for, to_micros
+from wrkr_rabbitmq._messages import RabbitMQEnvelope, envelope_for
 from wrkr_rabbitmq._registry import RabbitMQRegistry, RabbitMQSubscriptions
 from wrkr_rabbitmq._routing import send, send_batch
 from wrkr_rabbitmq._topology import (

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from wrkr.backend import Item, ItemFilter, State
+from wrkr.backend import Item, ItemFilter, State, to_micros
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
 from wrkr_rabbitmq._messages import (
     MalformedMessage,
@@ -21,7 +21,6 @@ from wrkr_rabbitmq._messages import (
     foreign_envelope,
     item_of,
     received_envelope,
-    to_micros,
 )
 from wrkr_rabbitmq._topology import RabbitMQTopology
 

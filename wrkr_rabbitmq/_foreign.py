@@ -21,9 +21,9 @@ from datetime import datetime
 
 import orjson
 
-from wrkr.backend import new_item_id
+from wrkr.backend import new_item_id, to_micros
 from wrkr_rabbitmq._client import RabbitMQIncoming
-from wrkr_rabbitmq._messages import HEADER, MalformedMessage, RabbitMQEnvelope, to_micros
+from wrkr_rabbitmq._messages import HEADER, MalformedMessage, RabbitMQEnvelope
 
 TID_HEADER = "x-wrkr-tid"
 MAX_NAME_LENGTH = 200

@@ -28,16 +28,15 @@ format is specified in docs/wire-format.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 import pika.spec  # type: ignore[import-untyped]
 
-from wrkr.backend import ErrorRecord, Item, Message, State
+from wrkr.backend import ErrorRecord, Item, Message, State, from_micros, to_micros
 from wrkr_rabbitmq._client import RabbitMQIncoming
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PERSISTENT = 2
 HEADER = "x-wrkr"
 _REQUIRED = ("id", "name", "due", "created", "attempts", "errors", "to")
@@ -45,17 +44,6 @@ _REQUIRED = ("id", "name", "due", "created", "attempts", "errors", "to")
 
 class MalformedMessage(ValueError):
     """A message in a wrkr queue that wrkr did not write (or that was damaged)."""
-
-
-def to_micros(moment: datetime) -> int:
-    """Return an aware datetime as integer microseconds since the epoch."""
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(micros: int) -> datetime:
-    """Return the aware UTC datetime of integer microseconds since the epoch."""
-    return datetime.fromtimestamp(micros / 1_000_000, UTC)
 
 
 @dataclass(frozen=True, slots=True)

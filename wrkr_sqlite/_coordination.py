@@ -18,15 +18,13 @@ import functools
 import hashlib
 import sqlite3
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from wrkr.backend import QueueOptions, Rate, Window
+from wrkr.backend import MICROSECOND, QueueOptions, Rate, Window
 
 __all__ = ["claim_rows", "configure", "for_queue", "next_slot", "take_slots"]
 
 Row = tuple[Any, ...]
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -39,7 +37,7 @@ def for_queue(statement: str, queue: str) -> str:
 
 def period_us(window: Window) -> int:
     """Return `window`'s period in whole microseconds."""
-    return window.period // _MICROSECOND
+    return window.period // MICROSECOND
 
 
 def configure(conn: sqlite3.Connection, queries: dict[str, str], queue: str,
@@ -54,12 +52,12 @@ def configure(conn: sqlite3.Connection, queries: dict[str, str], queue: str,
     conn.execute(queries["configure"], {
         "queue": queue, "exclusive": options.exclusive,
         "rate_limit": None if rate is None else rate.limit,
-        "rate_period": None if rate is None else rate.period // _MICROSECOND})
+        "rate_period": None if rate is None else rate.period // MICROSECOND})
     exclusive, limit, period = conn.execute(queries["options"], {"queue": queue}).fetchone()
     if exclusive:  # the indexes its claims seek, of its own (IF NOT EXISTS: once)
         conn.execute(for_queue(queries["tid_index_processing"], queue))
         conn.execute(for_queue(queries["tid_index_pending"], queue))
-    stored_rate = None if limit is None else Rate(limit, period * _MICROSECOND)
+    stored_rate = None if limit is None else Rate(limit, period * MICROSECOND)
     return QueueOptions(bool(exclusive), stored_rate)
 
 

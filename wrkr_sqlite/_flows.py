@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, TypeVar
 import orjson
 
 from wrkr import WrkrError
-from wrkr.backend import FlowTransaction, Message, Settle, Settlement
+from wrkr.backend import FlowTransaction, Message, Settle, Settlement, to_micros
 from wrkr_sqlite._publish import insert
-from wrkr_sqlite._rows import SQLiteReceipt, to_micros
+from wrkr_sqlite._rows import SQLiteReceipt
 
 if TYPE_CHECKING:
     from wrkr_sqlite._store import SQLiteStore

@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from wrkr.backend import InvalidConfig, Message, matches, new_item_id
-from wrkr_sqlite._rows import to_micros
+from wrkr.backend import InvalidConfig, Message, matches, new_item_id, to_micros
 
 COMMIT_CHECK = 0.005  # seconds between looks at the caller's transaction
 COMMIT_WATCH = 60.0  # then consumers find the items by polling anyway

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
 
-from wrkr.backend import Delivery, ErrorRecord, Item, State
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+from wrkr.backend import Delivery, ErrorRecord, Item, State, from_micros
 
 
 class SQLiteReceipt(NamedTuple):
@@ -22,16 +18,6 @@ class SQLiteReceipt(NamedTuple):
 
     seq: int
     lease: int
-
-
-def to_micros(moment: datetime) -> int:
-    """Return `moment` (aware) as whole microseconds since the Unix epoch."""
-    return (moment - EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """Return the aware UTC datetime `micros` microseconds after the Unix epoch."""
-    return EPOCH + timedelta(0, 0, micros)
 
 
 def to_item(row: tuple[Any, ...]) -> Item:

@@ -9,23 +9,21 @@ and a firing is stored whole or not at all.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from wrkr.backend import Firing, ScheduleRecord
+from wrkr.backend import MICROSECOND, Firing, ScheduleRecord, from_micros, to_micros
 from wrkr_sqlite._publish import insert
-from wrkr_sqlite._rows import from_micros, to_micros
 
 __all__ = ["fire", "save", "to_record"]
 
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def save(conn: sqlite3.Connection, queries: dict[str, str], record: ScheduleRecord,
          now: datetime) -> bool:
     """Insert or update `record`; tell whether anything changed (see `Store.save_schedule`)."""
     params = {"name": record.name, "cron": record.cron,
-              "every": None if record.every is None else record.every // _MICROSECOND,
+              "every": None if record.every is None else record.every // MICROSECOND,
               "tz": record.tz, "tid": record.tid, "payload": record.payload,
               "catch_up": record.catch_up, "next": to_micros(record.next),
               "now": to_micros(now)}
@@ -50,6 +48,6 @@ def fire(conn: sqlite3.Connection, queries: dict[str, str], firing: Firing,
 def to_record(row: tuple[Any, ...]) -> ScheduleRecord:
     """Return the record of one row of the `schedules` statement."""
     name, cron, every, tz, tid, payload, catch_up, upcoming, last = row
-    return ScheduleRecord(name, cron, None if every is None else every * _MICROSECOND, tz, tid,
+    return ScheduleRecord(name, cron, None if every is None else every * MICROSECOND, tz, tid,
                           bytes(payload), catch_up, from_micros(upcoming),
                           None if last is None else from_micros(last))

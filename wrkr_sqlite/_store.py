@@ -42,6 +42,8 @@ from wrkr.backend import (
     SystemClock,
     Window,
     ended,
+    from_micros,
+    to_micros,
 )
 from wrkr_sqlite import _coordination, _flows, _schedules
 from wrkr_sqlite._config import SQLiteSettings
@@ -50,10 +52,8 @@ from wrkr_sqlite._publish import check_same_file, insert, route, wake_at_commit
 from wrkr_sqlite._rows import (
     SQLiteReceipt,
     error_json,
-    from_micros,
     to_delivery,
     to_item,
-    to_micros,
 )
 from wrkr_sqlite._sql import load_queries, migrate, use_wal
 
