@@ -23,6 +23,14 @@ WHERE NOT (:dedupe AND EXISTS (
     SELECT 1 FROM wrkr_items
     WHERE state = 'pending' AND name = :name AND tid IS :tid AND queue = :queue))
 
+-- name: enqueue_many
+-- One queue copy of one message without `once_every`, run by executemany for a run of
+-- them (one prepared statement, no dedupe check); parameters by position, as
+-- _publish.insert builds them.
+INSERT INTO wrkr_items (id, queue, name, tid, payload, due, created, updated,
+                        parent, root, trace, flow)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, coalesce(?10, ?1), ?11, ?12)
+
 -- name: claim
 -- Expired leases first (their workers died), then due items in (due, seq) order. A
 -- coordination filter (a tid exclusion, a rate) goes into the two WHERE clauses marked.
@@ -57,6 +65,14 @@ WHERE seq = :seq AND lease = :lease AND state = 'processing' AND lease_until > :
 
 -- name: ack
 DELETE FROM wrkr_items WHERE seq = :seq AND lease = :lease AND state = 'processing'
+
+-- name: ack_many
+-- Every plain ack of a settlement batch under one lease token, in one statement: the
+-- seqs come as a JSON array (one statement text for any batch size); RETURNING says
+-- which were still held.
+DELETE FROM wrkr_items
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND lease = :lease AND state = 'processing'
+RETURNING seq
 
 -- name: settle
 -- Every settlement but a plain ack (Settle: ack with keep, nack, fail, release, abandon),
