@@ -164,9 +164,9 @@ async def test_the_file_is_in_wal_mode_and_migrated_once_however_many_connect(
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         recorded = conn.execute("SELECT version, name FROM wrkr_migrations").fetchall()
     assert recorded == migrations()
-    assert recorded[:5] == [(1, "0001_init.sql"), (2, "0002_coordination.sql"),
+    assert recorded[:6] == [(1, "0001_init.sql"), (2, "0002_coordination.sql"),
                             (3, "0003_schedules.sql"), (4, "0004_lineage.sql"),
-                            (5, "0005_flows.sql")]
+                            (5, "0005_flows.sql"), (6, "0006_root_index.sql")]
 
 
 def test_switching_new_files_to_wal_from_racing_connections_waits_instead_of_failing(
@@ -479,3 +479,25 @@ async def test_items_stored_before_the_lineage_migration_are_roots(
     async with Wrkr(SQLiteBackend(file_url(tmp_path))) as app:
         [event] = await app.lineage("old1")
         assert (event.id, event.parent, event.root) == ("old1", None, "old1")
+
+
+async def test_trees_stored_before_the_root_index_migration_read_the_same_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wrkr_sqlite._sql as sql
+
+    shipped = sql.migrations()
+    with contextlib.closing(sqlite3.connect(tmp_path / "wrkr.db", isolation_level=None)) as conn:
+        monkeypatch.setattr(sql, "migrations", lambda: [m for m in shipped if m[0] < 6])
+        sql.migrate(conn)
+        conn.execute(  # a root and its child as version 5 stored them: root = the root's id
+            "INSERT INTO wrkr_items (id, queue, name, payload, due, created, updated, parent, "
+            "root) VALUES ('r1', 'q', 'x', '{}', 0, 0, 0, NULL, 'r1'), "
+            "('c1', 'q', 'y', '{}', 1, 1, 1, 'r1', 'r1')")
+    monkeypatch.setattr(sql, "migrations", lambda: shipped)
+    async with Wrkr(SQLiteBackend(file_url(tmp_path))) as app:
+        tree = await app.lineage("c1")
+        assert [(event.id, event.parent, event.root) for event in tree] == [
+            ("r1", None, "r1"), ("c1", "r1", "r1")]
+    with contextlib.closing(sqlite3.connect(tmp_path / "wrkr.db")) as conn:
+        stored = conn.execute("SELECT id, root FROM wrkr_items ORDER BY seq").fetchall()
+    assert stored == [("r1", None), ("c1", "r1")]  # a root is no longer in the index

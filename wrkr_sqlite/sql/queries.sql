@@ -18,7 +18,7 @@ SELECT queue, pattern FROM wrkr_subscriptions ORDER BY queue, pattern
 INSERT INTO wrkr_items (id, queue, name, tid, payload, due, created, dedupe, updated,
                         parent, root, trace, flow)
 SELECT :id, :queue, :name, :tid, :payload, :due, :created, :dedupe, :now,
-       :parent, coalesce(:root, :id), :trace, :flow
+       :parent, :root, :trace, :flow
 WHERE NOT (:dedupe AND EXISTS (
     SELECT 1 FROM wrkr_items
     WHERE state = 'pending' AND name = :name AND tid IS :tid AND queue = :queue))
@@ -29,7 +29,7 @@ WHERE NOT (:dedupe AND EXISTS (
 -- _publish.insert builds them.
 INSERT INTO wrkr_items (id, queue, name, tid, payload, due, created, updated,
                         parent, root, trace, flow)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, coalesce(?10, ?1), ?11, ?12)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 
 -- name: claim
 -- Expired leases first (their workers died), then due items in (due, seq) order. A
@@ -105,9 +105,10 @@ ORDER BY due, seq
 LIMIT :limit OFFSET :offset
 
 -- name: tree
--- `items` for one tree (lineage): `root` is always given, so wrkr_items_root is used.
+-- `items` for one tree (lineage): `root` is always given, so the root's row is found by
+-- `id` and its descendants by wrkr_items_root (a root stores NULL: 0006_root_index.sql).
 SELECT {columns} FROM wrkr_items
-WHERE root = :root
+WHERE (root = :root OR id = :root)
   AND (:queue IS NULL OR queue = :queue)
   AND (:name IS NULL OR name = :name)
   AND (:tid IS NULL OR tid = :tid)
