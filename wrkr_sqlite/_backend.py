@@ -25,7 +25,8 @@ Storage (``sql/0001_init.sql``; migrations applied at connect, recorded in
     wrkr_items          one row per queue copy: payload bytes as given, times as integer
                         microseconds (UTC), state pending | processing | done | failed,
                         attempts, errors (JSON), worker, lease token and end, finished;
-                        parent, root (indexed: lineage), trace (``0004_lineage.sql``);
+                        parent, root (NULL for a root itself, indexed otherwise: lineage;
+                        ``0004_lineage.sql``, ``0006_root_index.sql``), trace;
                         flow, the id of the flow whose job made it
     wrkr_queues         a queue's options (exclusive, rate), stored by its first consumer
     wrkr_starts         sliding windows: (window, at, n) per rated claim or limiter grant

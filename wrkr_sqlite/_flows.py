@@ -57,7 +57,7 @@ class SQLiteFlowTransaction(FlowTransaction[SQLiteReceipt]):
 
     async def put(self, messages: Sequence[Message], *, tagged: bool) -> list[str]:
         """Insert items in this transaction; see `FlowTransaction.put`."""
-        rows = insert(self.conn, self.store.queries["enqueue"], messages,
+        rows = insert(self.conn, self.store.queries, messages,
                       self.store.clock.now(), self.flow_id if tagged else None)
         self.woken.update(queue for _, queue in rows)
         return [item_id for item_id, _ in rows]

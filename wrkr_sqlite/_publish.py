@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -27,25 +27,56 @@ def route(conn: sqlite3.Connection, names: set[str]) -> dict[str, list[str]]:
             for name in names}
 
 
-def insert(conn: sqlite3.Connection, statement: str, messages: Sequence[Message],
+def insert(conn: sqlite3.Connection, queries: Mapping[str, str], messages: Sequence[Message],
            now: datetime, flow: str | None = None) -> list[tuple[str, str]]:
     """Insert one item per (message, routed queue); return (id, queue) of those created.
 
-    Runs inside a transaction the caller opened: the batch is all or nothing. `flow`:
-    the id of the flow whose job the items are (`Item.flow`).
+    Runs inside a transaction the caller opened: the batch is all or nothing, and its
+    items get `seq` in message order. A run of plain messages is one prepared
+    ``enqueue_many`` statement run by `executemany` (2.5x less SQLite-thread time per
+    batch of 100 than a statement per item, bench/README.md); a `once_every` message
+    is one ``enqueue`` of its own, which sees the items inserted before it. `flow`: the
+    id of the flow whose job the items are (`Item.flow`).
     """
     routes = route(conn, {message.name for message in messages})
     stamp = to_micros(now)
     created: list[tuple[str, str]] = []
+    plain: list[tuple[object, ...]] = []
     for message in messages:
-        base = {"name": message.name, "tid": message.tid, "payload": message.payload,
-                "due": to_micros(message.due), "created": to_micros(message.created),
-                "dedupe": message.dedupe, "now": stamp, "parent": message.parent,
-                "root": message.root, "trace": message.trace, "flow": flow}
-        for queue in routes[message.name]:
-            item_id = new_item_id()
-            if conn.execute(statement, base | {"id": item_id, "queue": queue}).rowcount:
-                created.append((item_id, queue))
+        if message.dedupe:
+            _insert_plain(conn, queries["enqueue_many"], plain, created)
+            created.extend(_insert_once(conn, queries["enqueue"], message, routes[message.name],
+                                        stamp, flow))
+            continue
+        due, made = to_micros(message.due), to_micros(message.created)
+        plain.extend((new_item_id(), queue, message.name, message.tid, message.payload, due,
+                      made, stamp, message.parent, message.root, message.trace, flow)
+                     for queue in routes[message.name])
+    _insert_plain(conn, queries["enqueue_many"], plain, created)
+    return created
+
+
+def _insert_plain(conn: sqlite3.Connection, statement: str, rows: list[tuple[object, ...]],
+                  created: list[tuple[str, str]]) -> None:
+    """Insert the pending rows of plain messages, add them to `created`, and clear `rows`."""
+    if rows:
+        conn.executemany(statement, rows)
+        created.extend((str(row[0]), str(row[1])) for row in rows)
+        rows.clear()
+
+
+def _insert_once(conn: sqlite3.Connection, statement: str, message: Message, queues: list[str],
+                 stamp: int, flow: str | None) -> list[tuple[str, str]]:
+    """Insert a `once_every` message into each queue holding no pending item like it."""
+    base = {"name": message.name, "tid": message.tid, "payload": message.payload,
+            "due": to_micros(message.due), "created": to_micros(message.created),
+            "dedupe": message.dedupe, "now": stamp, "parent": message.parent,
+            "root": message.root, "trace": message.trace, "flow": flow}
+    created = []
+    for queue in queues:
+        item_id = new_item_id()
+        if conn.execute(statement, base | {"id": item_id, "queue": queue}).rowcount:
+            created.append((item_id, queue))
     return created
 
 

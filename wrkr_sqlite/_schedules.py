@@ -42,7 +42,7 @@ def fire(conn: sqlite3.Connection, queries: dict[str, str], firing: Firing,
               "fired": None if firing.fired is None else to_micros(firing.fired)}
     if not conn.execute(queries["take_firing"], params).rowcount:
         return None
-    return insert(conn, queries["enqueue"], firing.messages, now) if firing.messages else []
+    return insert(conn, queries, firing.messages, now) if firing.messages else []
 
 
 def to_record(row: tuple[Any, ...]) -> ScheduleRecord:

@@ -19,6 +19,8 @@ from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
+import orjson
+
 from wrkr.backend import (
     CLOSE_WAIT,
     BackendUnavailable,
@@ -165,7 +167,7 @@ class SQLiteStore(Store[SQLiteReceipt]):
             conn.execute("PRAGMA synchronous = FULL")
         try:
             with immediate(conn):
-                return insert(conn, self.queries["enqueue"], messages, now)
+                return insert(conn, self.queries, messages, now)
         finally:
             if self.settings.fast_settle:
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -174,7 +176,7 @@ class SQLiteStore(Store[SQLiteReceipt]):
         self._open()
         conn = check_same_file(connection, self.settings.path)
         try:
-            rows = insert(conn, self.queries["enqueue"], messages, self.clock.now())
+            rows = insert(conn, self.queries, messages, self.clock.now())
         except sqlite3.Error as exc:
             unavailable(exc, self.settings.path, self.settings.busy_timeout)
         queues = {queue for _, queue in rows}
@@ -230,9 +232,15 @@ class SQLiteStore(Store[SQLiteReceipt]):
 
     def _settle(self, settlements: Sequence[Settlement[SQLiteReceipt]], now: int,
                 conn: sqlite3.Connection) -> tuple[list[bool], set[str]]:
+        """Carry out the batch: its plain acks one DELETE per lease token, the rest one by one.
+
+        Each receipt is one row, touched by its first settlement only, so the order in
+        which the rows are changed does not matter.
+        """
         seen: set[SQLiteReceipt] = set()
         held: list[bool] = []
         queues: set[str] = set()
+        acks: dict[int, list[int]] = {}  # lease -> indexes into `held` of its plain acks
         with immediate(conn):
             for settlement in settlements:
                 receipt = settlement.delivery.receipt
@@ -240,11 +248,26 @@ class SQLiteStore(Store[SQLiteReceipt]):
                     held.append(False)
                     continue
                 seen.add(receipt)
+                if settlement.how is Settle.ACK and not settlement.keep:
+                    acks.setdefault(receipt.lease, []).append(len(held))
+                    held.append(False)  # until its DELETE returns its seq
+                    continue
                 queue = self.settle_one(conn, settlement, now)
                 held.append(queue is not None)
                 if queue and settlement.how in _WAKING:
                     queues.add(queue)
+            for lease, places in acks.items():
+                self._ack_many(conn, lease, [settlements[place].delivery.receipt.seq
+                                             for place in places], places, held)
         return held, queues
+
+    def _ack_many(self, conn: sqlite3.Connection, lease: int, seqs: list[int],
+                  places: list[int], held: list[bool]) -> None:
+        """Delete the acked rows of one lease token; mark in `held` those that were held."""
+        gone = {row[0] for row in conn.execute(self.queries["ack_many"], {
+            "seqs": orjson.dumps(seqs).decode(), "lease": lease})}
+        for seq, place in zip(seqs, places, strict=True):
+            held[place] = seq in gone
 
     def settle_one(self, conn: sqlite3.Connection, settlement: Settlement[SQLiteReceipt],
                     now: int) -> str | None:

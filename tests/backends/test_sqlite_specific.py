@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from backend_conformance_tests._helpers import WAIT
 from tests.backends.test_conformance_by_url import run_suite
 from tests.core._cli_helpers import env, lines_of, wait_for, wrkr_script
 from wrkr import BackendUnavailable, BlockingWrkr, InvalidConfig, NotStarted, Wrkr
-from wrkr.backend import ItemFilter, UnknownBackend
+from wrkr.backend import Claim, ItemFilter, Message, Settle, Settlement, UnknownBackend
 from wrkr_sqlite import SQLiteBackend
 from wrkr_sqlite._config import settings_from_url
 from wrkr_sqlite._sql import migrations, use_wal
@@ -164,9 +165,9 @@ async def test_the_file_is_in_wal_mode_and_migrated_once_however_many_connect(
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         recorded = conn.execute("SELECT version, name FROM wrkr_migrations").fetchall()
     assert recorded == migrations()
-    assert recorded[:5] == [(1, "0001_init.sql"), (2, "0002_coordination.sql"),
+    assert recorded[:6] == [(1, "0001_init.sql"), (2, "0002_coordination.sql"),
                             (3, "0003_schedules.sql"), (4, "0004_lineage.sql"),
-                            (5, "0005_flows.sql")]
+                            (5, "0005_flows.sql"), (6, "0006_root_index.sql")]
 
 
 def test_switching_new_files_to_wal_from_racing_connections_waits_instead_of_failing(
@@ -479,3 +480,76 @@ async def test_items_stored_before_the_lineage_migration_are_roots(
     async with Wrkr(SQLiteBackend(file_url(tmp_path))) as app:
         [event] = await app.lineage("old1")
         assert (event.id, event.parent, event.root) == ("old1", None, "old1")
+
+
+async def test_trees_stored_before_the_root_index_migration_read_the_same_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wrkr_sqlite._sql as sql
+
+    shipped = sql.migrations()
+    with contextlib.closing(sqlite3.connect(tmp_path / "wrkr.db", isolation_level=None)) as conn:
+        monkeypatch.setattr(sql, "migrations", lambda: [m for m in shipped if m[0] < 6])
+        sql.migrate(conn)
+        conn.execute(  # a root and its child as version 5 stored them: root = the root's id
+            "INSERT INTO wrkr_items (id, queue, name, payload, due, created, updated, parent, "
+            "root) VALUES ('r1', 'q', 'x', '{}', 0, 0, 0, NULL, 'r1'), "
+            "('c1', 'q', 'y', '{}', 1, 1, 1, 'r1', 'r1')")
+    monkeypatch.setattr(sql, "migrations", lambda: shipped)
+    async with Wrkr(SQLiteBackend(file_url(tmp_path))) as app:
+        tree = await app.lineage("c1")
+        assert [(event.id, event.parent, event.root) for event in tree] == [
+            ("r1", None, "r1"), ("c1", "r1", "r1")]
+    with contextlib.closing(sqlite3.connect(tmp_path / "wrkr.db")) as conn:
+        stored = conn.execute("SELECT id, root FROM wrkr_items ORDER BY seq").fetchall()
+    assert stored == [("r1", None), ("c1", "r1")]  # a root is no longer in the index
+
+
+@contextlib.asynccontextmanager
+async def opened(tmp_path: Path) -> AsyncIterator[SQLiteBackend]:
+    backend = SQLiteBackend(file_url(tmp_path))
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+async def test_a_batch_mixing_once_every_and_plain_messages_keeps_its_order_and_dedupes(
+        tmp_path: Path) -> None:
+    # plain messages are one executemany, a once_every one its own checked insert:
+    # the latter must see the plain items inserted before it in the same batch
+    now = datetime.now(UTC)
+
+    def message(tid: str, dedupe: bool = False) -> Message:
+        return Message("x.tick", tid, b"{}", now, now, dedupe=dedupe)
+
+    async with opened(tmp_path) as backend:
+        await backend.store.subscribe("q", "x.tick")
+        ids = await backend.store.put([message("1"), message("1", dedupe=True),
+                                       message("2", dedupe=True), message("3")])
+        items = await backend.store.items(ItemFilter(queue="q"))
+    assert [item.tid for item in items] == ["1", "2", "3"]
+    assert [item.id for item in items] == ids
+
+
+async def test_plain_acks_of_two_claims_in_one_batch_are_fenced_each_by_its_own_lease(
+        tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    async with opened(tmp_path) as backend:
+        store = backend.store
+        await store.subscribe("q", "x.job")
+        await store.put([Message("x.job", str(n), b"{}", now, now) for n in range(3)])
+        claim = Claim(queue="q", worker="w", now=now, until=now + timedelta(minutes=1),
+                      limit=2)
+        first = await store.claim(claim)
+        [second] = await store.claim(claim)
+        # an expired lease claimed again: the first claim's token no longer holds it
+        later = now + timedelta(minutes=2)
+        [again] = await store.claim(Claim(queue="q", worker="w", now=later,
+                                          until=later + timedelta(minutes=1), limit=1))
+        held = await store.settle([Settlement(d, Settle.ACK)
+                                   for d in [*first, second, again, second]])
+        left = await store.items(ItemFilter(queue="q"))
+    assert again.item.id == first[0].item.id
+    assert held == [False, True, True, True, False]
+    assert left == []

@@ -18,10 +18,18 @@ SELECT queue, pattern FROM wrkr_subscriptions ORDER BY queue, pattern
 INSERT INTO wrkr_items (id, queue, name, tid, payload, due, created, dedupe, updated,
                         parent, root, trace, flow)
 SELECT :id, :queue, :name, :tid, :payload, :due, :created, :dedupe, :now,
-       :parent, coalesce(:root, :id), :trace, :flow
+       :parent, :root, :trace, :flow
 WHERE NOT (:dedupe AND EXISTS (
     SELECT 1 FROM wrkr_items
     WHERE state = 'pending' AND name = :name AND tid IS :tid AND queue = :queue))
+
+-- name: enqueue_many
+-- One queue copy of one message without `once_every`, run by executemany for a run of
+-- them (one prepared statement, no dedupe check); parameters by position, as
+-- _publish.insert builds them.
+INSERT INTO wrkr_items (id, queue, name, tid, payload, due, created, updated,
+                        parent, root, trace, flow)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 
 -- name: claim
 -- Expired leases first (their workers died), then due items in (due, seq) order. A
@@ -58,6 +66,14 @@ WHERE seq = :seq AND lease = :lease AND state = 'processing' AND lease_until > :
 -- name: ack
 DELETE FROM wrkr_items WHERE seq = :seq AND lease = :lease AND state = 'processing'
 
+-- name: ack_many
+-- Every plain ack of a settlement batch under one lease token, in one statement: the
+-- seqs come as a JSON array (one statement text for any batch size); RETURNING says
+-- which were still held.
+DELETE FROM wrkr_items
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND lease = :lease AND state = 'processing'
+RETURNING seq
+
 -- name: settle
 -- Every settlement but a plain ack (Settle: ack with keep, nack, fail, release, abandon),
 -- fenced by the lease token.
@@ -89,9 +105,10 @@ ORDER BY due, seq
 LIMIT :limit OFFSET :offset
 
 -- name: tree
--- `items` for one tree (lineage): `root` is always given, so wrkr_items_root is used.
+-- `items` for one tree (lineage): `root` is always given, so the root's row is found by
+-- `id` and its descendants by wrkr_items_root (a root stores NULL: 0006_root_index.sql).
 SELECT {columns} FROM wrkr_items
-WHERE root = :root
+WHERE (root = :root OR id = :root)
   AND (:queue IS NULL OR queue = :queue)
   AND (:name IS NULL OR name = :name)
   AND (:tid IS NULL OR tid = :tid)
