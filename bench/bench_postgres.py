@@ -1,11 +1,14 @@
 """PostgreSQL: wrkr beside pgqueuer, procrastinate and a raw SKIP LOCKED loop; lateness.
 
-Run: ``python -m bench postgres`` (or ``python bench/bench_postgres.py``), with the
-server of ``WRKR_BENCH_PG`` (default the local ``test`` database) running. Each
+Run: ``python -m bench postgres`` (or ``python -m bench.bench_postgres``), with the
+server of ``WRKR_BENCH_PG`` (default the local ``test`` database) running;
+``python -m bench.bench_postgres publish`` runs only the single-publish goals (issue 16). Each
 contender works in a schema of its own, dropped afterwards. End to end means: the
 worker runs, N events are published in batches of 100, and the clock stops when the
 last one was handled. Lateness: 1,000 events published with ``when="1 second"``,
-handler start minus due time.
+handler start minus due time. Single publishes: raw single-row INSERTs on one
+connection, wrkr's serial `publish()` of one event per call, and waves of 50 concurrent
+publishers, taking turns five times.
 """
 
 from __future__ import annotations
@@ -201,6 +204,93 @@ async def bench_procrastinate(count: int) -> float:
     return count / seconds
 
 
+PUBLISH_N = int(os.environ.get("WRKR_BENCH_PG_PUBLISH_N", "600"))
+PUBLISHERS = 50  # concurrent publishers: 50 web requests publishing one event each
+RAW_INSERT = "INSERT INTO bench_raw_publish.items (payload) VALUES (%s)"
+
+
+async def raw_single_inserts(conn: psycopg.AsyncConnection[Any], count: int) -> float:
+    """Return rows/second of `count` single-row INSERTs, each its own synchronous commit."""
+    await conn.execute("TRUNCATE bench_raw_publish.items")
+    payload = b"x" * 200
+    start = time.perf_counter()
+    for _ in range(count):
+        await conn.execute(RAW_INSERT, (payload,))
+    return count / (time.perf_counter() - start)
+
+
+async def serial_publishes(app: Wrkr, count: int) -> float:
+    """Return events/second of `count` awaited `publish()` calls, one event each."""
+    start = time.perf_counter()
+    for n in range(count):
+        await app.publish({"name": "bench.item", "tid": str(n), "payload": PAYLOAD})
+    return count / (time.perf_counter() - start)
+
+
+async def concurrent_publishes(app: Wrkr, count: int) -> float:
+    """Return events/second of waves of PUBLISHERS tasks publishing one event each."""
+    start = time.perf_counter()
+    for first in range(0, count, PUBLISHERS):
+        await asyncio.gather(*(
+            app.publish({"name": "bench.item", "tid": str(n), "payload": PAYLOAD})
+            for n in range(first, min(first + PUBLISHERS, count))))
+    return count / (time.perf_counter() - start)
+
+
+async def bench_publish(count: int = PUBLISH_N, rounds: int = 5) -> dict[str, list[float]]:
+    """Alternate raw inserts, serial and concurrent publishes `rounds` times; return rates.
+
+    wrkr's app subscribes one queue and runs no consumer (a web process publishing);
+    every commit is synchronous on both sides (publishing always is).
+    """
+    await reset("bench_raw_publish")
+    await drop("bench_publish")
+    rates: dict[str, list[float]] = {"raw": [], "serial": [], "concurrent": []}
+    async with (await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn,
+                Wrkr(PostgresBackend(URL, schema="bench_publish")) as app):
+        await conn.execute("CREATE TABLE bench_raw_publish.items "
+                           "(seq bigserial PRIMARY KEY, payload bytea NOT NULL)")
+
+        async def ignore(event: Event) -> None:
+            pass
+
+        await app.subscribe("bench.q", "bench.item", ignore)
+        await serial_publishes(app, 20)  # connections open, statements prepared
+        for _ in range(rounds):
+            await conn.execute("TRUNCATE bench_publish.items")
+            rates["raw"].append(await raw_single_inserts(conn, count))
+            rates["serial"].append(await serial_publishes(app, count))
+            rates["concurrent"].append(await concurrent_publishes(app, count))
+    await drop("bench_publish")
+    await drop("bench_raw_publish")
+    return rates
+
+
+def median(values: list[float]) -> float:
+    """Return the median of `values`."""
+    return percentile(values, 50)
+
+
+async def main_publish() -> None:
+    """Print the single-publish goals of issue 16 as ratios beside their targets."""
+    rates = await bench_publish()
+    serial = [s / r for s, r in zip(rates["serial"], rates["raw"], strict=True)]
+    shared = [c / s for c, s in zip(rates["concurrent"], rates["serial"], strict=True)]
+    print(f"single publishes, {PUBLISH_N} events of 200 bytes per run, 5 runs alternating "
+          "(every commit synchronous):")
+    print(table(("path", "per run /s", "median"), [
+        (label, " / ".join(f"{rate:,.0f}" for rate in values), f"{median(values):,.0f}/s")
+        for label, values in (("raw single-row INSERT, 1 connection", rates["raw"]),
+                              ("wrkr publish(), one event per call, serial", rates["serial"]),
+                              (f"wrkr, {PUBLISHERS} concurrent publishers, one event each",
+                               rates["concurrent"]))]))
+    print(table(("goal", "per run", "median", "target"), [
+        ("serial publish / raw INSERT", " / ".join(f"{x:.2f}x" for x in serial),
+         f"{median(serial):.2f}x", ">= 0.7x"),
+        (f"{PUBLISHERS} concurrent / serial publish", " / ".join(f"{x:.2f}x" for x in shared),
+         f"{median(shared):.2f}x", ">= 3x")]))
+
+
 async def main() -> None:
     """Run every contender once, print rates with ratios, then the lateness figures."""
     rates = {"raw SKIP LOCKED claim+delete": await bench_raw(N),
@@ -219,7 +309,8 @@ async def main() -> None:
     print(table(("contender", "items/s", "wrkr-postgres is"), rows))
     p50, p99 = await bench_lateness()
     print(f"lateness of 1,000 events delayed 1 s: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    await main_publish()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main_publish() if sys.argv[1:] == ["publish"] else main())

@@ -50,6 +50,7 @@ from wrkr_postgres._db import PostgresPool, Row, wrapped
 from wrkr_postgres._flows import flow_transaction
 from wrkr_postgres._listener import PostgresListener
 from wrkr_postgres._names import channel_for, pattern_regex
+from wrkr_postgres._publisher import PostgresPublisher, enqueue_params
 from wrkr_postgres._rows import PostgresReceipt, error_json, parse_item_id, to_delivery, to_item
 from wrkr_postgres._schedules import firing_params, record_params, to_record
 from wrkr_postgres._sql import load_queries, migrate
@@ -77,6 +78,8 @@ class PostgresStore(Store[PostgresReceipt]):
         self.queries = load_queries(settings.schema)
         self.listener = PostgresListener(settings.conninfo, self.channel, self.notify)
         self._pools: tuple[PostgresPool, PostgresPool] | None = None
+        self.publisher = PostgresPublisher(settings.conninfo, self.queries, self.channel,
+                                           self.clock.now)
         self._janitor: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self.exclusive_queues: set[str] = set()  # whose acks must wake other processes
@@ -107,7 +110,14 @@ class PostgresStore(Store[PostgresReceipt]):
             for pool in pools:
                 await pool.close()
             raise
-        self._pools = pools
+        publisher = PostgresPublisher(url, self.queries, self.channel, self.clock.now)
+        try:
+            await publisher.open()
+        except BaseException:
+            for pool in pools:
+                await pool.close()
+            raise
+        self._pools, self.publisher = pools, publisher
         await self.listener.start(_CONNECT_TIMEOUT)
         self._closing = asyncio.Event()
         self._janitor = asyncio.create_task(self._clean_forever(), name="wrkr-postgres-janitor")
@@ -121,6 +131,7 @@ class PostgresStore(Store[PostgresReceipt]):
                            "cancelled it", CLOSE_WAIT)
         await self.listener.stop()
         pools, self._pools = self._pools, None
+        await self.publisher.close()
         for pool in pools or ():
             await pool.close()
 
@@ -153,24 +164,21 @@ class PostgresStore(Store[PostgresReceipt]):
     async def put(self, messages: Sequence[Message], *, connection: Any = None) -> list[str]:
         """Store a batch in one statement; see `Store.put`.
 
+        Without `connection`, concurrent puts share a statement and its commit (see
+        `_publisher`); with it, the batch is the caller's alone.
+
         Args:
             messages: the batch.
             connection: a psycopg ``AsyncConnection``: the items are inserted in its
                 current transaction and exist (and wake consumers) when it commits.
         """
+        self._open_pools()
         if not messages:
-            self._open_pools()
             return []
-        params = {"names": [m.name for m in messages], "tids": [m.tid for m in messages],
-                  "payloads": [m.payload for m in messages], "dues": [m.due for m in messages],
-                  "createds": [m.created for m in messages],
-                  "dedupes": [m.dedupe for m in messages],
-                  "parents": [m.parent for m in messages], "roots": [m.root for m in messages],
-                  "traces": [m.trace for m in messages], "now": self.clock.now(),
-                  "channel": self.channel}
         if connection is not None:
+            params = enqueue_params(messages, self.clock.now(), self.channel)
             return [row[0].hex for row in await self._fetch_on(connection, params)]
-        rows = await self._fetch("enqueue", params)
+        rows = await self.publisher.put(messages)
         if not self.wakes_live:  # else the NOTIFY wakes this process's consumers too
             for queue in {row[1] for row in rows}:
                 self.notify(queue)
