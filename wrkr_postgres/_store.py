@@ -1,9 +1,11 @@
 """`PostgresStore`: the PostgreSQL backend's `Store`, one SQL statement per primitive.
 
 Every statement lives in ``sql/queries.sql``. Claims, renewals and settlements run on a
-pool that may commit asynchronously (``fast_settle``, see `_db`); publishing and
-everything else on one that commits synchronously. Both pools are built anew at each
-connect, so a store connects again after `disconnect()`. NOTIFYs heard by the listener
+pool that may commit asynchronously (``fast_settle``, see `_db`); publishing on a
+connection of its own that shares commits between concurrent publishes (`_publisher`);
+everything else on a pool that commits synchronously. The pools and the publishing
+connection are built anew at each connect, so a store connects again after
+`disconnect()`. NOTIFYs heard by the listener
 become `notify(queue)`; while it is down, `wakes_live` is False and consumers poll.
 """
 
@@ -89,7 +91,7 @@ class PostgresStore(Store[PostgresReceipt]):
 
     @property
     def pool(self) -> PostgresPool:
-        """The pool that commits synchronously (publishing, inspection)."""
+        """The pool that commits synchronously (inspection, control, schedule firings)."""
         return self._open_pools()[0]
 
     # -- lifecycle ---------------------------------------------------------------------
