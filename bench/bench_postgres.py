@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -213,6 +214,18 @@ ITEMS_INSERT = """INSERT INTO bench_raw_publish.items_like
 (id, queue, name, tid, payload, due, created, updated, root)
 VALUES (gen_random_uuid(), 'bench.q', 'bench.item', %s, %s, now(), now(), now(), 'root')"""
 PAYLOAD_BYTES = b"x" * 200
+# A worker elsewhere, LISTENing on wrkr's channel and reading every NOTIFY (the server
+# signals it for each publish, as it would in production); a process of its own.
+LISTENER = """
+import asyncio, sys, psycopg
+async def main():
+    async with await psycopg.AsyncConnection.connect(sys.argv[1], autocommit=True) as conn:
+        await conn.execute('LISTEN "' + sys.argv[2] + '"')
+        print("listening", flush=True)
+        async for _ in conn.notifies():
+            pass
+asyncio.run(main())
+"""
 
 
 async def publish_turn(conn: psycopg.AsyncConnection[Any], app: Wrkr,
@@ -247,12 +260,16 @@ async def bench_publish(count: int = PUBLISH_N, rounds: int = 5) -> dict[str, li
 
     Within a run the paths take turns every PUBLISHERS events, so a load that comes
     and goes on a shared machine falls on all of them alike. wrkr's app subscribes one
-    queue and runs no consumer (a web process publishing); every commit is synchronous
-    on every path (publishing always is).
+    queue and runs no consumer (a web process publishing); another process LISTENs on
+    its channel (a worker); every commit is synchronous on every path.
     """
     await reset("bench_raw_publish")
     await drop("bench_publish")
     rates: dict[str, list[float]] = {"raw": [], "items": [], "serial": [], "concurrent": []}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LISTENER, URL, "wrkr_bench_publish", stdout=subprocess.PIPE)
+    assert worker.stdout is not None
+    await asyncio.wait_for(worker.stdout.readline(), timeout=30)
     async with (await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn,
                 Wrkr(PostgresBackend(URL, schema="bench_publish")) as app):
 
@@ -273,6 +290,8 @@ async def bench_publish(count: int = PUBLISH_N, rounds: int = 5) -> dict[str, li
                 await publish_turn(conn, app, seconds)
             for label, taken in seconds.items():
                 rates[label].append(count // PUBLISHERS * PUBLISHERS / taken)
+    worker.kill()
+    await worker.wait()
     await drop("bench_publish")
     await drop("bench_raw_publish")
     return rates

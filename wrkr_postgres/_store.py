@@ -5,8 +5,10 @@ pool that may commit asynchronously (``fast_settle``, see `_db`); publishing on 
 connection of its own that shares commits between concurrent publishes (`_publisher`);
 everything else on a pool that commits synchronously. The pools and the publishing
 connection are built anew at each connect, so a store connects again after
-`disconnect()`. NOTIFYs heard by the listener
-become `notify(queue)`; while it is down, `wakes_live` is False and consumers poll.
+`disconnect()`. NOTIFYs heard by the listener become `notify(queue)`; while it is down,
+`wakes_live` is False and consumers poll. The listener starts when a consumer first
+sleeps (`idle`): a process that only publishes (a web app) does not hear its own
+NOTIFYs, which cost it about 160 us of CPU per publish (measured, issue 16).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class PostgresStore(Store[PostgresReceipt]):
         self._janitor: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self.exclusive_queues: set[str] = set()  # whose acks must wake other processes
+        self._consumed = False  # a consumer has slept: the listener is wanted
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.settings.conninfo)!r}, schema={self.settings.schema!r})"
@@ -120,7 +123,8 @@ class PostgresStore(Store[PostgresReceipt]):
                 await pool.close()
             raise
         self._pools, self.publisher = pools, publisher
-        await self.listener.start(_CONNECT_TIMEOUT)
+        if self._consumed:  # consumers slept before a reconnect: they will again
+            await self.listener.start(_CONNECT_TIMEOUT)
         self._closing = asyncio.Event()
         self._janitor = asyncio.create_task(self._clean_forever(), name="wrkr-postgres-janitor")
 
@@ -136,6 +140,16 @@ class PostgresStore(Store[PostgresReceipt]):
         await self.publisher.close()
         for pool in pools or ():
             await pool.close()
+
+    def idle(self, queue: str, waiting: bool) -> None:
+        """Start the listener the first time a consumer sleeps; see `Store.idle`.
+
+        Until LISTEN is in place `wakes_live` is False, so the consumer polls; the
+        listener then wakes every queue once.
+        """
+        if waiting and not self.listener.started and self._pools is not None:
+            self._consumed = True
+            self.listener.start_soon()
 
     @property
     def wakes_live(self) -> bool:
