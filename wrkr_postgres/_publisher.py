@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,7 +80,7 @@ class PostgresPublisher:
         self._cursor: psycopg.AsyncCursor[Any] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self._waiting: list[_Waiting] = []
+        self._waiting: deque[_Waiting] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._open = False
 
@@ -137,7 +138,14 @@ class PostgresPublisher:
         """Publish what waited, one shared statement at a time, until nobody waits."""
         try:
             while self._waiting and self._open:
-                await self._publish_together(self._take(_MOST_MESSAGES))
+                group = self._take(_MOST_MESSAGES)
+                try:
+                    await self._publish_together(group)
+                except BaseException as exc:  # cancelled at close, or a bug: never hang
+                    for waiting in group:
+                        _settle(waiting, exc=exc if isinstance(exc, Exception)
+                                else self._closed())
+                    raise
         finally:
             self._flusher = None
             self._idle.set()
@@ -147,7 +155,7 @@ class PostgresPublisher:
         taken: list[_Waiting] = []
         count = 0
         while self._waiting and (not taken or count + len(self._waiting[0].messages) <= most):
-            waiting = self._waiting.pop(0)
+            waiting = self._waiting.popleft()
             if not waiting.done.done():  # its caller was cancelled: it never goes
                 taken.append(waiting)
                 count += len(waiting.messages)

@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from backend_conformance_tests import Names
 from tests.conftest import PG_URL, new_schema
-from wrkr import BackendUnavailable, Wrkr
+from wrkr import BackendUnavailable, NotStarted, Wrkr
 from wrkr.backend import Message
 from wrkr_postgres import PostgresBackend
 from wrkr_postgres._store import PostgresStore
@@ -126,3 +126,21 @@ async def test_a_publish_cancelled_while_it_waits_is_never_sent(
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert [item.tid for item in await app.items(queue=queue)] == ["first"]
+
+
+async def test_publishes_in_flight_when_the_app_stops_are_stored_or_raise_not_started(
+        pg_schema: str, names: Names) -> None:
+    name, queue = names.event("late"), names.queue("lates")
+    app = Wrkr(PostgresBackend(PG_URL, schema=pg_schema))
+    await app.start()
+    await app.subscribe(queue, name, ignore)
+    publishing = [asyncio.create_task(app.publish({"name": name, "tid": str(n)}))
+                  for n in range(20)]
+    await asyncio.sleep(0)  # the first is in flight, the others wait for it
+    await app.stop(timeout=1.0)
+    outcomes = await asyncio.gather(*publishing, return_exceptions=True)
+    assert all(isinstance(o, list | NotStarted) for o in outcomes), outcomes
+    published = sorted(str(n) for n, o in enumerate(outcomes) if isinstance(o, list))
+    assert published  # the one in flight finished
+    async with Wrkr(PostgresBackend(PG_URL, schema=pg_schema)) as again:
+        assert sorted(item.tid or "" for item in await again.items(queue=queue)) == published
