@@ -1,17 +1,21 @@
 """PostgreSQL: wrkr beside pgqueuer, procrastinate and a raw SKIP LOCKED loop; lateness.
 
-Run: ``python -m bench postgres`` (or ``python bench/bench_postgres.py``), with the
-server of ``WRKR_BENCH_PG`` (default the local ``test`` database) running. Each
+Run: ``python -m bench postgres`` (or ``python -m bench.bench_postgres``), with the
+server of ``WRKR_BENCH_PG`` (default the local ``test`` database) running;
+``python -m bench.bench_postgres publish`` runs only the single-publish goals (issue 16). Each
 contender works in a schema of its own, dropped afterwards. End to end means: the
 worker runs, N events are published in batches of 100, and the clock stops when the
 last one was handled. Lateness: 1,000 events published with ``when="1 second"``,
-handler start minus due time.
+handler start minus due time. Single publishes: raw single-row INSERTs on one
+connection, wrkr's serial `publish()` of one event per call, and waves of 50 concurrent
+publishers, taking turns five times.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -201,6 +205,131 @@ async def bench_procrastinate(count: int) -> float:
     return count / seconds
 
 
+PUBLISH_N = int(os.environ.get("WRKR_BENCH_PG_PUBLISH_N", "1000"))
+PUBLISHERS = 50  # concurrent publishers: 50 web requests publishing one event each
+RAW_INSERT = "INSERT INTO bench_raw_publish.items (payload) VALUES (%s)"
+# The same single-row INSERT into a copy of wrkr's items table, with all its indexes: how
+# much of the gap the table's shape explains, before routing, NOTIFY and the client.
+ITEMS_INSERT = """INSERT INTO bench_raw_publish.items_like
+(id, queue, name, tid, payload, due, created, updated, root)
+VALUES (gen_random_uuid(), 'bench.q', 'bench.item', %s, %s, now(), now(), now(), 'root')"""
+PAYLOAD_BYTES = b"x" * 200
+# A worker elsewhere, LISTENing on wrkr's channel and reading every NOTIFY (the server
+# signals it for each publish, as it would in production); a process of its own.
+LISTENER = """
+import asyncio, sys, psycopg
+async def main():
+    async with await psycopg.AsyncConnection.connect(sys.argv[1], autocommit=True) as conn:
+        await conn.execute('LISTEN "' + sys.argv[2] + '"')
+        print("listening", flush=True)
+        async for _ in conn.notifies():
+            pass
+asyncio.run(main())
+"""
+
+
+async def publish_turn(conn: psycopg.AsyncConnection[Any], app: Wrkr,
+                       seconds: dict[str, float]) -> None:
+    """Run PUBLISHERS events through each path in turn; add the time each took."""
+    async def raw() -> None:
+        for _ in range(PUBLISHERS):
+            await conn.execute(RAW_INSERT, (PAYLOAD_BYTES,))
+
+    async def items() -> None:
+        for n in range(PUBLISHERS):
+            await conn.execute(ITEMS_INSERT, (str(n), PAYLOAD_BYTES))
+
+    async def serial() -> None:
+        for n in range(PUBLISHERS):
+            await app.publish({"name": "bench.item", "tid": str(n), "payload": PAYLOAD})
+
+    async def concurrent() -> None:
+        await asyncio.gather(*(app.publish({"name": "bench.item", "tid": str(n),
+                                            "payload": PAYLOAD})
+                               for n in range(PUBLISHERS)))
+
+    for label, run in (("raw", raw), ("items", items), ("serial", serial),
+                       ("concurrent", concurrent)):
+        start = time.perf_counter()
+        await run()
+        seconds[label] += time.perf_counter() - start
+
+
+async def bench_publish(count: int = PUBLISH_N, rounds: int = 5) -> dict[str, list[float]]:
+    """Return each path's events/second in each of `rounds` runs of `count` events.
+
+    Within a run the paths take turns every PUBLISHERS events, so a load that comes
+    and goes on a shared machine falls on all of them alike. wrkr's app subscribes one
+    queue and runs no consumer (a web process publishing); another process LISTENs on
+    its channel (a worker); every commit is synchronous on every path.
+    """
+    await reset("bench_raw_publish")
+    await drop("bench_publish")
+    rates: dict[str, list[float]] = {"raw": [], "items": [], "serial": [], "concurrent": []}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LISTENER, URL, "wrkr_bench_publish", stdout=subprocess.PIPE)
+    assert worker.stdout is not None
+    await asyncio.wait_for(worker.stdout.readline(), timeout=30)
+    async with (await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn,
+                Wrkr(PostgresBackend(URL, schema="bench_publish")) as app):
+
+        async def ignore(event: Event) -> None:
+            pass
+
+        await app.subscribe("bench.q", "bench.item", ignore)
+        await conn.execute("CREATE TABLE bench_raw_publish.items "
+                           "(seq bigserial PRIMARY KEY, payload bytea NOT NULL)")
+        await conn.execute("CREATE TABLE bench_raw_publish.items_like "
+                           "(LIKE bench_publish.items INCLUDING ALL)")
+        await publish_turn(conn, app, dict.fromkeys(rates, 0.0))  # connect, prepare
+        for _ in range(rounds):
+            await conn.execute("TRUNCATE bench_publish.items, bench_raw_publish.items, "
+                               "bench_raw_publish.items_like")
+            seconds = dict.fromkeys(rates, 0.0)
+            for _ in range(count // PUBLISHERS):
+                await publish_turn(conn, app, seconds)
+            for label, taken in seconds.items():
+                rates[label].append(count // PUBLISHERS * PUBLISHERS / taken)
+    worker.kill()
+    await worker.wait()
+    await drop("bench_publish")
+    await drop("bench_raw_publish")
+    return rates
+
+
+def median(values: list[float]) -> float:
+    """Return the median of `values`."""
+    return percentile(values, 50)
+
+
+def ratios(upper: list[float], lower: list[float]) -> list[float]:
+    """Return `upper / lower` run by run."""
+    return [a / b for a, b in zip(upper, lower, strict=True)]
+
+
+async def main_publish() -> None:
+    """Print the single-publish goals of issue 16 as ratios beside their targets."""
+    rates = await bench_publish()
+    print(f"single publishes, 5 runs of {PUBLISH_N} events of 200 bytes per path, the "
+          f"paths taking turns every {PUBLISHERS} events (every commit synchronous):")
+    print(table(("path", "per run /s", "median"), [
+        (label, " / ".join(f"{rate:,.0f}" for rate in values), f"{median(values):,.0f}/s")
+        for label, values in (("raw single-row INSERT, 1 connection", rates["raw"]),
+                              ("same, into a copy of wrkr's items table", rates["items"]),
+                              ("wrkr publish(), one event per call, serial", rates["serial"]),
+                              (f"wrkr, {PUBLISHERS} concurrent publishers, one event each",
+                               rates["concurrent"]))]))
+    rows = [(goal, " / ".join(f"{x:.2f}x" for x in values), f"{median(values):.2f}x", target)
+            for goal, values, target in (
+                ("serial publish / raw INSERT", ratios(rates["serial"], rates["raw"]),
+                 ">= 0.7x"),
+                (f"{PUBLISHERS} concurrent / serial publish",
+                 ratios(rates["concurrent"], rates["serial"]), ">= 3x"),
+                ("(items-table INSERT / raw INSERT: the table's share)",
+                 ratios(rates["items"], rates["raw"]), ""))]
+    print(table(("goal", "per run", "median", "target"), rows))
+
+
 async def main() -> None:
     """Run every contender once, print rates with ratios, then the lateness figures."""
     rates = {"raw SKIP LOCKED claim+delete": await bench_raw(N),
@@ -219,7 +348,8 @@ async def main() -> None:
     print(table(("contender", "items/s", "wrkr-postgres is"), rows))
     p50, p99 = await bench_lateness()
     print(f"lateness of 1,000 events delayed 1 s: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    await main_publish()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main_publish() if sys.argv[1:] == ["publish"] else main())

@@ -32,6 +32,11 @@ settlements (`LeaseLost`); an expired lease is claimable again. NOTIFY on the ch
 Delivery is the core's loop (`StoreBackend`) over a `PostgresStore` (``_store.py``): one
 statement per claim, renewal batch, settlement batch, publish batch or query.
 
+Connections per backend: two pools of up to ``pool_size`` (see `_db`), one LISTEN
+connection, and one publishing connection (``_publisher.py``) on which every
+``publish()`` runs -- concurrent publishes of the process share its statements and
+commits (group commit), each still getting its own ids or error.
+
 Times: the backend's clock (``self.now()``, the client's) is passed into every
 statement, for due times and lease ends alike, so one clock decides everything; keep
 the workers' clocks in sync (NTP) as with any lease-based queue.

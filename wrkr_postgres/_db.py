@@ -1,7 +1,8 @@
-"""Connections: a pool for publishing, one for settling, and driver errors wrapped.
+"""Connections: a pool for inspection and control, one for settling, driver errors wrapped.
 
-Two pools because they commit differently. Publishing commits synchronously: a
-published event is on disk before `publish()` returns. Claims, acks, nacks and
+Two pools because they commit differently. The first commits synchronously, as does
+publishing (its own connection, `_publisher`): a published event is on disk before
+`publish()` returns. Claims, acks, nacks and
 releases may commit asynchronously (``fast_settle``, the default): if the server
 crashes, the last few settlements are lost and those items are delivered again,
 which at-least-once delivery allows; a commit then costs no disk flush.

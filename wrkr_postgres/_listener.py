@@ -26,10 +26,19 @@ class PostgresListener:
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
-    async def start(self, timeout: float) -> None:
-        """Start listening; return once LISTEN is in place (or after `timeout` seconds)."""
+    @property
+    def started(self) -> bool:
+        """True from `start` (or `start_soon`) until `stop`."""
+        return self._task is not None
+
+    def start_soon(self) -> None:
+        """Start listening in the background; `listening` is set once LISTEN is in place."""
         self.listening = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="wrkr-postgres-listener")
+
+    async def start(self, timeout: float) -> None:
+        """Start listening; return once LISTEN is in place (or after `timeout` seconds)."""
+        self.start_soon()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self.listening.wait()

@@ -51,7 +51,30 @@ WITH msg AS (
 ), woken AS (
     SELECT count(pg_notify(%(channel)s, q.queue)) AS n FROM (SELECT DISTINCT queue FROM ins) q
 )
-SELECT ins.id, ins.queue FROM ins, woken ORDER BY ins.seq
+SELECT ins.id, ins.queue, r.ord FROM ins JOIN ided r USING (id), woken ORDER BY ins.seq
+
+-- name: enqueue_one
+-- `enqueue` for a batch of one message, its fields as scalars: the usual publish (one
+-- event per call) skips dumping nine one-element arrays (about 150 us of client CPU),
+-- and a plain INSERT ... SELECT with no CTE is the cheapest for the server to run.
+-- Items come back in insertion order (queues in name order), NOTIFY done per queue.
+INSERT INTO {schema}.items AS i (id, queue, name, tid, payload, due, created, dedupe,
+                                 updated, parent, root, trace)
+SELECT r.id, r.queue, %(name)s::text, %(tid)s::text, %(payload)b::bytea,
+       %(due)s::timestamptz, %(created)s::timestamptz, %(dedupe)s::boolean, %(now)s,
+       %(parent)s::text, coalesce(%(root)s::text, replace(r.id::text, '-', '')),
+       %(trace)s::text
+FROM (SELECT q.queue, gen_random_uuid() AS id
+      FROM (SELECT DISTINCT s.queue FROM {schema}.subscriptions s
+            WHERE s.pattern = %(name)s::text
+               OR (s.regex IS NOT NULL AND ('.' || %(name)s::text) ~ s.regex)) q) r
+WHERE NOT (%(dedupe)s::boolean AND EXISTS (
+    SELECT 1 FROM {schema}.items p
+    WHERE p.state = 'pending' AND p.name = %(name)s::text
+      AND p.tid IS NOT DISTINCT FROM %(tid)s::text AND p.queue = r.queue))
+ORDER BY r.queue
+ON CONFLICT DO NOTHING
+RETURNING i.id, i.queue, pg_notify(%(channel)s, i.queue)::text
 
 -- name: claim
 -- Expired leases first (their workers died), then due items in (due, seq) order; rows
