@@ -38,7 +38,6 @@ from wrkr_rabbitmq._messages import RabbitMQEnvelope, envelope_for
 from wrkr_rabbitmq._registry import RabbitMQRegistry, RabbitMQSubscriptions
 from wrkr_rabbitmq._routing import send, send_batch
 from wrkr_rabbitmq._topology import (
-    DELAY_LEVELS,
     RabbitMQTopology,
     declare_chain,
     declare_namespace,
@@ -106,7 +105,7 @@ class RabbitMQBroker(Broker[RabbitMQReceipt]):
         probe = await self._open_channel()
         with unavailable("declare the delay chain", self.url):
             try:
-                await probe.queue_declare(self.topology.level(DELAY_LEVELS - 1), passive=True)
+                await probe.queue_declare(self.topology.chain_probe, passive=True)
                 await probe.close()
             except RabbitMQChannelClosed as exc:
                 if exc.reply_code != NOT_FOUND:

@@ -6,6 +6,10 @@ publishes it to its destination (confirmed) and acks it: at most ~1.25 s of item
 memory, never long delays, and a forwarder that dies only hands them back to the due
 queue for another to pick up. Every process that consumes runs one; they compete on
 the due queue like any consumers.
+
+On quorum chains the forwarder also empties the chain's limbo queue (see _topology.py):
+each message there goes to the due queue of the namespace its routing key names,
+confirmed, then is acked; one whose namespace has no due queue any more is dropped.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from wrkr import BackendUnavailable
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
 from wrkr_rabbitmq._messages import MalformedMessage, RabbitMQEnvelope, received_envelope
 from wrkr_rabbitmq._routing import send
-from wrkr_rabbitmq._topology import RabbitMQTopology
+from wrkr_rabbitmq._topology import DELAY_LEVELS, RabbitMQTopology
 
 logger = logging.getLogger("wrkr.rabbitmq")
 
@@ -58,16 +62,46 @@ class RabbitMQForwarder:
     async def _serve(self, channel: RabbitMQChannel) -> None:
         """Consume the due queue and forward each item when due, until the channel closes."""
         held: list[_Held] = []
+        stranded: list[RabbitMQIncoming] = []
         wake = asyncio.Event()
 
         def on_message(message: RabbitMQIncoming) -> None:
             self._hold(channel, message, held)
             wake.set()
 
+        def on_stranded(message: RabbitMQIncoming) -> None:
+            stranded.append(message)
+            wake.set()
+
         await channel.consume(self._topology.due, on_message)
+        if self._topology.counts_deliveries:
+            await channel.consume(self._topology.limbo, on_stranded)
         while not channel.is_closed:
             await self._wait(channel, held, wake)
             await self._forward_due(channel, held)
+            if stranded:
+                await self._rescue(channel, stranded)
+
+    async def _rescue(self, channel: RabbitMQChannel, stranded: list[RabbitMQIncoming]) -> None:
+        """Move limbo messages to their namespace's due queue; drop those with none."""
+        batch = stranded[:]
+        stranded.clear()
+        for message in batch:
+            segments = message.routing_key.split(".")
+            try:
+                envelope = received_envelope(message)
+                due = f"{segments[DELAY_LEVELS]}.due"
+            except (MalformedMessage, IndexError) as exc:
+                logger.warning("dropping a foreign message from %s: %s",
+                               self._topology.limbo, exc)
+                channel.reject(message.delivery_tag, requeue=False)
+                continue
+            routed = await channel.publish(envelope.body, exchange="", routing_key=due,
+                                           properties=envelope.properties(), mandatory=True)
+            if not routed:
+                logger.info("dropping delayed item %s: its namespace's %s is gone",
+                            envelope.item_id, due)
+            channel.ack(message.delivery_tag)
 
     def _hold(self, channel: RabbitMQChannel, message: RabbitMQIncoming, held: list[_Held]) -> None:
         """Keep a message until it is due; drop (with a log line) what is not a wrkr message.

@@ -16,10 +16,15 @@ and every namespace of a vhost with the same queue type shares one delay chain
     {c}.{k}             k = 0..25: a topic exchange and a queue whose messages live
                         2**k seconds, then dead-letter into level k-1
     {c}.due             where level 0 dead-letters; routes to each namespace's {p}.due
-    {c}.unrouted        (quorum) the chain end's alternate exchange and a queue that
-                        drops at once what no namespace's {p}.due takes (a deleted
-                        namespace's delayed items), which at-least-once dead-lettering
-                        would otherwise keep and retry for ever
+    {c}.unrouted        (quorum) the chain end's alternate exchange: what no
+                        namespace's {p}.due takes goes there, since at-least-once
+                        dead-lettering would otherwise keep and retry it for ever
+    {c}.limbo           (quorum) the queue bound to it. Every forwarder consumes it and
+                        moves each message to its namespace's {p}.due, dropping it only
+                        when that queue does not exist (a deleted namespace). A broker
+                        that is booting recovers queues before bindings, so an item can
+                        reach the chain end before its {p}.due binding is back; a sink
+                        here (earlier versions kept a TTL-0 queue) would lose it.
 
 Queue types (the `queue_type` option). ``quorum``, the default: every queue above is a
 quorum queue (``x-queue-type: quorum``, replicated by Raft on a cluster) with
@@ -96,6 +101,16 @@ class RabbitMQTopology:
     def chain(self) -> str:
         """The name of the delay chain this namespace's queue type uses."""
         return CHAINS[self.queue_type]
+
+    @property
+    def limbo(self) -> str:
+        """The chain's queue for what reached its end unrouted (quorum chains only)."""
+        return f"{self.chain}.limbo"
+
+    @property
+    def chain_probe(self) -> str:
+        """The queue `declare_chain` declares last: if it exists, the chain is complete."""
+        return self.limbo if self.counts_deliveries else self.level(DELAY_LEVELS - 1)
 
     @property
     def chain_end(self) -> str:
@@ -199,17 +214,22 @@ async def declare(channel: RabbitMQChannel, topology: RabbitMQTopology, name: st
 
 
 async def declare_chain(channel: RabbitMQChannel, topology: RabbitMQTopology) -> None:
-    """Declare the namespace type's delay chain, end first and level 25 last (idempotent)."""
+    """Declare the namespace type's delay chain, end first, `chain_probe` last (idempotent)."""
     alternate: dict[str, Any] = {}
+    unrouted = f"{topology.chain}.unrouted"
     if topology.counts_deliveries:  # quorum: at-least-once needs a route for everything
-        unrouted = f"{topology.chain}.unrouted"
         await channel.exchange_declare(unrouted, "fanout")
-        await channel.queue_declare(unrouted, arguments={"x-message-ttl": 0})  # a sink
-        await channel.queue_bind(unrouted, unrouted, "")
         alternate = {"alternate-exchange": unrouted}
     await channel.exchange_declare(topology.chain_end, "topic", arguments=alternate)
     for k in range(DELAY_LEVELS):
         await _declare_level(channel, topology, k)
+    if topology.counts_deliveries:
+        await declare(channel, topology, topology.limbo)
+        await channel.queue_bind(topology.limbo, unrouted, "")
+        # The TTL-0 sink queue earlier versions bound there dropped what it got: delete it
+        # (and so its binding) only now that the limbo queue takes everything. Deleting a
+        # queue that is gone already is a no-op.
+        await channel.queue_delete(unrouted)
 
 
 async def _declare_level(channel: RabbitMQChannel, topology: RabbitMQTopology, k: int) -> None:

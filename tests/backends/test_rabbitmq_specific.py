@@ -39,7 +39,12 @@ from wrkr import (
 from wrkr.backend import ItemFilter, Message
 from wrkr_rabbitmq import RabbitMQBackend
 from wrkr_rabbitmq._client import RabbitMQConnection
-from wrkr_rabbitmq._topology import MAX_COUNTDOWN, countdown_routing_key, entry_level
+from wrkr_rabbitmq._topology import (
+    DELAY_LEVELS,
+    MAX_COUNTDOWN,
+    countdown_routing_key,
+    entry_level,
+)
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -847,3 +852,27 @@ async def test_raw_client_reads_wrkr_messages_as_the_wire_format_says(
     assert isinstance(meta["due"], int)
     assert meta["due"] == meta["created"]
     assert abs(meta["created"] / 1e6 - datetime.now().timestamp()) < 60
+
+
+async def test_a_delayed_item_reaching_the_chain_end_unbound_is_moved_to_its_due_queue(
+        backend: RabbitMQBackend, names: Names) -> None:
+    """A booting broker recovers queues before bindings, so an item can leave the delay
+    chain before its namespace's due queue is bound to the chain's end again: the limbo
+    queue behind the chain end's alternate exchange keeps it, and a forwarder (any
+    process's) moves it to that due queue instead of it being lost."""
+    queue, topology = names.queue("limbo"), backend.broker.topology
+    await backend.subscribe(queue, names.event("e"))
+    stream = backend.deliveries(queue, worker="w", lease=timedelta(seconds=5), prefetch=1)
+    admin = await backend.broker.connection().channel()
+    try:
+        await admin.queue_unbind(topology.due, topology.chain_end,
+                                 "*." * DELAY_LEVELS + f"{topology.prefix}.#")
+        [item_id] = await backend.enqueue(
+            [_message(names.event("e"), backend.now() + timedelta(seconds=2))])
+        async with asyncio.timeout(WAIT):
+            delivery = await anext(stream)
+        assert (delivery.item.id, delivery.item.attempts) == (item_id, 1)
+        await backend.ack(delivery)
+    finally:
+        await admin.close()
+        await stream.aclose()
