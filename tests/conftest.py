@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
+from backend_conformance_tests import Names
 from tests._services import require_service
 from wrkr import InvalidConfig
 
@@ -28,6 +29,12 @@ def new_schema(request: pytest.FixtureRequest) -> Iterator[str]:
     yield schema
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(drop)
+
+
+@pytest.fixture
+def names() -> Names:
+    """Provide queue and event names unique to the test."""
+    return Names()
 
 
 @pytest.fixture

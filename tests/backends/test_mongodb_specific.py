@@ -553,8 +553,3 @@ async def test_items_skip_the_offset_and_purge_deletes_finished_items(
     assert await store.purge(None, State.FAILED, datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert [item.id for item in await store.items(ItemFilter(queue="q"))] == ids[2:]
 
-
-@pytest.fixture
-def names() -> Names:
-    """Provide queue and event names unique to the test."""
-    return Names()

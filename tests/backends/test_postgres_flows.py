@@ -7,14 +7,14 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from backend_conformance_tests._helpers import WAIT, eventually
-from tests.conftest import PG_URL, new_schema
+from tests.conftest import PG_URL
 from wrkr import Event, Wrkr
 from wrkr_postgres import PostgresBackend
 
@@ -44,12 +44,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-def pg_schema(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Provide a fresh schema on the local server, dropped after the test."""
-    yield from new_schema(request)
 
 
 @pytest_asyncio.fixture

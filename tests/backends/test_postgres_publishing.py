@@ -7,32 +7,20 @@ next statement with every other waiting publish (see `wrkr_postgres._publisher`)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 import pytest_asyncio
 
 from backend_conformance_tests import Names
-from tests.conftest import PG_URL, new_schema
+from tests.conftest import PG_URL
 from wrkr import BackendUnavailable, NotStarted, Wrkr
 from wrkr.backend import Message
 from wrkr_postgres import PostgresBackend
 from wrkr_postgres._store import PostgresStore
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_schema(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Provide a fresh schema on the local server, dropped after the test."""
-    yield from new_schema(request)
-
-
-@pytest.fixture
-def names() -> Names:
-    """Provide queue and event names unique to the test."""
-    return Names()
 
 
 @pytest_asyncio.fixture

@@ -12,7 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pytest_asyncio
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT
 from backend_conformance_tests.topics import TOPIC_CASES
-from tests.conftest import PG_URL, new_schema
+from tests.conftest import PG_URL
 from wrkr import BackendUnavailable, BlockingWrkr, Event, InvalidConfig, NotStarted, Wrkr
 from wrkr.backend import (
     Claim,
@@ -75,18 +75,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-def pg_schema(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Provide a fresh schema on the local server, dropped after the test."""
-    yield from new_schema(request)
-
-
-@pytest.fixture
-def names() -> Names:
-    """Provide queue and event names unique to the test."""
-    return Names()
 
 
 @pytest_asyncio.fixture

@@ -51,12 +51,6 @@ pytestmark = pytest.mark.rabbitmq
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def names() -> Names:
-    """Provide queue and event names unique to the test."""
-    return Names()
-
-
 @pytest_asyncio.fixture
 async def app(rabbitmq_prefix: str) -> AsyncIterator[Wrkr]:
     """Provide a started app on a fresh namespace, stopped afterwards."""

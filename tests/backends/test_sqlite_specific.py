@@ -71,12 +71,6 @@ def file_url(tmp_path: Path, **options: object) -> str:
     return f"sqlite:///{tmp_path / 'wrkr.db'}" + (f"?{query}" if query else "")
 
 
-@pytest.fixture
-def names() -> Names:
-    """Provide queue and event names unique to the test."""
-    return Names()
-
-
 @pytest_asyncio.fixture
 async def app(tmp_path: Path) -> AsyncIterator[Wrkr]:
     """A started app on the test's file that polls so rarely only wake-ups deliver in time."""

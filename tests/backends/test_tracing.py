@@ -123,12 +123,6 @@ async def spans() -> AsyncIterator[Spans]:
     found.provider.shutdown()
 
 
-@pytest.fixture
-def names() -> Names:
-    """Provide names unique to the test."""
-    return Names()
-
-
 async def test_a_handler_span_is_a_child_of_the_span_that_published_its_item(
         backend_factory: Callable[[], Backend], spans: Spans, names: Names) -> None:
     handled = Recorder()
