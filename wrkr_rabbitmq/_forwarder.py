@@ -21,7 +21,7 @@ import logging
 import time
 from typing import Any
 
-from wrkr import BackendUnavailable
+from wrkr import BackendUnavailable, InvalidConfig
 from wrkr_rabbitmq._client import RabbitMQChannel, RabbitMQIncoming
 from wrkr_rabbitmq._messages import MalformedMessage, RabbitMQEnvelope, received_envelope
 from wrkr_rabbitmq._routing import send
@@ -87,15 +87,16 @@ class RabbitMQForwarder:
         batch = stranded[:]
         stranded.clear()
         for message in batch:
-            segments = message.routing_key.split(".")
             try:
                 envelope = received_envelope(message)
-                due = f"{segments[DELAY_LEVELS]}.due"
-            except (MalformedMessage, IndexError) as exc:
+                owner = RabbitMQTopology(message.routing_key.split(".")[DELAY_LEVELS],
+                                         self._topology.queue_type)
+            except (MalformedMessage, IndexError, InvalidConfig) as exc:
                 logger.warning("dropping a foreign message from %s: %s",
                                self._topology.limbo, exc)
                 channel.reject(message.delivery_tag, requeue=False)
                 continue
+            due = owner.due
             routed = await channel.publish(envelope.body, exchange="", routing_key=due,
                                            properties=envelope.properties(), mandatory=True)
             if not routed:
