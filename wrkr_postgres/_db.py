@@ -28,6 +28,12 @@ Row = tuple[Any, ...]
 Params = Mapping[str, Any]
 
 
+def closed() -> NotStarted:
+    """Return the error for a call on a closed backend (a pool or the publisher)."""
+    return NotStarted("PostgresBackend is closed: start the app (or `await "
+                      "backend.open()`) again first")
+
+
 def unavailable(exc: BaseException, url: str) -> NoReturn:
     """Raise `BackendUnavailable` for a driver error, with no password in the message.
 
@@ -39,8 +45,7 @@ def unavailable(exc: BaseException, url: str) -> NoReturn:
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc
     if isinstance(exc, psycopg_pool.PoolClosed):
-        raise NotStarted("PostgresBackend is closed: start the app (or `await "
-                         "backend.open()`) again first") from None
+        raise closed() from None
     detail = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                    url)
     raise BackendUnavailable(f"PostgreSQL at {redact(url)} failed: {detail}") from None

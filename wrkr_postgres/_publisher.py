@@ -29,8 +29,8 @@ from typing import Any
 
 import psycopg
 
-from wrkr.backend import CLOSE_WAIT, BackendUnavailable, Message, NotStarted, ended, scrub
-from wrkr_postgres._db import Row, unavailable
+from wrkr.backend import CLOSE_WAIT, BackendUnavailable, Message, ended, scrub
+from wrkr_postgres._db import Row, closed, unavailable
 
 logger = logging.getLogger("wrkr.postgres")
 _MOST_MESSAGES = 5_000  # per shared statement; callers beyond wait for the next one
@@ -103,7 +103,7 @@ class PostgresPublisher:
             logger.warning("wrkr.postgres: closing: publishes in flight did not end in %gs; "
                            "cancelled them", CLOSE_WAIT)
         for waiting in self._take(len(self._waiting)):
-            waiting.done.set_exception(self._closed())
+            waiting.done.set_exception(closed())
         conn, self._conn, self._cursor = self._conn, None, None
         if conn is not None:
             await conn.close()
@@ -116,7 +116,7 @@ class PostgresPublisher:
             NotStarted: the publisher is closed.
         """
         if not self._open:
-            raise self._closed()
+            raise closed()
         if not self._idle.is_set():  # a statement is in flight: go with the next one
             waiting = _Waiting(messages)
             self._waiting.append(waiting)
@@ -144,7 +144,7 @@ class PostgresPublisher:
                 except BaseException as exc:  # cancelled at close, or a bug: never hang
                     for waiting in group:
                         _settle(waiting, exc=exc if isinstance(exc, Exception)
-                                else self._closed())
+                                else closed())
                     raise
         finally:
             self._flusher = None
@@ -241,10 +241,6 @@ class PostgresPublisher:
             except (psycopg.Error, OSError) as exc:
                 unavailable(exc, self.url)
         return self._conn
-
-    def _closed(self) -> NotStarted:
-        return NotStarted("PostgresBackend is closed: start the app (or `await "
-                          "backend.open()`) again first")
 
 
 def _settle(waiting: _Waiting, *, rows: list[Row] | None = None,
