@@ -16,7 +16,7 @@ $(BASE): pyproject.toml
 	touch $@
 
 $(FULL): $(BASE) pyproject.toml
-	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mqtt,mongodb,postgres,cron,docs,web,otel]"
+	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mqtt,mongodb,postgres,cron,docs,web,otel,uvloop]"
 	touch $@
 
 ## Run the welcome-email example on the embedded durable default, a SQLite file (no server
