@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import pytest_asyncio
 from mongomock.collection import BulkOperationBuilder
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo_async_mock import AsyncMongoMockClient
 
 
@@ -130,6 +130,19 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
                 await client.drop_database(name)
         finally:
             await client.close()
+
+
+def fresh_database_blocking(server_url: str) -> Iterator[str]:
+    """Yield the URL of a new database on `server_url`, dropped afterwards, for sync
+    fixtures (the web tests' servers run their loop in a thread of their own)."""
+    name = new_database_name()
+    try:
+        yield with_database(server_url, name)
+    finally:
+        client: MongoClient[dict[str, Any]] = MongoClient(server_url,
+                                                          serverSelectionTimeoutMS=5000)
+        with client, contextlib.suppress(Exception):
+            client.drop_database(name)
 
 
 @pytest_asyncio.fixture
