@@ -48,10 +48,11 @@ services: packages
 
 # Tests that stop or restart a shared service run alone, after the rest. The others run in
 # 4 processes, a file per process at a time (they mostly wait on servers: 13 min -> 4 min).
-unit: $(FULL)
+# Both need the Debian packages (chromium for the browser tests) first, even under make -j.
+unit: $(FULL) packages
 	$(PY) -m pytest -m "not alone" -n 4 --dist loadfile
 
-alone: $(FULL)
+alone: $(FULL) packages
 	$(PY) -m pytest -m alone || [ $$? -eq 5 ]
 
 bench: $(FULL)

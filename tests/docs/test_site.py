@@ -18,7 +18,7 @@ from wrkr.backend import Capability
 from wrkr.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKENDS = ["Memory", "SQLite", "Postgres", "MongoDB", "RabbitMQ"]
+BACKENDS = ["Memory", "SQLite", "Postgres", "MongoDB", "RabbitMQ", "MQTT"]
 
 
 def generated() -> ModuleType:
