@@ -47,6 +47,7 @@ class Capability(StrEnum):
     SCHEDULES = "schedules"  # recurring schedules, each firing published once (app.schedule)
     FLOWS = "flows"  # workflows: steps of parallel jobs with results (app.start_flow)
     LINEAGE = "lineage"  # items(ItemFilter(root=...)): the tree of items a chain of handlers made
+    TIMED_LEASES = "timed_leases"  # an unrenewed claim ends with its lease, not with a channel
 
 
 class State(StrEnum):

@@ -93,7 +93,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
         Capability.DELAY, Capability.WILDCARDS, Capability.QUERY, Capability.CANCEL,
         Capability.ONCE_EVERY, Capability.ARCHIVE, Capability.FAILED,
         Capability.SCHEDULES, Capability.FLOWS, Capability.EXCLUSIVE, Capability.RATE,
-        Capability.LINEAGE,
+        Capability.LINEAGE, Capability.TIMED_LEASES,
     })
 
     def __init__(self, address: MongoDBAddress, *, client: Any = None, prefix: str = "wrkr_",
