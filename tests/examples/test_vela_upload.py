@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from examples.vela_upload import (
+    ARRIVAL_MARGIN,
     FakeEtsy,
     Uploader,
     build_app,
@@ -19,6 +20,7 @@ from examples.vela_upload import (
     run_here,
     tasks,
 )
+from wrkr._when import parse_duration
 
 SHOPS, LISTINGS = 3, 250
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -76,7 +78,7 @@ async def test_two_worker_processes_on_postgres_upload_everything_one_shop_at_a_
     url = f"{DSN}?schema={pg_schema}"
     api = FakeEtsy(failure_rate=0.03)
     server = await api.serve()
-    etsy = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    etsy = f"http://127.0.0.1:{server.port}"
     publisher = build_app(url)
     Uploader(publisher, over_http(etsy))  # declares the queue, exclusive, as workers do
     async with publisher:
@@ -95,15 +97,14 @@ async def test_two_worker_processes_on_postgres_upload_everything_one_shop_at_a_
             server.close()
     assert [api.uploaded(f"shop-{n}") for n in range(SHOPS)] == [LISTINGS] * SHOPS
     assert api.overlapping_tasks() == []
-    # The limit is on the grants the backend stamps, shared by both processes: at most
-    # 30 in any second, exactly. What the workers and the fake API see of them is
-    # printed, not asserted: each is timed by a loaded process's event loop, which sees
-    # a grant late, or reads queued connections in bursts (32 grants seen and 35
-    # arrivals in one second, measured on a loaded machine).
+    # The backend stamps at most 30 grants in any 1 s + margin, both processes together;
+    # the fake API, timing arrivals by the kernel's receive stamps, sees at most 30 in
+    # any second: the margin covers the spread of the lag from grant to arrival.
     stamps = await _grants(pg_schema)
     print(f"most per second: {most_per_window(stamps, 1.0)} granted by the backend, "
           f"{api.most_per_window(1.0, granted=True)} seen granted by the workers, "
           f"{api.most_per_window(1.0)} arrived")
     assert len(stamps) == len(api.requests)
-    assert most_per_window(stamps, 1.0) <= 30
+    assert most_per_window(stamps, 1.0 + parse_duration(ARRIVAL_MARGIN).total_seconds()) <= 30
+    assert api.most_per_window(1.0) <= 30
     assert len({request.task for request in api.requests}) >= SHOPS * 2
