@@ -316,7 +316,7 @@ class Wrkr:
             raise InvalidConfig(f"invalid limiter name {quote(name)}: expected a str of 1 to "
                                 "200 characters")
         widen = timedelta(0) if margin is None else parse_duration(margin, what="margin")
-        return Limiter(self.backend, name, parse_rate(rate), widen)
+        return Limiter(lambda: self.backend, name, parse_rate(rate), widen)
 
     def _declare(self, queue: str, exclusive: bool, rate: str | Rate | None) -> QueueOptions:
         """Check a subscription's `exclusive` and `rate`; they must match the queue's."""

@@ -32,13 +32,15 @@ class Limiter:
     """Waits for a slot of a named rate limit: `async with limiter:` or `await acquire()`.
 
     Args:
-        backend: where the window is counted (shared by every process using it).
+        backend: returns where the window is counted (shared by every process using
+            it): the app's backend when asked, so a limiter made at import follows the
+            app onto another backend (`wrkr.testing.harness`).
         name: the limit's name; limits of one name share one window.
         rate: at most `rate.limit` acquisitions in any `rate.period`.
         margin: added to the period of every window (see the module's docstring).
     """
 
-    def __init__(self, backend: Backend, name: str, rate: Rate,
+    def __init__(self, backend: Callable[[], Backend], name: str, rate: Rate,
                  margin: timedelta = timedelta(0)) -> None:
         self.name, self.rate, self.margin = name, rate, margin
         self._backend = backend
@@ -52,7 +54,7 @@ class Limiter:
     async def acquire(self) -> None:
         """Wait until the window allows one more start, and take it."""
         async with self._turn:
-            while (slot := await self._backend.acquire_slot(self._window)) is not None:
+            while (slot := await self._backend().acquire_slot(self._window)) is not None:
                 await self._sleep_until(slot)
 
     async def __aenter__(self) -> Limiter:
@@ -64,7 +66,7 @@ class Limiter:
         """Nothing to give back: a start counts whether the call succeeded or not."""
 
     async def _sleep_until(self, slot: datetime) -> None:
-        clock = self._backend.clock
+        clock = self._backend().clock
         watch: Callable[[Callable[[], None]], None] | None = getattr(clock, "watch", None)
         if watch is None:
             pause = (slot - clock.now()).total_seconds() + TIMER_SLACK

@@ -9,6 +9,7 @@ import pytest
 
 from wrkr import Capability, Event, InvalidConfig, InvalidWhen, NotSupported, Wrkr
 from wrkr._rates import Rate, parse_rate
+from wrkr.testing import harness
 from wrkr_memory import ManualClock, MemoryBackend, MemoryStore
 
 
@@ -102,6 +103,19 @@ async def test_limiter_margin_widens_its_window_for_limits_counted_on_arrival() 
             await waiting
         with pytest.raises(InvalidWhen, match="invalid margin 'soon'"):
             app.limiter("api", "2/s", margin="soon")
+
+
+async def test_limiter_made_at_import_follows_the_app_onto_the_harness_backend() -> None:
+    app = Wrkr()
+    limiter = app.limiter("api", "1/min")  # before the harness swaps the backend
+    async with harness(app) as h:
+        await limiter.acquire()
+        waiting = asyncio.create_task(limiter.acquire())
+        await _settle()
+        assert not waiting.done(), "counted in the harness's backend, by its clock"
+        h.clock.advance(60)
+        async with asyncio.timeout(1):
+            await waiting
 
 
 async def test_queue_options_must_agree_within_one_app() -> None:
