@@ -46,7 +46,7 @@ def most_surely_in_one_window(grants: Sequence[Grant], period: timedelta) -> int
 
 
 def spans_at_least(grants: Sequence[Grant], period: timedelta) -> bool:
-    """Tell whether the first grant's stamp surely lies `period` or more before the last's."""
+    """Tell whether the grants' stamps can lie `period` apart (the window makes them)."""
     return max(grant.after for grant in grants) - min(grant.before for grant in grants) >= period
 
 
