@@ -302,17 +302,21 @@ class Wrkr:
 
         return register
 
-    def limiter(self, name: str, rate: str | Rate) -> Limiter:
+    def limiter(self, name: str, rate: str | Rate, *,
+                margin: timedelta | float | str | None = None) -> Limiter:
         """Return the rate limit called `name`, shared by every process on the backend.
 
         `async with limiter:` (or `await limiter.acquire()`) waits for a slot: at most
-        `rate` acquisitions in any window of its period, counted in the backend.
+        `rate` acquisitions in any window of its period, counted in the backend when it
+        grants them. `margin` widens every window by that much, for a limit counted
+        where calls arrive (an API): a call arrives a varying time after its grant.
         """
         self._require(Capability.RATE, f"limiter {quote(name)}")
         if not isinstance(name, str) or not 0 < len(name) <= 200:
             raise InvalidConfig(f"invalid limiter name {quote(name)}: expected a str of 1 to "
                                 "200 characters")
-        return Limiter(self.backend, name, parse_rate(rate))
+        widen = timedelta(0) if margin is None else parse_duration(margin, what="margin")
+        return Limiter(lambda: self.backend, name, parse_rate(rate), widen)
 
     def _declare(self, queue: str, exclusive: bool, rate: str | Rate | None) -> QueueOptions:
         """Check a subscription's `exclusive` and `rate`; they must match the queue's."""
