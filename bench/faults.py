@@ -233,18 +233,24 @@ def kill_accounting(run: Processes) -> tuple[int, int]:
 
 
 def recovery_times(run: Processes) -> list[float]:
-    """For each item a killed worker started and never finished: kill to done elsewhere."""
-    first_done: dict[tuple[str, str], float] = {}
+    """For each item a kill took back: the seconds from the kill to its finish elsewhere.
+
+    Taken back are the items the killed worker had started and not finished, and those it
+    finished whose ack died with it (finished again by another worker after the kill).
+    """
+    finishes: dict[tuple[str, str], list[tuple[Path, float]]] = {}
     for log in run.folder.glob("worker-*.log"):
         for what, tid, queue, at in lines_of(log):
             if what == "done":
-                first_done[tid, queue] = min(at, first_done.get((tid, queue), at))
+                finishes.setdefault((tid, queue), []).append((log, at))
     times = []
     for log, killed_at in run.kills:
         lines = list(lines_of(log))
         started = {(tid, q) for what, tid, q, _ in lines if what == "start"}
-        finished = {(tid, q) for what, tid, q, _ in lines if what == "done"}
-        times += [first_done[key] - killed_at for key in started - finished if key in first_done]
+        for key in started:
+            later = [at for other, at in finishes.get(key, []) if other != log and at > killed_at]
+            if later:
+                times.append(min(later) - killed_at)
     return times
 
 
