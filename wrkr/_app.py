@@ -244,14 +244,18 @@ class Wrkr:
             logger.debug("published %s: no item created (no queue is subscribed, or each "
                          "queue already holds it pending under once_every)",
                          ", ".join(sorted({message.name for message in messages})))
-        if self.observers:
+        if self.observers.listening:
             self.observers.published(messages, ids)
         return ids
 
     def _check_publishable(self, messages: list[Message], now: datetime, connection: Any) -> None:
-        if any(message.due > now for message in messages):
+        later = dedupe = False
+        for message in messages:  # (one loop: two any() generators cost 3 calls a publish)
+            later = later or message.due > now
+            dedupe = dedupe or message.dedupe
+        if later:
             self._require(Capability.DELAY, "a future 'when'")
-        if any(message.dedupe for message in messages):
+        if dedupe:
             self._require(Capability.ONCE_EVERY, "'once_every'")
         if connection is not None:
             self._require(Capability.TRANSACTIONAL, "publish(connection=...)")
