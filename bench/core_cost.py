@@ -11,8 +11,8 @@ e.g. made by ``git archive <commit> | tar -x -C /tmp/old``, runs its own):
     python -m bench.core_cost --profile batch1   # a callgrind.out file to annotate
 
 `--without-otel` blocks OpenTelemetry's import, as if it were not installed (with it
-installed and no SDK, tracing costs a little per publish and per handler). Runs use ``PYTHONHASHSEED=0`` and the interpreter running this
-script.
+installed and no SDK, tracing costs a little per publish and per handler). Runs use
+``PYTHONHASHSEED=0`` and the interpreter running this script.
 """
 
 from __future__ import annotations
