@@ -220,7 +220,8 @@ class Wrkr:
         Published by a handler, the items record the handled item as their `parent`
         and its `root` as theirs (see `lineage`).
         """
-        self._require_started("publish")
+        if not self._started:  # (tested here first: `publish` is the hottest call)
+            self._require_started("publish")
         batch: Sequence[object] = events if isinstance(events, list | tuple) else [events]
         span = None
         if self._tracing is not None:

@@ -46,6 +46,7 @@ MAX_PAUSE = 5.0
 """Longest wait before reopening a delivery stream after `BackendUnavailable` (seconds)."""
 
 
+_UNCACHED: Any = object()  # a name whose route is not cached yet (None: no route)
 _MAX_CACHED_NAMES = 10_000
 """Event names whose route a consumer remembers; names are few, but nothing enforces it."""
 
@@ -377,7 +378,9 @@ class QueueConsumer:
             return
         if item.flow is not None:
             event = await self._with_flow(event, item.flow)
-        route = self._route_for(item.name)
+        route = self._route_cache.get(item.name, _UNCACHED)  # `_route_for`'s usual way
+        if route is _UNCACHED:
+            route = self._route_for(item.name)
         retry = (route.retry if route else None) or self._settings.retry
         error: Exception
         if route is None:

@@ -336,7 +336,8 @@ class MemoryStore(Store[MemoryReceipt]):
             if not queues:
                 continue
             if created_at[0] is not message.created:  # a batch shares one created time
-                created_at = (message.created, to_micros(message.created))
+                created_at = (message.created, due if message.created is message.due
+                              else to_micros(message.created))  # (due now: the same)
             # A right-sized copy: orjson (>= 3.12) returns bytes that keep a buffer of
             # 4 KB or more behind a 200-byte payload, for as long as the bytes live.
             payload = bytes(memoryview(message.payload))
