@@ -93,9 +93,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ITEM_IDS.reseed)
 
 
-def new_item_id() -> str:
-    """Return a fresh, unique item id (32 hex characters)."""
-    return _ITEM_IDS.next()
+new_item_id: Callable[[], str] = _ITEM_IDS.next
+"""Return a fresh, unique item id (32 hex characters).
+
+The bound method itself, not a function calling it: stores call it once per item."""
 
 
 class Clock(Protocol):
