@@ -7,6 +7,7 @@ coming out with an opaque receipt the core hands back and never inspects.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import os
 from collections.abc import Callable
@@ -95,6 +96,17 @@ if hasattr(os, "register_at_fork"):
 def new_item_id() -> str:
     """Return a fresh, unique item id (32 hex characters)."""
     return _ITEM_IDS.next()
+
+
+def copy_id(message_id: str, queue: str) -> str:
+    """Return the item id of message `message_id`'s copy in `queue` (32 hex characters).
+
+    A broker fans a message out to its queues itself, so the publisher cannot hand each
+    copy an id; it and every consumer derive the copy's id by this rule instead, and
+    agree without telling each other: the first 32 hex digits of the SHA-256 of the
+    UTF-8 string ``"<message id>/<queue>"``.
+    """
+    return hashlib.sha256(f"{message_id}/{queue}".encode()).hexdigest()[:32]
 
 
 class Clock(Protocol):
