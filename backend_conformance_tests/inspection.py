@@ -121,7 +121,7 @@ class InspectionSuite(SuiteBase):
             self, app: AppFactory, names: Names) -> None:
         wrkr = await subscribed(app, names, "a", "b")
         ids = await wrkr.publish({"name": names.event("x")})
-        queues = sorted([(await wrkr.get(item_id)).queue for item_id in ids])
+        queues = sorted([str((await wrkr.get(item_id)).queue) for item_id in ids])
         assert queues == [names.queue("a"), names.queue("b")]
 
     @needs(Capability.QUERY)

@@ -104,6 +104,10 @@ class RabbitMQChannel:
 
     async def _rpc(self, start: Callable[[Callable[[Any], None]], object]) -> Any:
         """Start an operation whose reply comes to a callback; wait for the reply."""
+        return await self._start_rpc(start)
+
+    def _start_rpc(self, start: Callable[[Callable[[Any], None]], object]) -> asyncio.Future[Any]:
+        """Start an operation whose reply comes to a callback; return the reply's future."""
         if self.is_closed:
             raise RabbitMQChannelClosed("channel is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -115,7 +119,7 @@ class RabbitMQChannel:
                 future.set_result(frame)
 
         start(reply)
-        return await future
+        return future
 
     async def enable_confirms(self) -> None:
         """Turn publisher confirms on (done once, by `RabbitMQConnection.channel`)."""
@@ -222,12 +226,28 @@ class RabbitMQChannel:
 
     async def get(self, queue: str) -> RabbitMQIncoming | None:
         """Take one message, unacked; None when the queue has none ready."""
+        result: RabbitMQIncoming | None = await self.get_soon(queue)
+        return result
+
+    def get_soon(self, queue: str, *,
+                 auto_ack: bool = False) -> asyncio.Future[RabbitMQIncoming | None]:
+        """Send a basic.get now (one at a time per channel); return the answer's future.
+
+        Raises:
+            RabbitMQChannelClosed: the channel is closed (nothing was sent).
+        """
         def start(reply: Callable[[Any], None]) -> None:
             self._channel.add_callback(lambda _frame: reply(None), [pika.spec.Basic.GetEmpty])
-            self._channel.basic_get(queue, lambda _ch, m, p, b: reply(_incoming(m, p, b)))
+            self._channel.basic_get(queue, lambda _ch, m, p, b: reply(_incoming(m, p, b)),
+                                    auto_ack=auto_ack)
 
-        result: RabbitMQIncoming | None = await self._rpc(start)
-        return result
+        return self._start_rpc(start)
+
+    async def queue_declare_exclusive(self, arguments: dict[str, Any]) -> str:
+        """Declare a queue of this connection's alone (the broker names it); return its name."""
+        frame = await self._rpc(lambda cb: self._channel.queue_declare(
+            "", exclusive=True, arguments=arguments, callback=cb))
+        return str(frame.method.queue)
 
     def publish(self, body: bytes, *, exchange: str, routing_key: str,
                 properties: pika.spec.BasicProperties,
