@@ -914,3 +914,43 @@ async def test_a_message_of_a_publisher_before_copy_ids_keeps_its_id(
     await asyncio.to_thread(_publish_foreign, f"{rabbitmq_prefix}.events", names.event("x"),
                             [b"{}"], _wrkr_header("cd" * 16, names.event("x")))
     assert [(await r.next()).id for r in recorders.values()] == ["cd" * 16] * 2
+
+
+_SUBSCRIBER = """
+import asyncio, sys
+from wrkr import Wrkr
+from wrkr_rabbitmq import RabbitMQBackend
+
+async def main(url, prefix, queue, pattern):
+    app = Wrkr(RabbitMQBackend(url, prefix=prefix))
+    async def report(event):
+        print(event.id, flush=True)
+    async with app:
+        await app.subscribe(queue, pattern, report)
+        print("subscribed", flush=True)
+        await app.listen()
+        await asyncio.sleep(3600)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_subscription_another_process_made_counts_in_the_next_publish(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
+    name, theirs = names.event("x"), names.queue("theirs")
+    await app.subscribe(names.queue("mine"), name, lambda _event: None)
+    assert len(await app.publish({"name": name})) == 1  # the view is read before
+    subscriber = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SUBSCRIBER, RABBITMQ_URL, rabbitmq_prefix, theirs, name,
+        cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert subscriber.stdout is not None
+        async with asyncio.timeout(WAIT):
+            assert (await subscriber.stdout.readline()).decode().strip() == "subscribed"
+            ids = await app.publish({"name": name})
+            reported = (await subscriber.stdout.readline()).decode().strip()
+    finally:
+        subscriber.send_signal(signal.SIGKILL)
+        await subscriber.wait()
+    assert len(set(ids)) == 2
+    assert reported in ids

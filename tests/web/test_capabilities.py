@@ -29,12 +29,15 @@ def test_a_capability_the_backend_lacks_is_a_501_naming_it() -> None:
     app = Wrkr.from_url(f"{RABBITMQ_URL}?prefix={prefix}")
 
     @app.on("user.added", queue="test.web.mq")
+    @app.on("user.added", queue="test.web.mq2")
     async def handle(event: Any) -> None:
         pass
 
     try:
         with live_server(app) as live, httpx.Client(base_url=live.url, timeout=10.0) as client:
-            assert client.post("/v1/events", json={"name": "user.added"}).status_code == 201
+            published = client.post("/v1/events", json={"name": "user.added"})
+            assert published.status_code == 201
+            assert len(set(published.json()["ids"])) == 2  # one id per queue's copy
             assert_problem(client.get("/v1/items"), 501, "'query'")
             assert_problem(client.get("/v1/queues"), 501, "'query'")
             assert_problem(client.get("/v1/schedules"), 501, "'schedules'")
@@ -43,7 +46,8 @@ def test_a_capability_the_backend_lacks_is_a_501_naming_it() -> None:
             assert_problem(client.get("/v1/flows/f1"), 501, "'flows'")
             assert_problem(client.get("/v1/items/i1/lineage"), 501, "'lineage'")
             assert client.get("/v1/subscriptions").json() == {"subscriptions": [
-                {"queue": "test.web.mq", "pattern": "user.added"}]}
+                {"queue": "test.web.mq", "pattern": "user.added"},
+                {"queue": "test.web.mq2", "pattern": "user.added"}]}
             assert client.get("/readyz").json() == {"status": "ready"}
     finally:
         asyncio.run(_delete_namespace(prefix))
