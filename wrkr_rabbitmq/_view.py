@@ -34,14 +34,13 @@ class RabbitMQSubscriptionView:
         self._queue = ""
         self._queues: dict[str, list[str]] = {}
         self._waiting: asyncio.Future[None] | None = None  # for a get not yet sent
-        self._getting = False
+        self._getting: RabbitMQChannel | None = None  # the channel a get is in flight on
 
     async def bind(self, channel: RabbitMQChannel) -> None:
         """Bind this connection's change queue on `channel` (the gets go there too).
 
         Call `reset` with the record read after this: changes from then on are queued.
         """
-        self._waiting, self._getting = None, False
         self._queue = await channel.queue_declare_exclusive(
             {"x-max-length": 1, "x-overflow": "drop-head"})
         await channel.queue_bind(self._queue, self._exchange, "")
@@ -74,7 +73,7 @@ class RabbitMQSubscriptionView:
         if waiting is None:
             waiting = self._waiting = asyncio.get_running_loop().create_future()
             waiting.add_done_callback(_retrieved)  # a failed publish may not await it
-            if not self._getting:
+            if self._getting is None or self._getting.is_closed:
                 self._get(channel)
         return waiting
 
@@ -84,16 +83,21 @@ class RabbitMQSubscriptionView:
         assert answered is not None
         try:
             request = channel.get_soon(self._queue, auto_ack=True)
-        except BaseException as exc:
+        except Exception as exc:  # closed, or pika refusing it: the publishes fail with it
             answered.set_exception(exc)
             return
-        self._getting = True
+        self._getting = channel
         request.add_done_callback(lambda done: self._got(done, answered, channel))
 
     def _got(self, request: asyncio.Future[RabbitMQIncoming | None],
              answered: asyncio.Future[None], channel: RabbitMQChannel) -> None:
-        """Apply a get's answer, tell its waiters, and send the next get if anyone waits."""
-        self._getting = False
+        """Apply a get's answer, tell its waiters, and send the next get if anyone waits.
+
+        A get on a channel that closed fails its waiters, and the next one's (the
+        publishes fail too: their connection is gone).
+        """
+        if self._getting is channel:
+            self._getting = None
         if request.cancelled():
             answered.cancel()
         elif (error := request.exception()) is not None:
@@ -103,7 +107,7 @@ class RabbitMQSubscriptionView:
             if message is not None:
                 self.apply(RabbitMQSubscriptions.decode(message.body))
             answered.set_result(None)
-        if self._waiting is not None:
+        if self._waiting is not None and self._getting is None:
             self._get(channel)
 
 
