@@ -83,15 +83,23 @@ class MQTTRegistry:
             if self._answered >= ticket:
                 return
             covered = self._asked
-            await self._sync(connection)
+            await self._sync(connection, acknowledged=False)
             self._answered = max(self._answered, covered)
 
-    async def _sync(self, connection: MQTTConnection) -> None:
-        """Wait until what the broker sent before a marker published now has arrived."""
+    async def _sync(self, connection: MQTTConnection, *, acknowledged: bool = True) -> None:
+        """Wait until what the broker sent before a marker published now has arrived.
+
+        Args:
+            acknowledged: publish the marker at QoS 1 (else 0: one packet less each way,
+                which a publish's sync is worth; a lost marker times out).
+        """
         marker = f"{self._marker}/{next(self._count)}"
         arrived = self._syncs[marker] = asyncio.get_running_loop().create_future()
         try:
-            await connection.publish(marker, b"")
+            if acknowledged:
+                await connection.publish(marker, b"")
+            else:
+                connection.send_at_most_once(marker, b"")
             async with asyncio.timeout(SYNC_TIMEOUT):
                 await arrived
         finally:
