@@ -29,10 +29,11 @@ routing key = event name; per wrkr queue a durable queue ``{p}.q.{queue}`` bound
 each subscription pattern and a ``{p}.failed.{queue}``; ``{p}.due`` where delayed items
 leave the delay chain; the subscription record ``{p}.registry`` (see _registry.py: AMQP
 cannot list bindings) and the fanout exchange ``{p}.registry.changes`` its new versions
-go to (each connection's exclusive queue there keeps its publisher's view fresh). The delay chain itself (``wrkr-delay-quorum-v1.*``, or
-``wrkr-delay-v1.*`` for classic queues) is shared by every namespace of the vhost,
-declared once and never deleted. Events published by other programs (a JSON object to
-``{p}.events``, routing key = event name) are handled too: docs/wire-format.md.
+go to (each connection's exclusive queue there keeps its publisher's view fresh). The
+delay chain itself (``wrkr-delay-quorum-v1.*``, or ``wrkr-delay-v1.*`` for classic
+queues) is shared by every namespace of the vhost, declared once and never deleted.
+Events published by other programs (a JSON object to ``{p}.events``, routing key =
+event name) are handled too: docs/wire-format.md.
 
 Guarantees and limits:
     * Messages are persistent. One message is published with a publisher confirm; a
