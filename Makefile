@@ -16,7 +16,7 @@ $(BASE): pyproject.toml
 	touch $@
 
 $(FULL): $(BASE) pyproject.toml
-	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mqtt,mongodb,postgres,cron,docs,web,otel]"
+	$(PY) -m pip install -q -e ".[test,dev,rabbitmq,mqtt,mongodb,postgres,cron,docs,web,otel,uvloop]"
 	touch $@
 
 ## Run the welcome-email example on the embedded durable default, a SQLite file (no server
@@ -48,10 +48,11 @@ services: packages
 
 # Tests that stop or restart a shared service run alone, after the rest. The others run in
 # 4 processes, a file per process at a time (they mostly wait on servers: 13 min -> 4 min).
-unit: $(FULL)
+# Both need the Debian packages (chromium for the browser tests) first, even under make -j.
+unit: $(FULL) packages
 	$(PY) -m pytest -m "not alone" -n 4 --dist loadfile
 
-alone: $(FULL)
+alone: $(FULL) packages
 	$(PY) -m pytest -m alone || [ $$? -eq 5 ]
 
 bench: $(FULL)

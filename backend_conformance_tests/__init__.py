@@ -44,6 +44,7 @@ from backend_conformance_tests._helpers import (  # noqa: E402
     Recorder,
     SuiteBase,
     needs,
+    without,
 )
 from backend_conformance_tests.delivery import ConsumingSuite, RoutingSuite  # noqa: E402
 from backend_conformance_tests.exclusive import ExclusiveSuite  # noqa: E402
@@ -89,6 +90,7 @@ __all__ = [
     "SchedulingSuite",
     "SuiteBase",
     "needs",
+    "without",
 ]
 
 

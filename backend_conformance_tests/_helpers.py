@@ -39,12 +39,14 @@ __all__ = [
     "opened",
     "state_of",
     "utcnow",
+    "without",
 ]
 
 WAIT = 10.0
 """Longest any single wait may take before the test fails (seconds)."""
 
 _NEEDS = "__wrkr_needs__"
+_WITHOUT = "__wrkr_without__"
 F = TypeVar("F", bound=Callable[..., Any])
 BackendFactory = Callable[[], Backend]
 
@@ -57,6 +59,20 @@ def needs(*capabilities: Capability) -> Callable[[F], F]:
 
     def mark(test: F) -> F:
         setattr(test, _NEEDS, (*getattr(test, _NEEDS, ()), *capabilities))
+        return test
+
+    return mark
+
+
+def without(*capabilities: Capability) -> Callable[[F], F]:
+    """Mark a test of what a backend lacking `capabilities` promises instead (the
+    counterpart of a `needs` test); it is skipped, naming them, on a backend that has one.
+
+    Usage: ``@without(Capability.TIMED_LEASES)`` above a test of channel leases.
+    """
+
+    def mark(test: F) -> F:
+        setattr(test, _WITHOUT, (*getattr(test, _WITHOUT, ()), *capabilities))
         return test
 
     return mark
@@ -221,12 +237,17 @@ class SuiteBase:
     def _skip_without_capabilities(self, request: pytest.FixtureRequest,
                                    backend_factory: BackendFactory) -> None:
         wanted: tuple[Capability, ...] = getattr(request.function, _NEEDS, ())
-        if not wanted:
+        unwanted: tuple[Capability, ...] = getattr(request.function, _WITHOUT, ())
+        if not wanted and not unwanted:
             return
         have = backend_factory().capabilities
         missing = [str(capability) for capability in wanted if capability not in have]
         if missing:
             pytest.skip(f"the backend lacks the capability {', '.join(missing)}")
+        present = [str(capability) for capability in unwanted if capability in have]
+        if present:
+            pytest.skip(f"the backend has the capability {', '.join(present)}: this test is "
+                        "of what a backend without it promises instead")
 
     @pytest.fixture
     def capabilities(self, backend_factory: BackendFactory) -> frozenset[Capability]:

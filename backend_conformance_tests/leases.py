@@ -1,16 +1,22 @@
-"""Leases: claims, fencing (`LeaseLost`), crash redelivery, release, nack, prefetch."""
+"""Leases: claims, renewal, fencing (`LeaseLost`), crash redelivery, release, nack, prefetch.
+
+The renewal tests use leases of a second or two: long enough that a renewal every
+`RENEW_PERIOD` seconds keeps a lease on a loaded machine, short enough to cost little.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from wrkr import LeaseLost
-from wrkr.backend import Backend, Capability, ErrorRecord, ItemFilter, State
+from wrkr.backend import Backend, Capability, Delivery, ErrorRecord, ItemFilter, State
 
 from ._helpers import (
     WAIT,
@@ -24,7 +30,34 @@ from ._helpers import (
     needs,
     opened,
     utcnow,
+    without,
 )
+
+SHORT_LEASE = timedelta(seconds=1.5)
+"""The lease of the renewal tests' claims."""
+RENEW_PERIOD = 0.4
+"""Seconds between renewals of a `SHORT_LEASE`: a third of the lease or less, like the core."""
+CLOCK_SLACK = 0.05
+"""Seconds by which the backend's clock and the test's may disagree on when a lease ended."""
+
+
+@contextlib.asynccontextmanager
+async def claiming(backend: Backend, queue: str, *,
+                   worker: str) -> AsyncIterator[asyncio.Task[Delivery[Any]]]:
+    """Claim one item of `queue` for `worker` in a task, cancelled and closed on exit.
+
+    A task, not a timed-out `anext`: cancelling `anext` ends an async generator, so a
+    test proving that nothing comes *yet* could not go on to see it come later.
+    """
+    stream = backend.deliveries(queue, worker=worker, lease=timedelta(seconds=60), prefetch=1)
+    task = asyncio.ensure_future(anext(stream))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await stream.aclose()
 
 
 class LeaseSuite(SuiteBase):
@@ -94,6 +127,85 @@ class LeaseSuite(SuiteBase):
             with pytest.raises(LeaseLost):
                 await calls[operation]()
             await other.ack(fresh)
+
+    async def test_renewed_lease_keeps_the_item_from_another_worker_past_its_first_end(
+            self, backend: Backend, backend_factory: BackendFactory, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        await backend.enqueue([message(name)])
+        held = await claim_one(backend, queue, worker="holder", lease=SHORT_LEASE)
+        async with (opened(backend_factory) as other,
+                    claiming(other, queue, worker="other") as taken):
+            until = time.monotonic() + 2 * SHORT_LEASE.total_seconds()
+            while time.monotonic() < until:  # proving the other never gets it meanwhile
+                await asyncio.sleep(RENEW_PERIOD)
+                assert await backend.renew([held], SHORT_LEASE) == [True]
+                assert not taken.done(), f"another worker got {taken.result()}"
+            await backend.release(held)  # still held, so no LeaseLost: the renewals kept it
+            async with asyncio.timeout(WAIT):  # the other's claim was waiting all along
+                assert (await taken).item.id == held.item.id
+
+    @needs(Capability.TIMED_LEASES)
+    async def test_unrenewed_lease_lets_another_worker_take_the_item_when_it_ends(
+            self, backend: Backend, backend_factory: BackendFactory, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        await backend.enqueue([message(name)])
+        before_claim = time.monotonic()
+        held = await claim_one(backend, queue, worker="paused", lease=SHORT_LEASE)
+        async with opened(backend_factory) as other:  # `backend` stays connected throughout
+            taken = await claim_one(other, queue, worker="other")
+        waited = time.monotonic() - before_claim
+        assert (taken.item.id, taken.item.worker, taken.item.attempts) == (
+            held.item.id, "other", 2)
+        assert waited >= SHORT_LEASE.total_seconds() - CLOCK_SLACK, (
+            f"taken {waited:.2f}s after the claim, before its lease of {SHORT_LEASE} ended")
+
+    @without(Capability.TIMED_LEASES)
+    async def test_channel_lease_keeps_the_item_past_its_time_until_the_channel_closes(
+            self, backend: Backend, backend_factory: BackendFactory, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        await backend.enqueue([message(name)])
+        held = await claim_one(backend, queue, worker="holder", lease=SHORT_LEASE)
+        async with opened(backend_factory) as other:
+            async with claiming(other, queue, worker="other") as taken:
+                await asyncio.sleep(2 * SHORT_LEASE.total_seconds())  # proving it stays held
+                assert not taken.done(), f"another worker got {taken.result()}"
+                assert await backend.renew([held], SHORT_LEASE) == [True]
+                await self.simulate_crash(backend)
+                async with asyncio.timeout(WAIT):  # the channel closed: the broker gives it back
+                    got = await taken
+            assert (got.item.id, got.item.attempts) == (held.item.id, 2)
+
+    async def test_renewal_after_the_lease_was_lost_says_so_and_settling_raises_lease_lost(
+            self, backend: Backend, backend_factory: BackendFactory, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        await backend.enqueue([message(name)])
+        stale = await claim_one(backend, queue, worker="slow", lease=timedelta(seconds=0.5))
+        await self.simulate_crash(backend)
+        async with opened(backend_factory) as other:
+            fresh = await claim_one(other, queue, worker="fresh")
+            assert fresh.item.id == stale.item.id
+            assert await backend.renew([stale], SHORT_LEASE) == [False]
+            assert await other.renew([fresh], SHORT_LEASE) == [True]
+            with pytest.raises(LeaseLost):
+                await backend.ack(stale)
+            await other.ack(fresh)
+
+    @needs(Capability.TIMED_LEASES)
+    async def test_renewal_after_the_lease_ended_says_so_though_nobody_took_the_item(
+            self, backend: Backend, names: Names) -> None:
+        queue, name = names.queue("a"), names.event("x")
+        await backend.subscribe(queue, name)
+        await backend.enqueue([message(name)])
+        lease = timedelta(seconds=0.5)
+        held = await claim_one(backend, queue, worker="paused", lease=lease)
+        ended = time.monotonic() + lease.total_seconds()  # or sooner: the claim came first
+        # Waiting out a known deadline (the lease's end), not hoping for an event.
+        await asyncio.sleep(ended - time.monotonic() + 0.2)
+        assert await backend.renew([held], SHORT_LEASE) == [False]
 
     async def test_release_gives_the_item_back_without_counting_the_attempt(
             self, backend: Backend, names: Names) -> None:

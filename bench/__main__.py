@@ -18,7 +18,8 @@ import traceback
 
 from bench._common import machine
 
-KNOWN = ("core", "rabbitmq", "mqtt", "postgres", "mongodb", "sqlite", "coordination", "flows")
+KNOWN = ("core", "rabbitmq", "mqtt", "postgres", "mongodb", "sqlite", "coordination", "flows",
+         "loops")
 
 
 def run(name: str) -> bool:

@@ -117,7 +117,9 @@ class PrivateRabbitMQ:
     Other ports than the default get a node name of their own (``wrkrfaults<port>``).
     """
 
-    def __init__(self, port: int = 5673, dist_port: int = 25673) -> None:
+    def __init__(self, port: int = 5673, dist_port: int = 25673,
+                 advanced: str = "[].") -> None:
+        self.advanced = advanced  # the node's advanced.config: Erlang terms
         self.node = "wrkrfaults@localhost" if port == 5673 else f"wrkrfaults{port}@localhost"
         self.server = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
         if not self.server.exists():
@@ -135,6 +137,7 @@ class PrivateRabbitMQ:
                     "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
                     "RABBITMQ_LOG_BASE": str(self.folder / "log"),
                     "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq.conf"),
+                    "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.folder / "advanced.config"),
                     "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
                     "RABBITMQ_CONF_ENV_FILE": str(self.folder / "rabbitmq-env.conf"),
                     "ERL_EPMD_ADDRESS": "127.0.0.1"}
@@ -157,6 +160,7 @@ class PrivateRabbitMQ:
                                f"{self.node} node left running? (rabbitmqctl -n {self.node} stop)")
         (self.folder / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
         (self.folder / "enabled_plugins").write_text("[].\n")
+        (self.folder / "advanced.config").write_text(self.advanced + "\n")
         (self.folder / "rabbitmq-env.conf").write_text("")
         for path in (self.folder, *self.folder.iterdir()):
             if self.user:

@@ -127,6 +127,7 @@ async def figures(kind: str, schema: str) -> None:
     if kind == "postgres":
         import psycopg
 
+        await postgres_index_cost(schema)
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
@@ -149,6 +150,32 @@ async def index_cost(url: str) -> None:
         with_indexes.append(await drain(lambda: Wrkr.from_url(indexed), False))
     print(f"sqlite: plain queue, file with an exclusive queue {max(with_indexes):,.0f}/s, "
           f"without {max(without):,.0f}/s, ratio {max(with_indexes) / max(without):.2f}")
+
+
+async def postgres_index_cost(schema: str, rounds: int = 5) -> None:
+    """Print what coordination costs a plain queue on PostgreSQL (a ratio).
+
+    Plain claims run the statement they ran before coordination; what a plain queue
+    pays is the two partial indexes on (queue, tid) that every item with a tid enters.
+    The same plain drain on two schemas, the second with those indexes dropped, in
+    turns, best of `rounds`.
+    """
+    import psycopg
+
+    bare = f"{schema}_bare"
+    async with Wrkr.from_url(f"{PG_URL}?schema={bare}"):
+        pass  # created and migrated
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        for index in ("items_tid_processing", "items_tid_pending"):
+            conn.execute(f'DROP INDEX "{bare}".{index}')
+    with_indexes, without = [], []
+    for _ in range(rounds):
+        without.append(await drain(lambda: new_app("postgres", bare), False))
+        with_indexes.append(await drain(lambda: new_app("postgres", schema), False))
+    print(f"postgres: plain queue, coordination indexes {max(with_indexes):,.0f}/s, "
+          f"dropped {max(without):,.0f}/s, ratio {max(with_indexes) / max(without):.2f}")
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{bare}" CASCADE')
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Workflows: the time from a step's last job finishing to the next step's first job starting.
 
-    python -m bench.bench_flows [memory|postgres|sqlite]
+    python -m bench.bench_flows [memory|postgres|sqlite|mongodb]
 
 A flow of two steps, [[a, b], [c]], run one flow at a time (so nothing queues): the
 latency is from the moment the later of a and b returns (its ack, the advance and the
@@ -8,33 +8,55 @@ publish of c follow) to the moment c's handler starts (claimed, its flow context
 Baseline, same run, alternating: a plain event's time from `publish()` to its handler
 starting, on the same backend. Tasker's cron needed up to 15 minutes here, Celery's
 chord polling up to 1 s; the goal is below 50 ms at p99.
+
+MongoDB runs on `WRKR_BENCH_MONGODB_URL` when set, else on a secantusdb wire server started
+for the run (a pure-Python one-node replica set: each change to a flow is a transaction
+there, as on a real replica set; read the ratio, not the milliseconds).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench._common import load, percentile
 from wrkr import Event, Wrkr
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-ROUNDS = {"memory": 500, "postgres": 200, "sqlite": 200}
+ROUNDS = {"memory": 500, "postgres": 200, "sqlite": 200, "mongodb": 100}
 
 
-def new_app(kind: str, schema: str) -> Wrkr:
-    """Return an app on a fresh memory store, the benchmark's PostgreSQL schema or its
-    SQLite file (`schema` names it, in the temporary directory)."""
+def new_app(kind: str, schema: str, server: str = "") -> Wrkr:
+    """Return an app on a fresh memory store, the benchmark's PostgreSQL schema, its
+    SQLite file (`schema` names it, in the temporary directory) or its MongoDB database
+    on `server`."""
     if kind == "memory":
         return Wrkr()
     if kind == "sqlite":
         return Wrkr.from_url(f"sqlite:///{tempfile.gettempdir()}/{schema}.db")
+    if kind == "mongodb":
+        return Wrkr.from_url(f"{server}/{schema}")
     return Wrkr.from_url(f"{PG_URL}?schema={schema}")
+
+
+@contextlib.contextmanager
+def mongodb_server() -> Iterator[str]:
+    """Yield `WRKR_BENCH_MONGODB_URL`, or the URL of a wire server started for the run."""
+    given = os.environ.get("WRKR_BENCH_MONGODB_URL", "")
+    if given:
+        yield given.rstrip("/")
+        return
+    from bench.bench_mongodb import wire_server
+
+    with wire_server() as url:
+        yield url
 
 
 def remove_file(schema: str) -> None:
@@ -96,8 +118,17 @@ def _ms(values: list[float]) -> str:
 
 async def main(kind: str = "memory") -> None:
     """Print the figures for one backend (three alternating rounds of each)."""
+    if kind != "mongodb":
+        await measure(kind)
+        return
+    with mongodb_server() as server:
+        await measure(kind, server)
+
+
+async def measure(kind: str, server: str = "") -> None:
+    """Measure on one backend (`server`: the MongoDB server's URL) and print the figures."""
     schema = f"wrkr_bench_{secrets.token_hex(3)}"
-    make = lambda: new_app(kind, schema)  # noqa: E731
+    make = lambda: new_app(kind, schema, server)  # noqa: E731
     rounds = ROUNDS[kind]
     flows: list[float] = []
     plain: list[float] = []
@@ -110,6 +141,12 @@ async def main(kind: str = "memory") -> None:
           f"{ratio:.2f} ({load()})")
     if kind == "sqlite":
         remove_file(schema)
+    if kind == "mongodb":
+        from pymongo import AsyncMongoClient
+
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(server)
+        await client.drop_database(schema)
+        await client.close()
     if kind == "postgres":
         import psycopg
 

@@ -197,7 +197,9 @@ def killed_workers(url: str, sizes: Sizes) -> Row:
     # purpose. It is not lost: it is in the store, failed, for `wrkr retry`.
     missing = expected - set(done)
     lost = len(missing - parked)
-    figures: dict[str, object] = {"kills": len(run.kills)}
+    held, unexplained = kill_accounting(run)
+    figures: dict[str, object] = {"kills": len(run.kills), "handlers running at the kills": held,
+                                  "twice with no killed worker among its finishers": unexplained}
     if missing & parked:
         figures["parked failed after 5 lost workers"] = len(missing & parked)
     if recovery:
@@ -207,19 +209,48 @@ def killed_workers(url: str, sizes: Sizes) -> Row:
                figures, took)
 
 
+def kill_accounting(run: Processes) -> tuple[int, int]:
+    """Count the handlers the kills cut short, and the items finished twice no kill explains.
+
+    An item finished twice because of a kill was finished (its handler returned) by a
+    worker killed before its ack reached the backend; a duplicate none of whose finishers
+    was killed came from something else (a lease running out under load).
+    """
+    killed = {log for log, _ in run.kills}
+    held = 0
+    for log in killed:
+        lines = list(lines_of(log))
+        started = {(tid, q) for what, tid, q, _ in lines if what == "start"}
+        held += len(started - {(tid, q) for what, tid, q, _ in lines if what == "done"})
+    finishers: dict[tuple[str, str], list[Path]] = {}
+    for log in run.folder.glob("worker-*.log"):
+        for what, tid, queue, _ in lines_of(log):
+            if what == "done":
+                finishers.setdefault((tid, queue), []).append(log)
+    unexplained = sum(1 for logs in finishers.values()
+                      if len(logs) > 1 and not killed.intersection(logs))
+    return held, unexplained
+
+
 def recovery_times(run: Processes) -> list[float]:
-    """For each item a killed worker started and never finished: kill to done elsewhere."""
-    first_done: dict[tuple[str, str], float] = {}
+    """For each item a kill took back: the seconds from the kill to its finish elsewhere.
+
+    Taken back are the items the killed worker had started and not finished, and those it
+    finished whose ack died with it (finished again by another worker after the kill).
+    """
+    finishes: dict[tuple[str, str], list[tuple[Path, float]]] = {}
     for log in run.folder.glob("worker-*.log"):
         for what, tid, queue, at in lines_of(log):
             if what == "done":
-                first_done[tid, queue] = min(at, first_done.get((tid, queue), at))
+                finishes.setdefault((tid, queue), []).append((log, at))
     times = []
     for log, killed_at in run.kills:
         lines = list(lines_of(log))
         started = {(tid, q) for what, tid, q, _ in lines if what == "start"}
-        finished = {(tid, q) for what, tid, q, _ in lines if what == "done"}
-        times += [first_done[key] - killed_at for key in started - finished if key in first_done]
+        for key in started:
+            later = [at for other, at in finishes.get(key, []) if other != log and at > killed_at]
+            if later:
+                times.append(min(later) - killed_at)
     return times
 
 

@@ -220,7 +220,8 @@ class Wrkr:
         Published by a handler, the items record the handled item as their `parent`
         and its `root` as theirs (see `lineage`).
         """
-        self._require_started("publish")
+        if not self._started:  # (tested here first: `publish` is the hottest call)
+            self._require_started("publish")
         batch: Sequence[object] = events if isinstance(events, list | tuple) else [events]
         span = None
         if self._tracing is not None:
@@ -244,14 +245,18 @@ class Wrkr:
             logger.debug("published %s: no item created (no queue is subscribed, or each "
                          "queue already holds it pending under once_every)",
                          ", ".join(sorted({message.name for message in messages})))
-        if self.observers:
+        if self.observers.listening:
             self.observers.published(messages, ids)
         return ids
 
     def _check_publishable(self, messages: list[Message], now: datetime, connection: Any) -> None:
-        if any(message.due > now for message in messages):
+        later = dedupe = False
+        for message in messages:  # (one loop: two any() generators cost 3 calls a publish)
+            later = later or message.due > now
+            dedupe = dedupe or message.dedupe
+        if later:
             self._require(Capability.DELAY, "a future 'when'")
-        if any(message.dedupe for message in messages):
+        if dedupe:
             self._require(Capability.ONCE_EVERY, "'once_every'")
         if connection is not None:
             self._require(Capability.TRANSACTIONAL, "publish(connection=...)")
@@ -302,17 +307,21 @@ class Wrkr:
 
         return register
 
-    def limiter(self, name: str, rate: str | Rate) -> Limiter:
+    def limiter(self, name: str, rate: str | Rate, *,
+                margin: timedelta | float | str | None = None) -> Limiter:
         """Return the rate limit called `name`, shared by every process on the backend.
 
         `async with limiter:` (or `await limiter.acquire()`) waits for a slot: at most
-        `rate` acquisitions in any window of its period, counted in the backend.
+        `rate` acquisitions in any window of its period, counted in the backend when it
+        grants them. `margin` widens every window by that much, for a limit counted
+        where calls arrive (an API): a call arrives a varying time after its grant.
         """
         self._require(Capability.RATE, f"limiter {quote(name)}")
         if not isinstance(name, str) or not 0 < len(name) <= 200:
             raise InvalidConfig(f"invalid limiter name {quote(name)}: expected a str of 1 to "
                                 "200 characters")
-        return Limiter(self.backend, name, parse_rate(rate))
+        widen = timedelta(0) if margin is None else parse_duration(margin, what="margin")
+        return Limiter(lambda: self.backend, name, parse_rate(rate), widen)
 
     def _declare(self, queue: str, exclusive: bool, rate: str | Rate | None) -> QueueOptions:
         """Check a subscription's `exclusive` and `rate`; they must match the queue's."""

@@ -195,8 +195,9 @@ class Backend(abc.ABC):
         Order: by due time, then publishing order (FIFO among items due together).
         A claimed item is `processing`, records `worker`, counts one more attempt and
         is held for `lease`; if it is neither acked, nacked, failed nor released by
-        then, it becomes claimable again (a backend whose claims live on a broker
-        channel holds them as long as that channel instead). Never yields an item before it is due,
+        then, it becomes claimable again (TIMED_LEASES; a backend without it holds its
+        claims on a broker channel, for as long as that channel lives, whatever the
+        lease). Never yields an item before it is due,
         nor one another worker holds. At most `prefetch` items are claimed and not
         yet yielded. Waits (without busy polling) while nothing is due. Closing the
         iterator releases what it claimed but did not yield. When the server is
@@ -208,9 +209,11 @@ class Backend(abc.ABC):
     async def renew(self, deliveries: Sequence[Delivery[Any]], lease: timedelta) -> list[bool]:
         """Hold `deliveries` for `lease` more from now; tell, per delivery, if it still held.
 
+        A renewed delivery keeps its item from every other worker past its first lease.
         A delivery whose lease ended (and whose item another worker may have claimed)
-        gets False and must not be settled. Where the lease is a broker channel, this
-        changes nothing and answers True while the channel is open.
+        gets False, and settling it raises `LeaseLost`. Without TIMED_LEASES the lease
+        is a broker channel: this changes nothing, and answers True while the channel
+        is open, False once it closed.
         """
 
     @abc.abstractmethod

@@ -114,11 +114,12 @@ def subscription_json(queue: str, pattern: str) -> str:
     return json.dumps({"queue": queue, "pattern": pattern})
 
 
-def banner(app: Wrkr, url: str | None) -> list[str]:
+def banner(app: Wrkr, url: str | None, loop: str = "asyncio") -> list[str]:
     """Return what `wrkr worker` shows at start: who it is, where, and what it handles."""
     backend = type(app.backend).__name__ + (f"  {redact(url)}" if url else "")
     lines = [f"wrkr {__version__} worker", f"  app:      {app.name or _MISSING}",
-             f"  worker:   {app.worker_id}", f"  backend:  {backend}", "  queues:"]
+             f"  worker:   {app.worker_id}", f"  backend:  {backend}", f"  loop:     {loop}",
+             "  queues:"]
     for queue, routes in sorted(app.routes().items()):
         lines.append(f"    {queue}")
         lines.extend(f"      {route.pattern} -> {_handler_name(route.handler)}  (concurrency "

@@ -15,7 +15,8 @@ import os
 import signal
 import socket
 import sys
-from typing import NoReturn
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
 
 from wrkr import _cli_format as fmt
 from wrkr._app import Wrkr
@@ -160,7 +161,9 @@ async def _run(app: Wrkr, url: str | None, stop_timeout: float, banner: bool) ->
         await app.start()
         try:
             if banner:
-                print("\n".join(fmt.banner(app, url or app.url)), file=sys.stderr, flush=True)
+                loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+                print("\n".join(fmt.banner(app, url or app.url, loop)), file=sys.stderr,
+                      flush=True)
             if not stopper.requested.is_set():
                 await app.listen()
                 logger.info("worker %s started; Ctrl-C or SIGTERM stops it", app.worker_id)
@@ -168,6 +171,35 @@ async def _run(app: Wrkr, url: str | None, stop_timeout: float, banner: bool) ->
         finally:
             await app.stop(stop_timeout)
     logger.info("worker %s stopped", app.worker_id)
+
+
+LOOPS = ("asyncio", "uvloop")
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Return what builds the event loop `name` (None: asyncio's own).
+
+    uvloop (libuv under asyncio's API) is optional: measured beside the default in
+    bench/README.md, it is not worth a dependency for everyone.
+
+    Raises:
+        CommandError: `name` is uvloop and it is not installed; says what to install.
+    """
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        raise CommandError('--loop uvloop needs uvloop: pip install "wrkr[uvloop]"') from exc
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` to its end on a new event loop of kind `loop` (see `LOOPS`)."""
+    factory = event_loop_factory(loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
 
 
 def _exit_now(status: int) -> NoReturn:

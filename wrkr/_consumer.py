@@ -14,6 +14,7 @@ import inspect
 import logging
 import time
 import traceback
+from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -45,6 +46,7 @@ MAX_PAUSE = 5.0
 """Longest wait before reopening a delivery stream after `BackendUnavailable` (seconds)."""
 
 
+_UNCACHED: Any = object()  # a name whose route is not cached yet (None: no route)
 _MAX_CACHED_NAMES = 10_000
 """Event names whose route a consumer remembers; names are few, but nothing enforces it."""
 
@@ -186,7 +188,11 @@ class QueueConsumer:
         self._deadlines: dict[asyncio.Task[Any], HandlerDeadline] = {}  # one per worker
         self._route_cache: dict[str, Route | None] = {}  # event name -> first matching route
         self._stream: AsyncGenerator[Delivery[Any], None] | None = None
-        self._pulling = asyncio.Lock()
+        # One worker at a time pulls from the stream (an async generator cannot be
+        # resumed twice at once); the others queue for their turn. Not an asyncio.Lock:
+        # its `async with` costs five Python calls per item, this a flag test.
+        self._pulling = False
+        self._pull_turns: deque[asyncio.Future[None]] = deque()
         self._stopping = False
         self._forced = False
         self._unavailable = False  # the last claim failed: say so when one succeeds again
@@ -281,9 +287,11 @@ class QueueConsumer:
                     return
                 self._busy.add(worker)  # no await since the item arrived: stop() sees it
                 self._leases.hold(delivery, deadline)
-                try:
-                    await self._settle(delivery, deadline)
-                finally:  # every way through `_settle` stopped the renewals already
+                try:  # each outcome of `_handle` stops the renewals first
+                    await self._handle(delivery, deadline)
+                except Exception as exc:  # (caught here: a wrapping coroutine costs a frame)
+                    self._not_settled(delivery, exc)
+                finally:
                     self._busy.discard(worker)
                     if self._gone:
                         self._gone.discard(id(delivery))
@@ -294,7 +302,10 @@ class QueueConsumer:
             self._deadlines.pop(worker).close()
 
     async def _next_delivery(self) -> Delivery[Any] | None:
-        async with self._pulling:
+        while self._pulling:  # another worker is pulling: wait for our turn
+            await self._wait_turn()
+        self._pulling = True
+        try:
             pause = 0.5
             while not self._stopping and self._stream is not None:
                 try:
@@ -318,21 +329,43 @@ class QueueConsumer:
                         self._observers.backend_recovered(f"claiming from {self.queue}")
                 return delivery
             return None
+        finally:
+            self._pulling = False
+            if self._pull_turns:
+                self._pass_turn()
+
+    async def _wait_turn(self) -> None:
+        turn = asyncio.get_running_loop().create_future()
+        self._pull_turns.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if not turn.cancelled():  # woken, then cancelled: wake the next one instead
+                self._pass_turn()
+            raise
+
+    def _pass_turn(self) -> None:
+        """Wake the first worker still waiting to pull (it checks the flag again)."""
+        turns = self._pull_turns
+        while turns:
+            turn = turns.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     # -- handling ------------------------------------------------------------------
 
-    async def _settle(self, delivery: Delivery[Any], deadline: HandlerDeadline) -> None:
-        try:
-            await self._handle(delivery, deadline)  # each outcome stops the renewals first
-        except (LeaseLost, BackendUnavailable) as exc:
-            self._stop_renewing(delivery)
+    def _not_settled(self, delivery: Delivery[Any], exc: Exception) -> None:
+        """Stop renewing a delivery whose handling ended in `exc`, and say why."""
+        self._stop_renewing(delivery)
+        if isinstance(exc, LeaseLost | BackendUnavailable):
             logger.warning("item %s on %s could not be settled: %s",
                            delivery.item.id, self.queue, exc)
             if isinstance(exc, LeaseLost) and self._observers:
                 self._observers.lease_lost(self.queue, delivery.item.id)
-        except Exception:
-            self._stop_renewing(delivery)
-            logger.exception("item %s on %s: unexpected error", delivery.item.id, self.queue)
+        else:
+            logger.exception("item %s on %s: unexpected error", delivery.item.id, self.queue,
+                             exc_info=exc)
 
     async def _handle(self, delivery: Delivery[Any], deadline: HandlerDeadline) -> None:
         item = delivery.item
@@ -345,7 +378,9 @@ class QueueConsumer:
             return
         if item.flow is not None:
             event = await self._with_flow(event, item.flow)
-        route = self._route_for(item.name)
+        route = self._route_cache.get(item.name, _UNCACHED)  # `_route_for`'s usual way
+        if route is _UNCACHED:
+            route = self._route_for(item.name)
         retry = (route.retry if route else None) or self._settings.retry
         error: Exception
         if route is None:
@@ -385,8 +420,9 @@ class QueueConsumer:
         ack = Ack(self._settings, delivery, self._stop_renewing)
         error: Exception | None = None
         observers = self._observers
-        started = self._now() if observers else None
-        if observers:
+        started = None
+        if observers.listening:
+            started = self._now()
             observers.started(event)
         clock = time.perf_counter()
         result: object = None
@@ -405,11 +441,16 @@ class QueueConsumer:
             error = exc
         duration = time.perf_counter() - clock
         try:
-            outcome = await self._conclude(error, ack, retry, event, delivery, result)
+            if error is None and not ack.done and delivery.item.flow is None:
+                await ack()  # `_conclude`'s usual way, inline: it stops the renewals first
+                outcome = Outcome.ACKED
+            else:
+                outcome = await self._conclude(error, ack, retry, event, delivery, result)
         except LeaseLost:
             self._tell(event, Outcome.LEASE_LOST, started, duration, error)
             raise
-        self._tell(event, outcome, started, duration, error)
+        if observers.listening:  # (tested here: `_tell` is a call per item otherwise)
+            self._tell(event, outcome, started, duration, error)
 
     async def _conclude(
         self, error: BaseException | None, ack: Ack, retry: Retry, event: Event,
@@ -439,7 +480,7 @@ class QueueConsumer:
     def _tell(self, event: Event, outcome: Outcome, started: datetime | None,
               duration: float, error: BaseException | None) -> None:
         """Report a settled delivery to the observers, if any listen."""
-        if self._observers:
+        if self._observers.listening:
             report = Handled(event, outcome, started or self._now(), duration, error)
             self._observers.handled(report)
 
@@ -456,7 +497,10 @@ class QueueConsumer:
         span = None if tracing is None else tracing.handling(item, self.queue)
         try:
             try:
-                if span is None:
+                if span is None and route.is_async:  # `_call`, inline: the usual handler
+                    handler: Any = route.handler
+                    result = await (handler(event, ack) if route.takes_ack else handler(event))
+                elif span is None:
                     result = await self._call(route, event, ack, seconds)
                 else:
                     with span:

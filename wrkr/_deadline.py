@@ -16,13 +16,14 @@ class HandlerDeadline:
     time thus cost one timer per timeout period, not one per call.
     """
 
-    __slots__ = ("_cancelling", "_deadline", "_loop", "_task", "_timer", "expired")
+    __slots__ = ("_armed", "_cancelling", "_deadline", "_loop", "_task", "_timer", "expired")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self._task = task
         self._loop = task.get_loop()
         self._deadline: float | None = None  # the running call's, None between calls
         self._timer: asyncio.TimerHandle | None = None
+        self._armed = 0.0  # the timer's `when()`, kept here: `begin` reads it every call
         self._cancelling = 0
         self.expired = False
 
@@ -32,10 +33,10 @@ class HandlerDeadline:
         self._cancelling = self._task.cancelling()
         self.expired = False
         timer = self._timer
-        if timer is None or timer.when() > deadline:
+        if timer is None or self._armed > deadline:
             if timer is not None:
                 timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._check)
+            self._arm(deadline)
 
     def end(self, error: BaseException | None) -> None:
         """Stop timing; raise `TimeoutError` if the deadline cancelled the call.
@@ -69,7 +70,11 @@ class HandlerDeadline:
         if deadline <= timer.when():  # the loop judged the timer due, so is the deadline
             self._expire()
         else:
-            self._timer = self._loop.call_at(deadline, self._check)
+            self._arm(deadline)
+
+    def _arm(self, when: float) -> None:
+        self._timer = self._loop.call_at(when, self._check)
+        self._armed = when
 
     def _expire(self) -> None:
         self.expired = True

@@ -170,9 +170,7 @@ def from_item(item: Item, *, strict: bool = True) -> Event:
         if strict:
             raise
         payload = {UNDECODABLE: item.payload.decode("utf-8", "replace")}
-    return _new_event(
-        name=item.name, tid=item.tid, payload=payload, when=item.due,
-        id=item.id, queue=item.queue, created=item.created, attempts=item.attempts,
-        state=item.state, errors=item.errors, worker=item.worker, finished=item.finished,
-        parent=item.parent, root=item.root or item.id,
-    )
+    return _new_event(  # by position, in `Event`'s field order: keywords cost more
+        item.name, item.tid, payload, item.due, None, item.id, item.queue, item.created,
+        item.attempts, item.state, item.errors, item.worker, item.finished, None,
+        item.parent, item.root or item.id)

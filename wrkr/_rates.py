@@ -68,9 +68,9 @@ def queue_window(queue: str, rate: Rate) -> Window:
     return Window(f"queue:{queue}", rate.limit, rate.period)
 
 
-def limiter_window(name: str, rate: Rate) -> Window:
+def limiter_window(name: str, rate: Rate, margin: timedelta = timedelta(0)) -> Window:
     """Return the window that counts an `app.limiter(name, ...)`'s acquisitions."""
-    return Window(f"limiter:{name}", rate.limit, rate.period)
+    return Window(f"limiter:{name}", rate.limit, rate.period + margin)
 
 
 @dataclass(frozen=True, slots=True)

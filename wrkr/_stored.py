@@ -198,7 +198,9 @@ class StoreBackend(SettlingBackend[R], Generic[R]):
 
     async def enqueue(self, messages: Sequence[Message], *, connection: Any = None) -> list[str]:
         """Store a batch, all or nothing; see `Backend.enqueue`."""
-        return await self._open_store().put(messages, connection=connection)
+        if not self.is_connected:  # (`_open_store`, inline: this runs once per publish)
+            raise self._not_started(self._ever_connected)
+        return await self.store.put(messages, connection=connection)
 
     def deliveries(
         self, queue: str, *, worker: str, lease: timedelta, prefetch: int

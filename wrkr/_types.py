@@ -48,6 +48,7 @@ class Capability(StrEnum):
     SCHEDULES = "schedules"  # recurring schedules, each firing published once (app.schedule)
     FLOWS = "flows"  # workflows: steps of parallel jobs with results (app.start_flow)
     LINEAGE = "lineage"  # items(ItemFilter(root=...)): the tree of items a chain of handlers made
+    TIMED_LEASES = "timed_leases"  # an unrenewed claim ends with its lease, not with a channel
 
 
 class State(StrEnum):
@@ -93,9 +94,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ITEM_IDS.reseed)
 
 
-def new_item_id() -> str:
-    """Return a fresh, unique item id (32 hex characters)."""
-    return _ITEM_IDS.next()
+new_item_id: Callable[[], str] = _ITEM_IDS.next
+"""Return a fresh, unique item id (32 hex characters).
+
+The bound method itself, not a function calling it: stores call it once per item."""
 
 
 def copy_id(message_id: str, queue: str) -> str:

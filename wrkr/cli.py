@@ -137,6 +137,9 @@ def _add_worker(commands: Subparsers, url: argparse.ArgumentParser) -> None:
                         help="run N worker processes under one supervisor, for N cores; "
                              "a child that dies is restarted (default: 1); with --http, "
                              "child K serves on PORT+K-1")
+    parser.add_argument("--loop", choices=worker.LOOPS, default="asyncio",
+                        help='the event loop (uvloop: pip install "wrkr[uvloop]"; '
+                             "default: asyncio)")
     parser.add_argument("--http", metavar="HOST:PORT",
                         help="also serve /healthz, /readyz and /metrics, e.g. 127.0.0.1:9100")
     parser.add_argument("--token", help=f"bearer token for --http (or {web.TOKEN_ENV}); "
@@ -414,10 +417,11 @@ def _worker(args: argparse.Namespace) -> int:
         _say_default()
         url = DEFAULT_URL
     worker.configure_logging(args.log_level)
+    worker.event_loop_factory(args.loop)  # a missing uvloop is said before anything starts
     if args.processes > 1:
         return _supervise(app, url, args)
-    asyncio.run(worker.serve(app, url, args.stop_timeout, http,
-                             banner=CHILD_ENV not in os.environ))
+    worker.run_on(args.loop, worker.serve(app, url, args.stop_timeout, http,
+                                          banner=CHILD_ENV not in os.environ))
     return 0
 
 
@@ -426,11 +430,11 @@ def _supervise(app: Wrkr, url: str | None, args: argparse.Namespace) -> int:
         raise UsageError(f"--processes {args.processes} needs a backend the processes share; "
                          "a memory:// backend lives inside one process (use sqlite:///wrkr.db "
                          "or a server)")
-    banner = fmt.banner(app, url or app.url)
+    banner = fmt.banner(app, url or app.url, args.loop)
     banner[2] = f"  workers:  {args.processes} processes (each its own worker id)"
     print("\n".join(banner), file=sys.stderr, flush=True)
     command = [sys.executable, "-m", "wrkr", "worker", args.target, "--log-level",
-               args.log_level, "--stop-timeout", str(args.stop_timeout)]
+               args.log_level, "--stop-timeout", str(args.stop_timeout), "--loop", args.loop]
     if args.http is not None:
         command += ["--http", args.http]
     return supervise(command, args.processes, args.stop_timeout)

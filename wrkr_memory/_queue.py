@@ -27,6 +27,9 @@ _CREATED_BITS = 60
 _SEQ_BITS = 40
 _CREATED_OFFSET = 1 << (_CREATED_BITS - 1)  # so that times before 1970 fit unsigned
 _DUE_SHIFT = _SEQ_BITS + _CREATED_BITS + _ID_BITS
+ID_MASK = (1 << _ID_BITS) - 1  # an entry's id: the low bits of its key
+_CREATED_MASK = (1 << _CREATED_BITS) - 1
+_READY = State.READY
 
 
 def pack_key(due: int, seq: int, created: int, item_id: int) -> int:
@@ -90,12 +93,12 @@ class MemoryEntry:
     @property
     def created(self) -> int:
         """Return when the item's event was published, in microseconds."""
-        return ((self.key >> _ID_BITS) & ((1 << _CREATED_BITS) - 1)) - _CREATED_OFFSET
+        return ((self.key >> _ID_BITS) & _CREATED_MASK) - _CREATED_OFFSET
 
     @property
     def id(self) -> int:
         """Return the item id as an int (its 32 hex digits, read in base 16)."""
-        return self.key & ((1 << _ID_BITS) - 1)
+        return self.key & ID_MASK
 
     @property
     def state(self) -> State:
@@ -136,20 +139,21 @@ class MemoryEntry:
     def snapshot(self, now: int) -> Item:
         """Return the entry as the contract's frozen `Item`."""
         claim = self.claim or _NEVER_CLAIMED
-        due_us, created_us = self.due, self.created
+        key = self.key  # the fields' properties, inline: this runs once per delivery
+        due_us = key >> _DUE_SHIFT
+        created_us = ((key >> _ID_BITS) & _CREATED_MASK) - _CREATED_OFFSET
         due = from_micros(due_us)
         created = due if created_us == due_us else from_micros(created_us)  # published due now
-        item_id = f"{self.id:032x}"
+        item_id = f"{key & ID_MASK:032x}"
         parent, root, trace = self.tree or _ROOT
-        return _new_item(
-            id=item_id, queue=self.queue, name=self.name, tid=self.tid,
-            payload=self.payload, due=due, created=created,
-            state=self.state_at(now), attempts=claim.attempts, errors=claim.errors,
-            worker=claim.worker,
-            finished=None if claim.finished is None else from_micros(claim.finished),
-            flow=self.flow,
-            parent=parent, root=root or item_id, trace=trace,
-        )
+        state = claim.state
+        if state is _READY and due_us > now:
+            state = State.SCHEDULED
+        return _new_item(  # by position, in `Item`'s field order: keywords cost more
+            item_id, self.queue, self.name, self.tid, self.payload, due, created, state,
+            claim.attempts, claim.errors, claim.worker,
+            None if claim.finished is None else from_micros(claim.finished),
+            self.flow, parent, root or item_id, trace)
 
 
 class MemoryFlowEntry(MemoryEntry):
@@ -220,11 +224,17 @@ class MemoryQueue:
 
     def pop_due(self, now: int) -> MemoryEntry | None:
         """Remove and return the first pending entry if it is due at `now`."""
-        first = self.first()
-        if first is None or first.due > now:
+        lane, heap = self.lane, self.heap  # `first()` and `due`, inline: once per claim
+        if lane and (not heap or lane[0].key < heap[0].key):
+            if lane[0].key >> _DUE_SHIFT > now:
+                return None
+            entry = lane.popleft()
+        elif heap:
+            if heap[0].key >> _DUE_SHIFT > now:
+                return None
+            entry = heapq.heappop(heap)
+        else:
             return None
-        lane = self.lane
-        entry = lane.popleft() if lane and lane[0] is first else heapq.heappop(self.heap)
         if self._pending_names is not None:
             self._count_pending(entry, -1)
         return entry

@@ -73,7 +73,7 @@ class MongoDBConnection:
         # Coordination: queue options, tid locks (exclusive), sliding windows (rate)
         self.queues = db[f"{prefix}queues"]
         self.tid_locks = MongoDBTidLocks(self.items, db[f"{prefix}tids"], self.claimer)
-        self.windows = MongoDBWindows(db[f"{prefix}windows"])
+        self.windows = MongoDBWindows(db[f"{prefix}windows"], clock)
 
 
 class MongoDBStore(Store[MongoDBReceipt]):
@@ -93,7 +93,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
         Capability.DELAY, Capability.WILDCARDS, Capability.QUERY, Capability.CANCEL,
         Capability.ONCE_EVERY, Capability.ARCHIVE, Capability.FAILED,
         Capability.SCHEDULES, Capability.FLOWS, Capability.EXCLUSIVE, Capability.RATE,
-        Capability.LINEAGE,
+        Capability.LINEAGE, Capability.TIMED_LEASES,
     })
 
     def __init__(self, address: MongoDBAddress, *, client: Any = None, prefix: str = "wrkr_",
@@ -220,8 +220,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
         with self.errors.unavailable(f"claiming from queue {claim.queue!r}"):
             if claim.window is None:
                 return await self._claim(opened, claim)
-            room, entry = await opened.windows.take(claim.window, claim.limit,
-                                                    max(claim.now, self.clock.now()))
+            room, entry = await opened.windows.take(claim.window, claim.limit, claim.now)
             if not room:
                 return []
             claimed = await self._claim(opened, claim._replace(limit=room))
@@ -301,8 +300,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
     async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
         """Record up to `wanted` starts by compare-and-set; see `Store.take_slots`."""
         with self.errors.unavailable(f"taking starts of {window.key!r}"):
-            taken, _ = await self._connection().windows.take(
-                window, wanted, max(now, self.clock.now()))
+            taken, _ = await self._connection().windows.take(window, wanted, now)
         return taken
 
     async def next_slot(self, window: Window, now: datetime) -> datetime | None:

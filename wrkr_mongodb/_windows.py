@@ -9,8 +9,9 @@ leave its window up to 1 ms early. Taking starts is a compare-and-set without
 transactions: read the document, count the starts still inside (now - period, now],
 and write the new list back only if `version` is still the one read; a writer that
 lost the race reads again (each round, one writer wins). A start is stamped with the
-store's clock, never earlier than the latest start recorded, so no start leaves the
-window before one granted ahead of it.
+store's clock as read in the round that wins (a writer that lost rounds is not
+backdated to its first read), never earlier than the latest start recorded, so no
+start leaves the window before one granted ahead of it.
 
 A rated claim reserves its room first, claims at most that many items, then gives back
 what it did not use: the window never counts fewer starts than handlers began, and a
@@ -25,7 +26,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from wrkr.backend import Window
+from wrkr.backend import Clock, Window
 
 __all__ = ["MongoDBWindows"]
 
@@ -43,20 +44,22 @@ class MongoDBWindows:
 
     Args:
         windows: the collection of window documents.
+        clock: the store's clock, read for each round's stamp.
     """
 
-    def __init__(self, windows: Any) -> None:
-        self.windows = windows
+    def __init__(self, windows: Any, clock: Clock) -> None:
+        self.windows, self.clock = windows, clock
 
     async def take(self, window: Window, wanted: int, now: datetime) -> tuple[int, str]:
-        """Record up to `wanted` starts at `now`, as many as the window allows.
+        """Record up to `wanted` starts at the clock's time (not before `now`), as allowed.
 
         Returns how many were recorded and the id of their entry (for `give_back`).
         """
-        entry_id, at = uuid.uuid4().hex, _micros(now)
+        entry_id = uuid.uuid4().hex
         period = window.period // _MICROSECOND
         for _ in range(ROUNDS):
             found = await self.windows.find_one({"_id": window.key})
+            at = _micros(max(now, self.clock.now()))
             live = [] if found is None else [s for s in found["starts"] if s["at"] > at - period]
             taken = min(wanted, window.limit - sum(s["n"] for s in live))
             if taken <= 0:

@@ -80,8 +80,9 @@ def suite_classes() -> list[type[Any]]:
             and cls.__module__.startswith("backend_conformance_tests")]
 
 
-def _tests(suite: type[Any]) -> list[tuple[str, tuple[Capability, ...]]]:
-    return [(name, tuple(getattr(test, "__wrkr_needs__", ())))
+def _tests(suite: type[Any]) -> Tests:
+    return [(name, tuple(getattr(test, "__wrkr_needs__", ())),
+             tuple(getattr(test, "__wrkr_without__", ())))
             for name, test in vars(suite).items()
             if name.startswith("test_") and callable(test)]
 
@@ -90,7 +91,8 @@ def conformance_table() -> str:
     """Return, per suite class and backend, how many of its tests run (the rest are skipped).
 
     A test is skipped exactly when it needs a capability the backend does not declare
-    (`backend_conformance_tests.needs`), so the count follows from the declarations.
+    (`backend_conformance_tests.needs`), or is the counterpart of one it declares
+    (`without`), so the count follows from the declarations.
     Below the table, what each suite class checks (its docstring's first line).
     """
     found = backends()
@@ -113,11 +115,13 @@ def _short(cls: type[Backend]) -> str:
     return cls.__name__.removesuffix("Backend")
 
 
-Tests = list[tuple[str, tuple[Capability, ...]]]
+Tests = list[tuple[str, tuple[Capability, ...], tuple[Capability, ...]]]
+"""Per test: its name, the capabilities it needs, those it is the counterpart of."""
 
 
 def _count(tests: Tests, have: frozenset[Capability]) -> int:
-    return sum(all(cap in have for cap in needs) for _, needs in tests)
+    return sum(all(cap in have for cap in needs) and not any(cap in have for cap in unwanted)
+               for _, needs, unwanted in tests)
 
 
 def _runs(tests: Tests, have: frozenset[Capability]) -> str:

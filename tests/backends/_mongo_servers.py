@@ -24,8 +24,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import pytest_asyncio
 from mongomock.collection import BulkOperationBuilder
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo_async_mock import AsyncMongoMockClient
+
+from tests._services import missing
 
 
 def _wrap_mock_bulk_updates_once() -> None:
@@ -56,12 +58,6 @@ def _secantusd() -> str | None:
     return str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
 def _wait_for_port(process: subprocess.Popen[bytes], log: Path) -> int:
     deadline = time.monotonic() + STARTUP_WAIT
     while time.monotonic() < deadline:
@@ -79,8 +75,7 @@ def secantus_process(log: Path, *, port: int = 0, storage: str = ":memory:") -> 
     """Run one `secantusd-py` (on a free port by default); yield its ``mongodb://`` URL."""
     executable = _secantusd()
     if executable is None:
-        _missing('secantusd-py is not installed (pip install "wrkr[test]")')
-    assert executable is not None
+        missing('secantusd-py is not installed (pip install "wrkr[test]")')
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [executable, "--port", str(port), "--storage-path", storage,
@@ -130,6 +125,19 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
                 await client.drop_database(name)
         finally:
             await client.close()
+
+
+def fresh_database_blocking(server_url: str) -> Iterator[str]:
+    """Yield the URL of a new database on `server_url`, dropped afterwards, for sync
+    fixtures (the web tests' servers run their loop in a thread of their own)."""
+    name = new_database_name()
+    try:
+        yield with_database(server_url, name)
+    finally:
+        client: MongoClient[dict[str, Any]] = MongoClient(server_url,
+                                                          serverSelectionTimeoutMS=5000)
+        with client, contextlib.suppress(Exception):
+            client.drop_database(name)
 
 
 @pytest_asyncio.fixture

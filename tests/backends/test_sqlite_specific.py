@@ -24,7 +24,6 @@ import pytest_asyncio
 
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT
-from tests.backends.test_conformance_by_url import run_suite
 from tests.core._cli_helpers import env, lines_of, wait_for, wrkr_script
 from wrkr import BackendUnavailable, BlockingWrkr, InvalidConfig, NotStarted, Wrkr
 from wrkr.backend import Claim, ItemFilter, Message, Settle, Settlement, UnknownBackend
@@ -409,17 +408,7 @@ async def test_a_publisher_killed_mid_batch_leaves_whole_batches_and_a_sound_fil
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-# -- by URL, and the command line ---------------------------------------------------------
-
-
-def test_the_suite_passes_by_url_on_sqlite_with_nothing_skipped(tmp_path: Path) -> None:
-    result = run_suite("--wrkr-url", f"sqlite:///{tmp_path / 'suite.db'}", "-rs")
-    lines = result.stdout.strip().splitlines()
-    summary = lines[-1] if lines else ""
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in summary, summary
-    skips = [line for line in lines if line.startswith("SKIPPED")]
-    assert not skips, skips  # SQLite has every capability
+# -- the command line (by URL: tests/backends/test_conformance_by_url.py) ----------------
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pymongo_async_mock import AsyncMongoMockClient
 from backend_conformance_tests import Names, Recorder
 from backend_conformance_tests._helpers import WAIT
 from tests.backends._mongo_servers import new_database_name
-from tests.conftest import PG_URL, RABBITMQ_URL, new_schema
+from tests.conftest import MQTT_URL, PG_URL, RABBITMQ_URL, new_schema
 from wrkr import Event, Fail, InvalidConfig, Wrkr
 from wrkr.backend import Backend
 from wrkr_memory import MemoryBackend, MemoryStore
@@ -78,7 +78,8 @@ class Spans:
 
 BACKENDS = ["memory", "sqlite", "mongodb-mock",
             pytest.param("postgres", marks=pytest.mark.postgres),
-            pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+            pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+            pytest.param("mqtt", marks=pytest.mark.mqtt)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -105,11 +106,16 @@ def backend_factory(request: pytest.FixtureRequest, tmp_path: Path,
             yield functools.partial(PostgresBackend, PG_URL, schema=schema,
                                     poll_interval=1.0)
     else:
-        yield from _rabbitmq(request)
+        yield from _broker(request, kind)
 
 
-def _rabbitmq(request: pytest.FixtureRequest) -> Iterator[Callable[[], Backend]]:
-    prefix = request.getfixturevalue("rabbitmq_prefix")
+def _broker(request: pytest.FixtureRequest, kind: str) -> Iterator[Callable[[], Backend]]:
+    prefix = request.getfixturevalue(f"{kind}_prefix")
+    if kind == "mqtt":
+        from wrkr_mqtt import MQTTBackend
+
+        yield lambda: MQTTBackend(MQTT_URL, prefix=prefix)
+        return
     from wrkr_rabbitmq import RabbitMQBackend
 
     yield lambda: RabbitMQBackend(RABBITMQ_URL, prefix=prefix)

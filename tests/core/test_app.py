@@ -313,3 +313,31 @@ async def test_busy_consumer_lets_the_rest_of_the_process_run(app: Wrkr) -> None
     await app.listen()
     await asyncio.sleep(0.01)  # the consumer is now draining the backlog
     assert 0 < handled < 5000
+
+
+async def test_workers_take_turns_at_the_stream_and_each_gets_an_item(app: Wrkr) -> None:
+    """Waiting workers queue for the stream; a stop cancels them without losing a turn."""
+    gate = asyncio.Event()
+    running: set[str | None] = set()
+    handled: list[str | None] = []
+
+    async def handler(event: Event) -> None:
+        running.add(event.tid)
+        await gate.wait()
+        handled.append(event.tid)
+
+    async def running_count(count: int) -> bool:
+        return len(running) == count
+
+    await app.subscribe("turns", "turns.job", handler, concurrency=4)
+    await app.listen()
+    await app.publish({"name": "turns.job", "tid": "0"})
+    await until(lambda: running_count(1), "1 handler running")  # the others wait their turn
+    await app.publish([{"name": "turns.job", "tid": str(n)} for n in range(1, 4)])
+    await until(lambda: running_count(4), "4 handlers running, each woken in turn")
+    await app.publish({"name": "turns.job", "tid": "4"})  # no worker free: it waits
+    gate.set()
+    await until(lambda: running_count(5), "the 5th item handled once a worker is free")
+    await until(lambda: asyncio.sleep(0, len(handled) == 5), "all 5 handled")
+    assert sorted(handled) == ["0", "1", "2", "3", "4"]
+    await asyncio.wait_for(app.stop(), WAIT)  # every worker idle, waiting: stops at once

@@ -192,6 +192,42 @@ def test_the_banner_shows_app_worker_backend_and_every_route(
             "(concurrency 2, timeout 1h30m)\n") in banner
 
 
+def test_the_worker_runs_its_handlers_on_uvloop_when_asked(
+    worker_module: str, start_worker: Any
+) -> None:
+    worker = start_worker(worker_module, "--loop", "uvloop", seed=1)
+    assert "  loop:     uvloop\n" in "".join(wait_for(worker.err, "started"))
+    worker.handling(1)  # the handler ran: on that loop, as the banner says
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(timeout=WAIT) == 0
+
+
+def test_the_banner_says_the_default_loop_is_asyncios(
+    worker_module: str, start_worker: Any
+) -> None:
+    worker = start_worker(worker_module)
+    assert "  loop:     asyncio\n" in "".join(wait_for(worker.err, "started"))
+
+
+WITHOUT_UVLOOP = textwrap.dedent("""\
+    import sys
+    sys.modules["uvloop"] = None  # as if the uvloop extra were not installed
+    from wrkr.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """)
+
+
+def test_uvloop_missing_names_the_pip_install_before_anything_starts(
+    worker_module: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_UVLOOP, "worker", f"{worker_module}:app", "--url",
+         "memory://", "--loop", "uvloop"],
+        capture_output=True, text=True, timeout=WAIT, cwd=tmp_path, env=env(), check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert_one_error_line(done.stderr.splitlines(), 'pip install "wrkr[uvloop]"')
+
+
 def test_the_banner_masks_the_password_of_the_url() -> None:
     lines = fmt.banner(Wrkr(name="x"), "postgresql://u:s3cret@db.example/app")
     assert "  backend:  MemoryBackend  postgresql://u:***@db.example/app" in lines

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from wrkr import Capability, Event, InvalidConfig, NotSupported, Wrkr
+from wrkr import Capability, Event, InvalidConfig, InvalidWhen, NotSupported, Wrkr
 from wrkr._rates import Rate, parse_rate
+from wrkr.testing import harness
 from wrkr_memory import ManualClock, MemoryBackend, MemoryStore
 
 
@@ -81,6 +82,38 @@ async def test_limiter_refills_by_a_manual_clock() -> None:
         await _settle()
         assert not waiting.done()
         clock.advance(1)
+        async with asyncio.timeout(1):
+            await waiting
+
+
+async def test_limiter_margin_widens_its_window_for_limits_counted_on_arrival() -> None:
+    clock = ManualClock()
+    app = Wrkr(MemoryBackend(clock=clock))
+    async with app:
+        limiter = app.limiter("api", "2/s", margin="0.25 seconds")
+        assert "margin=datetime.timedelta(microseconds=250000)" in repr(limiter)
+        for _ in range(2):
+            await limiter.acquire()
+        waiting = asyncio.create_task(limiter.acquire())
+        clock.advance(1)
+        await _settle()
+        assert not waiting.done(), "the window is 1.25 s long"
+        clock.advance(0.25)
+        async with asyncio.timeout(1):
+            await waiting
+        with pytest.raises(InvalidWhen, match="invalid margin 'soon'"):
+            app.limiter("api", "2/s", margin="soon")
+
+
+async def test_limiter_made_at_import_follows_the_app_onto_the_harness_backend() -> None:
+    app = Wrkr()
+    limiter = app.limiter("api", "1/min")  # before the harness swaps the backend
+    async with harness(app) as h:
+        await limiter.acquire()
+        waiting = asyncio.create_task(limiter.acquire())
+        await _settle()
+        assert not waiting.done(), "counted in the harness's backend, by its clock"
+        h.clock.advance(60)
         async with asyncio.timeout(1):
             await waiting
 

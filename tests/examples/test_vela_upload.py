@@ -6,19 +6,25 @@ import asyncio
 import os
 import signal
 import sys
+from datetime import timedelta
 
 import psycopg
 import pytest
 
 from examples.vela_upload import (
+    ARRIVAL_MARGIN,
     FakeEtsy,
     Uploader,
     build_app,
+    in_process,
     most_per_window,
     over_http,
     run_here,
     tasks,
 )
+from wrkr import Event
+from wrkr._when import parse_duration
+from wrkr.testing import harness
 
 SHOPS, LISTINGS = 3, 250
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -34,6 +40,41 @@ async def test_uploads_every_shop_on_memory_in_virtual_time_with_retries() -> No
                if request.task.endswith(":2")]
     assert retries, "every task's first attempt met the outage: each is retried"
     assert min(retries) >= 10.0, "the first retry comes 10 s after the failure"
+
+
+def _attempts_began(api: FakeEtsy) -> list[float]:
+    """Return when each attempt of the one task made its first call, in seconds from the first."""
+    first: dict[str, float] = {}
+    for request in api.requests:
+        first.setdefault(request.task, request.at)
+    ordered = sorted(first.values())
+    return [at - ordered[0] for at in ordered]
+
+
+async def _upload_one_shop_while_down(down_for: timedelta) -> tuple[FakeEtsy, list[Event]]:
+    """Run one shop's task under the harness, the API down for `down_for` (virtual time)."""
+    app, api = build_app("memory://"), FakeEtsy()
+    Uploader(app, in_process(api))  # routes declared first, as the module does
+    async with harness(app) as h:
+        api.clock, api.down_until = h.clock, (h.clock.now() + down_for).timestamp()
+        await app.publish(tasks(1, 2, per_shop=1))
+        await h.drain(until="1 day")
+        return api, h.failed
+
+
+async def test_a_failing_upload_is_retried_after_10_s_30_min_and_2_h_in_virtual_time() -> None:
+    api, failed = await _upload_one_shop_while_down(timedelta(hours=2, minutes=30, seconds=5))
+    assert _attempts_began(api) == [0.0, 10.0, 10.0 + 1800, 10.0 + 1800 + 7200]
+    assert failed == []
+    assert api.uploaded("shop-0") == 2, "the fourth attempt, after the outage, uploads"
+
+
+async def test_an_upload_failing_four_times_is_parked_as_failed() -> None:
+    api, failed = await _upload_one_shop_while_down(timedelta(hours=3))
+    assert _attempts_began(api) == [0.0, 10.0, 10.0 + 1800, 10.0 + 1800 + 7200]
+    assert [(event.tid, event.attempts) for event in failed] == [("shop-0", 4)]
+    assert "EtsyDown" in failed[0].errors[-1].type
+    assert api.uploaded("shop-0") == 0
 
 
 async def _log_grants(schema: str) -> None:
@@ -76,7 +117,7 @@ async def test_two_worker_processes_on_postgres_upload_everything_one_shop_at_a_
     url = f"{DSN}?schema={pg_schema}"
     api = FakeEtsy(failure_rate=0.03)
     server = await api.serve()
-    etsy = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    etsy = f"http://127.0.0.1:{server.port}"
     publisher = build_app(url)
     Uploader(publisher, over_http(etsy))  # declares the queue, exclusive, as workers do
     async with publisher:
@@ -95,15 +136,14 @@ async def test_two_worker_processes_on_postgres_upload_everything_one_shop_at_a_
             server.close()
     assert [api.uploaded(f"shop-{n}") for n in range(SHOPS)] == [LISTINGS] * SHOPS
     assert api.overlapping_tasks() == []
-    # The limit is on the grants the backend stamps, shared by both processes: at most
-    # 30 in any second, exactly. What the workers and the fake API see of them is
-    # printed, not asserted: each is timed by a loaded process's event loop, which sees
-    # a grant late, or reads queued connections in bursts (32 grants seen and 35
-    # arrivals in one second, measured on a loaded machine).
+    # The backend stamps at most 30 grants in any 1 s + margin, both processes together;
+    # the fake API, timing arrivals by the kernel's receive stamps, sees at most 30 in
+    # any second: the margin covers the spread of the lag from grant to arrival.
     stamps = await _grants(pg_schema)
     print(f"most per second: {most_per_window(stamps, 1.0)} granted by the backend, "
           f"{api.most_per_window(1.0, granted=True)} seen granted by the workers, "
           f"{api.most_per_window(1.0)} arrived")
     assert len(stamps) == len(api.requests)
-    assert most_per_window(stamps, 1.0) <= 30
+    assert most_per_window(stamps, 1.0 + parse_duration(ARRIVAL_MARGIN).total_seconds()) <= 30
+    assert api.most_per_window(1.0) <= 30
     assert len({request.task for request in api.requests}) >= SHOPS * 2

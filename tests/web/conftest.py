@@ -1,4 +1,5 @@
-"""Backends the web tests run on: memory (started in the server's process), SQLite, PostgreSQL."""
+"""Backends the web tests run on: memory (started in the server's process), SQLite,
+PostgreSQL and MongoDB (the session's secantusdb wire server, a database per test)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,31 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from tests.backends._mongo_servers import (
+    fresh_database_blocking,
+    wire_server_url,  # noqa: F401 - a session fixture
+)
 from tests.conftest import PG_URL, new_schema
 from tests.web._live import Live, demo_app, live_server
 
 BACKENDS = [pytest.param("memory", id="memory"), pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
+            pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+            pytest.param("mongodb", id="mongodb", marks=pytest.mark.mongodb)]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh backend's URL: memory://, a SQLite file, a schema of the local PostgreSQL."""
+    """A fresh backend's URL: memory://, a SQLite file, a schema of the local PostgreSQL,
+    a database of the wire server."""
     if request.param == "memory":
         yield "memory://"
-        return
-    if request.param == "sqlite":
+    elif request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'wrkr.db'}"
-        return
-    for schema in new_schema(request):
-        yield f"{PG_URL}?schema={schema}"
+    elif request.param == "mongodb":
+        yield from fresh_database_blocking(request.getfixturevalue("wire_server_url"))
+    else:
+        for schema in new_schema(request):
+            yield f"{PG_URL}?schema={schema}"
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""HTTP API v1 against a live server on 127.0.0.1, for a memory app and on PostgreSQL."""
+"""HTTP API v1 against a live server on 127.0.0.1: on memory, SQLite, PostgreSQL and MongoDB
+(conftest's `backend_url`), and a few cases on one backend."""
 
 from __future__ import annotations
 

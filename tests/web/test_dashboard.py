@@ -9,7 +9,6 @@ cancelled from the item list. Screenshots go to the test's temporary folder.
 from __future__ import annotations
 
 import http.server
-import os
 import re
 import secrets
 import threading
@@ -22,6 +21,7 @@ import httpx2 as httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests._services import require_program
 from tests.web._live import FLOW_STEPS, Live, demo_app, family_app, live_server
 from tests.web._poll import wait_for_json, wait_for_state
 from tests.web.test_api import publish
@@ -32,20 +32,25 @@ CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 10_000
 
 
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's chromium, headless (`playwright install` cannot download here)."""
-    if not Path(CHROMIUM).exists():
-        reason = f"{CHROMIUM} is missing (scripts/debian-packages.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+    require_program(CHROMIUM, "scripts/debian-packages.sh")
     with sync_playwright() as driver:
         chromium = driver.chromium.launch(executable_path=CHROMIUM, headless=True,
                                           args=["--no-sandbox"])
         yield chromium
         chromium.close()
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("1", pytest.fail.Exception),
+                                               ("", pytest.skip.Exception)])
+def test_a_missing_chromium_fails_under_ci_and_is_skipped_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match=r"chromium is missing \(scripts/debian-packages"):
+        require_program(str(tmp_path / "chromium"), "scripts/debian-packages.sh")
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""GET /v1/flows/{id} and GET /v1/items/{id}/lineage against a live server, on memory,
-SQLite (no flows: 501) and PostgreSQL."""
+"""GET /v1/flows/{id} and GET /v1/items/{id}/lineage against a live server, on every
+backend of conftest's `backend_url` (one without flows answers 501, as checked)."""
 
 from __future__ import annotations
 

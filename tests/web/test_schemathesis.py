@@ -21,6 +21,7 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi import checks as openapi_checks
 
+from tests.backends._mongo_servers import fresh_database_blocking
 from tests.conftest import PG_URL, new_schema
 from tests.core._cli_helpers import WAIT, env, lines_of, wait_for, wrkr_script
 from tests.web._live import FLOW_STEPS, demo_app, family_app, live_server
@@ -52,15 +53,19 @@ class Target:
 
 @pytest.fixture(scope="module", params=[
     pytest.param("memory", id="memory"), pytest.param("sqlite", id="sqlite-wrkr-serve"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)])
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    pytest.param("mongodb", id="mongodb", marks=pytest.mark.mongodb)])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            ) -> Iterator[Target]:
-    """A live server with items in several states: in a thread (memory, PostgreSQL), or
-    `wrkr serve` in a process of its own (SQLite)."""
+    """A live server with items in several states: in a thread (memory, PostgreSQL,
+    MongoDB on the wire server), or `wrkr serve` in a process of its own (SQLite)."""
     if request.param == "memory":
         yield from _serve(f"memory://schemathesis-{secrets.token_hex(4)}")  # shared by both
     elif request.param == "sqlite":
         yield from _wrkr_serve(tmp_path_factory.mktemp("schemathesis"))
+    elif request.param == "mongodb":
+        for url in fresh_database_blocking(request.getfixturevalue("wire_server_url")):
+            yield from _serve(url)
     else:
         for schema in new_schema(request):
             yield from _serve(f"{PG_URL}?schema={schema}")
