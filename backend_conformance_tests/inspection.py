@@ -117,6 +117,14 @@ class InspectionSuite(SuiteBase):
         assert due_of(event) >= event.created
 
     @needs(Capability.QUERY)
+    async def test_get_tells_the_copies_of_one_event_apart(
+            self, app: AppFactory, names: Names) -> None:
+        wrkr = await subscribed(app, names, "a", "b")
+        ids = await wrkr.publish({"name": names.event("x")})
+        queues = sorted([str((await wrkr.get(item_id)).queue) for item_id in ids])
+        assert queues == [names.queue("a"), names.queue("b")]
+
+    @needs(Capability.QUERY)
     async def test_get_of_an_unknown_id_raises_item_not_found(self, app: AppFactory) -> None:
         wrkr = await app()
         with pytest.raises(ItemNotFound):

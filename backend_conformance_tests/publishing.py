@@ -8,7 +8,16 @@ from typing import Any
 from wrkr import Wrkr
 from wrkr.backend import Backend, Capability
 
-from ._helpers import AppFactory, Names, Recorder, SuiteBase, claim_one, message
+from ._helpers import (
+    AppFactory,
+    BackendFactory,
+    Names,
+    Recorder,
+    SuiteBase,
+    claim_one,
+    message,
+    opened,
+)
 
 
 async def assert_nothing_queued(app: Wrkr, queue: str, sentinel: str, backend: Backend) -> None:
@@ -36,6 +45,19 @@ class PublishingSuite(SuiteBase):
         ids = await wrkr.publish({"name": names.event("x")})
         assert len(ids) == 1
         assert all(isinstance(item_id, str) and item_id for item_id in ids)
+
+    async def test_publish_returns_one_id_per_queue_copy_each_delivered_with_its_own(
+            self, app: AppFactory, names: Names) -> None:
+        wrkr = await app()
+        recorders = {names.queue(suffix): Recorder() for suffix in ("a", "b")}
+        for queue, recorder in recorders.items():
+            await wrkr.subscribe(queue, names.event("x"), recorder.handle)
+        ids = await wrkr.publish({"name": names.event("x")})
+        await wrkr.listen()
+        delivered = {queue: (await recorder.next(f"the copy in {queue}")).id
+                     for queue, recorder in recorders.items()}
+        assert len(set(ids)) == 2, f"one id per copy, got {ids}"
+        assert sorted(str(item_id) for item_id in delivered.values()) == sorted(ids)
 
     async def test_event_that_reaches_no_queue_creates_nothing(
             self, app: AppFactory, names: Names) -> None:
@@ -111,6 +133,50 @@ class EnqueueContractSuite(SuiteBase):
         for queue in queues:
             delivery = await claim_one(backend, queue, worker="w")
             assert (delivery.item.queue, delivery.item.tid) == (queue, "1")
+
+    async def test_enqueue_returns_the_id_each_copy_is_delivered_with(
+            self, backend: Backend, names: Names) -> None:
+        name = names.event("x")
+        queues = [names.queue(suffix) for suffix in ("a", "b", "c")]
+        for queue in queues:
+            await backend.subscribe(queue, name)
+        ids = await backend.enqueue([message(name)])
+        delivered = []
+        for queue in queues:
+            delivery = await claim_one(backend, queue, worker="w")
+            delivered.append(delivery.item.id)
+            await backend.ack(delivery)
+        assert len(set(delivered)) == len(queues), f"copies share ids: {delivered}"
+        assert sorted(delivered) == sorted(ids)
+
+    async def test_enqueue_counts_a_subscription_another_process_just_made(
+            self, backend: Backend, backend_factory: BackendFactory, names: Names) -> None:
+        name, mine, theirs = names.event("x"), names.queue("mine"), names.queue("theirs")
+        await backend.subscribe(mine, name)
+        assert len(await backend.enqueue([message(name, tid="before")])) == 1
+        async with opened(backend_factory) as other:
+            await other.subscribe(theirs, name)
+            ids = await backend.enqueue([message(name, tid="after")])
+            copy = (await claim_one(other, theirs, worker="w")).item
+        assert len(set(ids)) == 2, f"one id per copy, got {ids}"
+        assert (copy.tid, copy.id in ids) == ("after", True)
+
+    async def test_enqueue_drops_a_subscription_another_process_just_removed(
+            self, backend: Backend, backend_factory: BackendFactory, names: Names) -> None:
+        name, mine, theirs = names.event("x"), names.queue("mine"), names.queue("theirs")
+        await backend.subscribe(mine, name)
+        async with opened(backend_factory) as other:
+            await other.subscribe(theirs, name)
+            assert len(await backend.enqueue([message(name, tid="both")])) == 2
+            await other.unsubscribe(theirs, name)
+            ids = await backend.enqueue([message(name, tid="mine only")])
+        delivered = []
+        for _ in range(2):
+            delivery = await claim_one(backend, mine, worker="w")
+            delivered.append(delivery.item)
+            await backend.ack(delivery)
+        assert [item.tid for item in delivered] == ["both", "mine only"]
+        assert ids == [delivered[1].id]
 
     async def test_enqueue_stores_the_payload_bytes_as_given(
             self, backend: Backend, names: Names) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from wrkr import Event, Fail, ItemNotFound, Retry, State, Wrkr
-from wrkr.backend import Backend, Capability, ErrorRecord
+from wrkr.backend import Backend, Capability, ErrorRecord, ItemFilter
 
 from ._helpers import (
     AppFactory,
@@ -250,6 +250,24 @@ class FailedItemsSuite(SuiteBase):
         await backend.fail(delivery, error=ErrorRecord(utcnow(), 1, "Fail", "parked"))
         item = await backend.get(delivery.item.id)
         assert (item.state, [e.message for e in item.errors]) == (State.FAILED, ["parked"])
+
+    @needs(Capability.FAILED)
+    async def test_backend_retry_moves_back_only_the_copy_with_that_id(
+            self, backend: Backend, names: Names) -> None:
+        name, queues = names.event("x"), [names.queue("a"), names.queue("b")]
+        for queue in queues:
+            await backend.subscribe(queue, name)
+        ids = await backend.enqueue([message(name)])
+        failed = {}
+        for queue in queues:
+            delivery = await claim_one(backend, queue, worker="w")
+            await backend.fail(delivery, error=ErrorRecord(utcnow(), 1, "Fail", "parked"))
+            failed[queue] = delivery.item.id
+        assert sorted(failed.values()) == sorted(ids)
+        await backend.retry(failed[queues[0]])
+        assert (await claim_one(backend, queues[0], worker="w")).item.id == failed[queues[0]]
+        still = await backend.items(ItemFilter(queue=queues[1], state=State.FAILED))
+        assert [item.id for item in still] == [failed[queues[1]]]
 
     @needs(Capability.FAILED)
     async def test_backend_retry_resets_attempts_and_keeps_errors(

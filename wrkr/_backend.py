@@ -167,9 +167,10 @@ class Backend(abc.ABC):
         Returns the new item ids in message order. A message that reaches no
         queue creates nothing. A `dedupe` message creates nothing for a queue that
         already holds a pending item with its name and tid, atomically: concurrent
-        `dedupe` publishers never create two. Backends whose fan-out happens in a broker
-        may return one id per message, shared by its copies, and may route a
-        delayed message when it falls due, to the queues subscribed then.
+        `dedupe` publishers never create two. Every copy has an id of its own: the
+        one returned for it, which its delivery, `get` and `retry` use. Backends whose
+        fan-out happens in a broker may route a delayed message when it falls due, to
+        the queues subscribed then.
 
         Args:
             messages: the batch, validated and encoded by the core.

@@ -132,9 +132,12 @@ class Broker(abc.ABC, Generic[R]):
     async def publish(self, messages: Sequence[Message]) -> list[str]:
         """Publish a batch with confirms, all or nothing as far as the broker allows.
 
-        Returns one item id per message that reached a queue, in message order (copies
-        of one message share its id). A message due later is held by the broker and
-        routed when due.
+        Returns one item id per (message, queue it reached), in message order: the
+        broker routes, so the publisher names each copy `copy_id(message id, queue)`
+        for the queues a view of the subscriptions, as fresh as this call, matches,
+        and a consumer names the copy it receives by the same rule. (A subscription
+        made while the call runs may get a copy whose id is not returned.) A message
+        due later is held by the broker and routed when due.
 
         Raises:
             InvalidEvent: the broker refuses a message for good (too large); nothing

@@ -7,6 +7,7 @@ coming out with an opaque receipt the core hands back and never inspects.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import os
 from collections.abc import Callable
@@ -97,6 +98,17 @@ new_item_id: Callable[[], str] = _ITEM_IDS.next
 """Return a fresh, unique item id (32 hex characters).
 
 The bound method itself, not a function calling it: stores call it once per item."""
+
+
+def copy_id(message_id: str, queue: str) -> str:
+    """Return the item id of message `message_id`'s copy in `queue` (32 hex characters).
+
+    A broker fans a message out to its queues itself, so the publisher cannot hand each
+    copy an id; it and every consumer derive the copy's id by this rule instead, and
+    agree without telling each other: the first 32 hex digits of the SHA-256 of the
+    UTF-8 string ``"<message id>/<queue>"``.
+    """
+    return hashlib.sha256(f"{message_id}/{queue}".encode()).hexdigest()[:32]
 
 
 class Clock(Protocol):

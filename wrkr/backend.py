@@ -60,6 +60,7 @@ from wrkr._types import (
     Message,
     State,
     SystemClock,
+    copy_id,
     new_item_id,
 )
 from wrkr._urls import redact, scrub
@@ -103,6 +104,7 @@ __all__ = [
     "UnknownBackend",
     "Wake",
     "Window",
+    "copy_id",
     "ended",
     "fast_builder",
     "from_micros",

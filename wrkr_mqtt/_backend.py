@@ -26,7 +26,9 @@ the shared subscription ``$share/<queue>/<filter>`` of its numbered persistent s
 (client ids ``{p}.q.<queue>.<n>``), plus ``{p}.direct/<queue>`` for its retries;
 failed items go to ``{p}.failed/<queue>``, kept by the session ``{p}.failed.<queue>``;
 subscriptions and session presence are retained records (_registry.py). The wire
-format is in _messages.py.
+format is in _messages.py. Each queue's copy of an event has its own item id,
+`copy_id(message id, queue)`: a publish brings the view of the records up to date (a
+marker round trip beside its PUBACKs) and returns one id per queue the view finds.
 
 Guarantees and limits:
     * MQTT 5, QoS 1, clean_start=False: a queue's session keeps its messages while no

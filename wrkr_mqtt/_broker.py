@@ -21,7 +21,16 @@ from datetime import timedelta
 from typing import ClassVar
 
 from wrkr import BackendUnavailable
-from wrkr.backend import Broker, Capability, Message, Settle, Settlement, new_item_id, to_micros
+from wrkr.backend import (
+    Broker,
+    Capability,
+    Message,
+    Settle,
+    Settlement,
+    copy_id,
+    new_item_id,
+    to_micros,
+)
 from wrkr_mqtt._client import MQTTAddress, MQTTConnection, MQTTWill
 from wrkr_mqtt._consumer import MQTTConsumer, MQTTReceipt
 from wrkr_mqtt._messages import MQTTEnvelope, envelope_for
@@ -201,19 +210,31 @@ class MQTTBroker(Broker[MQTTReceipt]):
 
         MQTT has no transactions: when the connection is lost mid-batch, the messages
         whose PUBACK arrived are published and the others may or may not be.
+
+        Every message is published (the broker drops one that no session subscribes):
+        the view of the subscriptions is made fresh beside the PUBACKs, and the ids
+        returned are one per (message, queue it finds), `copy_id(message id, queue)`.
         """
         control = self._connection()
-        routed = [(m, envelope_for(m, new_item_id())) for m in messages
-                  if self.registry.queues_for(m.name)]
+        envelopes = [(m, envelope_for(m, new_item_id())) for m in messages]
         try:
-            await asyncio.gather(*(
+            await asyncio.gather(self._fresh(control), *(
                 control.publish(self.topics.event(m.name), e.body, properties=e.properties())
-                for m, e in routed))
+                for m, e in envelopes))
         except BackendUnavailable as exc:
-            raise BackendUnavailable(f"{exc}; of a batch of {len(routed)}, the messages "
+            raise BackendUnavailable(f"{exc}; of a batch of {len(envelopes)}, the messages "
                                      "acknowledged before are published, the others may "
                                      "be") from exc
-        return [e.item_id for _, e in routed]
+        return [copy_id(e.item_id, queue) for m, e in envelopes
+                for queue in self.registry.queues_for(m.name)]
+
+    async def _fresh(self, control: MQTTConnection) -> None:
+        """Bring the view of the subscription records up to this moment."""
+        try:
+            await self.registry.fresh(control)
+        except TimeoutError as exc:
+            raise BackendUnavailable(f"MQTT broker at {self.address}: the subscription "
+                                     f"records did not come back: {exc}") from exc
 
     async def _send(self, topic: str, envelope: MQTTEnvelope) -> None:
         """Publish an envelope to one of wrkr's own topics, acknowledged."""

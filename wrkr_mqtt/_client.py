@@ -197,6 +197,18 @@ class MQTTConnection:
         if rc.value >= PUBLISH_FAILED:
             raise self._unavailable(f"PUBACK refused the publish to {topic!r}: {rc}")
 
+    def send_at_most_once(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 0: no PUBACK to wait for (the sender sees it arrive, if at all).
+
+        Raises:
+            BackendUnavailable: not sent.
+        """
+        if not self.is_open:
+            raise self._unavailable(f"cannot publish to {topic!r}: not connected")
+        rc = self._client.publish(topic, payload, qos=0).rc
+        if rc != paho.MQTT_ERR_SUCCESS:
+            raise self._unavailable(f"cannot publish to {topic!r}: {paho.error_string(rc)}")
+
     async def subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> None:
         """Subscribe QoS 1 filters, each with its subscription identifier (0: none).
 

@@ -155,7 +155,7 @@ class MQTTConsumer(BrokerConsumer[MQTTReceipt]):
             session.ack(message.mid)
             return None
         try:
-            envelope = received_envelope(message, name, self._now())
+            envelope = received_envelope(message, name, self._now()).in_queue(self.queue)
         except MalformedMessage as exc:
             logger.warning("parking a message of queue %r: %s", self.queue, exc)
             await self._send(self._topics.failed(self.queue),

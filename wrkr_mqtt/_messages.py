@@ -4,7 +4,12 @@ The payload is the item's JSON payload as published. wrkr's own fields travel in
 MQTT 5 user property, ``x-wrkr``, holding a JSON object:
 
     v          1, the version of this format
-    id         the item id; one per published message, shared by its queues' copies
+    id         the item id; on a fan-out message (with copy_ids) the message's id, from
+               which each queue's copy takes its own
+    copy_ids   only on a message published to an event topic: "sha256", the rule
+               naming each copy, ``copy_id(id, queue)`` (see wrkr.backend). A consumer
+               of queue Q reports that id, and writes it as ``id``, without copy_ids,
+               when it sends the item on to Q alone (a retry, a failure)
     name, tid  the event name and target id (tid null when None)
     due        when the item becomes ready, integer microseconds since the epoch
     created    when the event was published, same unit
@@ -30,10 +35,20 @@ import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties, VariableByteIntegers
 
-from wrkr.backend import ErrorRecord, Item, Message, State, from_micros, new_item_id, to_micros
+from wrkr.backend import (
+    ErrorRecord,
+    Item,
+    Message,
+    State,
+    copy_id,
+    from_micros,
+    new_item_id,
+    to_micros,
+)
 
 HEADER = "x-wrkr"
 VERSION = 1
+COPY_IDS, COPY_RULE = "copy_ids", "sha256"
 _REQUIRED = ("id", "name", "due", "created", "attempts", "errors")
 
 
@@ -71,6 +86,17 @@ class MQTTEnvelope:
     def properties(self) -> Properties:
         """Return the PUBLISH properties carrying the metadata (packed already)."""
         return cast(Properties, PackedProperties(orjson.dumps(self.meta)))
+
+    def in_queue(self, queue: str) -> MQTTEnvelope:
+        """Return the envelope of this message's copy in `queue`, with that copy's own id.
+
+        A message published before copy_ids existed keeps the id its publisher returned.
+        """
+        if COPY_IDS not in self.meta:
+            return self
+        meta = {**self.meta, "id": copy_id(self.item_id, queue)}
+        del meta[COPY_IDS]
+        return MQTTEnvelope(meta, self.body)
 
     def with_changes(self, **changes: Any) -> MQTTEnvelope:
         """Return a copy with some metadata fields replaced."""
@@ -111,7 +137,7 @@ def envelope_for(message: Message, item_id: str) -> MQTTEnvelope:
     meta: dict[str, Any] = {
         "v": VERSION, "id": item_id, "name": message.name, "tid": message.tid,
         "due": to_micros(message.due), "created": to_micros(message.created),
-        "attempts": 0, "errors": [],
+        "attempts": 0, "errors": [], COPY_IDS: COPY_RULE,
     }
     for key, value in (("parent", message.parent), ("root", message.root),
                        ("trace", message.trace)):

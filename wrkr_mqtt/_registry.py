@@ -50,6 +50,8 @@ class MQTTRegistry:
         self._marker = f"{topics.prefix}.sync/{secrets.token_hex(8)}"
         self._syncs: dict[str, asyncio.Future[None]] = {}  # marker topic -> its arrival
         self._count = itertools.count()
+        self._syncing = asyncio.Lock()
+        self._asked = self._answered = 0  # fresh() calls made, and answered by a sync
         self.on_change: Callable[[str], None] = lambda queue: None
 
     async def start(self, connection: MQTTConnection) -> None:
@@ -68,12 +70,36 @@ class MQTTRegistry:
         finally:
             await connection.unsubscribe([topic])
 
-    async def _sync(self, connection: MQTTConnection) -> None:
-        """Wait until what the broker sent before a marker published now has arrived."""
+    async def fresh(self, connection: MQTTConnection) -> None:
+        """Wait until every record published before this call has arrived.
+
+        Calls running together share one sync, provided it was sent after they began:
+        a publish learns of a subscription another process completed before it, at the
+        cost of one marker round trip beside its PUBACKs.
+        """
+        self._asked += 1
+        ticket = self._asked
+        async with self._syncing:
+            if self._answered >= ticket:
+                return
+            covered = self._asked
+            await self._sync(connection, acknowledged=False)
+            self._answered = max(self._answered, covered)
+
+    async def _sync(self, connection: MQTTConnection, *, acknowledged: bool = True) -> None:
+        """Wait until what the broker sent before a marker published now has arrived.
+
+        Args:
+            acknowledged: publish the marker at QoS 1 (else 0: one packet less each way,
+                which a publish's sync is worth; a lost marker times out).
+        """
         marker = f"{self._marker}/{next(self._count)}"
         arrived = self._syncs[marker] = asyncio.get_running_loop().create_future()
         try:
-            await connection.publish(marker, b"")
+            if acknowledged:
+                await connection.publish(marker, b"")
+            else:
+                connection.send_at_most_once(marker, b"")
             async with asyncio.timeout(SYNC_TIMEOUT):
                 await arrived
         finally:

@@ -28,10 +28,12 @@ Topology (one namespace, see _topology.py): a durable topic exchange ``{p}.event
 routing key = event name; per wrkr queue a durable queue ``{p}.q.{queue}`` bound by
 each subscription pattern and a ``{p}.failed.{queue}``; ``{p}.due`` where delayed items
 leave the delay chain; the subscription record ``{p}.registry`` (see _registry.py: AMQP
-cannot list bindings). The delay chain itself (``wrkr-delay-quorum-v1.*``, or
-``wrkr-delay-v1.*`` for classic queues) is shared by every namespace of the vhost,
-declared once and never deleted. Events published by other programs (a JSON object to
-``{p}.events``, routing key = event name) are handled too: docs/wire-format.md.
+cannot list bindings) and the fanout exchange ``{p}.registry.changes`` its new versions
+go to (each connection's exclusive queue there keeps its publisher's view fresh). The
+delay chain itself (``wrkr-delay-quorum-v1.*``, or ``wrkr-delay-v1.*`` for classic
+queues) is shared by every namespace of the vhost, declared once and never deleted.
+Events published by other programs (a JSON object to ``{p}.events``, routing key =
+event name) are handled too: docs/wire-format.md.
 
 Guarantees and limits:
     * Messages are persistent. One message is published with a publisher confirm; a
@@ -47,7 +49,10 @@ Guarantees and limits:
       store it twice. RabbitMQ also documents that a broker failing during tx.commit
       may leave a transaction's effects in some of its queues only.
     * Fan-out happens when an item becomes due: a delayed event reaches the queues
-      subscribed at its due time. One item id per published event, shared by its copies.
+      subscribed at its due time. One item id per (event, queue), `copy_id(message id,
+      queue)`: the publisher returns those of the queues its view of the record (kept
+      fresh through ``{p}.registry.changes``, see _view.py) finds, each consumer names
+      its copy by the same rule (docs/wire-format.md, "Item ids").
     * The lease is the consumer's channel: unacked items return the moment the
       connection dies; on quorum queues in their place, counted by the broker
       (``x-delivery-count``), on classic ones republished by wrkr to count the attempt.

@@ -2,8 +2,14 @@
 
 One connection per broker, opened by `connect` (again by `BrokerBackend` after it was
 lost), with a few long-lived channels: "admin" for declarations and the registry,
-"publish" for confirmed single publishes, idle transactional ones for batches, and one
-per consumer (see _consumer.py). Failed-item listings take a scratch channel each.
+"publish" for confirmed single publishes, idle transactional ones for batches, "view"
+for the gets that keep the publisher's view of the subscriptions fresh (_view.py), and
+one per consumer (see _consumer.py). Failed-item listings take a scratch channel each.
+
+A publish returns one item id per (message, queue): the queues from that view, as
+fresh as the publish, each copy named `copy_id(message id, queue)` as its consumer
+names it. A subscription made while a publish runs may get a copy whose id the publish
+did not return; one removed meanwhile may leave a returned id without a copy.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from wrkr.backend import (
     Settle,
     Settlement,
     State,
+    copy_id,
     new_item_id,
     redact,
     to_micros,
@@ -44,6 +51,7 @@ from wrkr_rabbitmq._topology import (
     declare_queue,
 )
 from wrkr_rabbitmq._topology import delete_namespace as delete_topology
+from wrkr_rabbitmq._view import RabbitMQSubscriptionView
 
 logger = logging.getLogger("wrkr.rabbitmq")
 
@@ -68,6 +76,7 @@ class RabbitMQBroker(Broker[RabbitMQReceipt]):
         self.url = broker_url(url)
         self.topology = RabbitMQTopology(prefix, queue_type)
         self._registry = RabbitMQRegistry(self.topology)
+        self._view = RabbitMQSubscriptionView(self.topology.registry_changes)
         self._forwarder = RabbitMQForwarder(self.topology)
         self._connection: RabbitMQConnection | None = None
         self._channels: dict[str, RabbitMQChannel] = {}
@@ -96,6 +105,8 @@ class RabbitMQBroker(Broker[RabbitMQReceipt]):
             with unavailable("declare the wrkr exchanges and queues", self.url):
                 await declare_namespace(channel, self.topology)
                 await self._registry.ensure(channel)
+                await self._view.bind(await self._channel("view"))
+                self._view.reset(await self._registry.read(channel))
         except BaseException:
             await self.disconnect()
             raise
@@ -204,16 +215,26 @@ class RabbitMQBroker(Broker[RabbitMQReceipt]):
     # -- publishing ----------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[Message]) -> list[str]:
-        """Publish one message confirmed, or a batch as one transaction: all or nothing."""
+        """Publish one message confirmed, or a batch as one transaction: all or nothing.
+
+        Returns one id per (message, queue the view finds), for the messages routed.
+        """
         envelopes = [envelope_for(message, new_item_id()) for message in messages]
         now = to_micros(self.clock.now())
+        view = await self._channel("view")
+        with unavailable("refresh the subscription view", self.url):
+            fresh = self._view.fresh(view)
         if len(envelopes) > 1:
             routed = await self._transact(envelopes, now)
         else:
             channel = await self._channel("publish")
             with unavailable("publish", self.url):
                 routed = [await send(channel, self.topology, envelopes[0], now, mandatory=True)]
-        return [e.item_id for e, ok in zip(envelopes, routed, strict=True) if ok]
+        with unavailable("refresh the subscription view", self.url):
+            await fresh
+        queues_for = self._view.queues_for
+        return [copy_id(e.item_id, queue) for e, ok in zip(envelopes, routed, strict=True)
+                if ok for queue in queues_for(e.meta["name"])]
 
     async def _transact(self, envelopes: list[RabbitMQEnvelope], now: int) -> list[bool]:
         """Publish a batch in one transaction on an idle transactional channel.

@@ -84,8 +84,11 @@ class RabbitMQChannel:
         self._returned: set[str] = set()
         self._tags = itertools.count(1)
         self.closing: asyncio.Future[None] = loop.create_future()
+        self._get_reply: Callable[[Any], None] | None = None  # the get in flight (one at most)
         channel.add_on_close_callback(self._on_close)
         channel.add_on_return_callback(self._on_return)
+        # Once, not per get: pika's callback registry costs ~30 us a registration.
+        channel.add_callback(self._on_get_empty, [pika.spec.Basic.GetEmpty], one_shot=False)
 
     @property
     def is_closed(self) -> bool:
@@ -104,6 +107,10 @@ class RabbitMQChannel:
 
     async def _rpc(self, start: Callable[[Callable[[Any], None]], object]) -> Any:
         """Start an operation whose reply comes to a callback; wait for the reply."""
+        return await self._start_rpc(start)
+
+    def _start_rpc(self, start: Callable[[Callable[[Any], None]], object]) -> asyncio.Future[Any]:
+        """Start an operation whose reply comes to a callback; return the reply's future."""
         if self.is_closed:
             raise RabbitMQChannelClosed("channel is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -115,7 +122,7 @@ class RabbitMQChannel:
                 future.set_result(frame)
 
         start(reply)
-        return await future
+        return future
 
     async def enable_confirms(self) -> None:
         """Turn publisher confirms on (done once, by `RabbitMQConnection.channel`)."""
@@ -222,12 +229,33 @@ class RabbitMQChannel:
 
     async def get(self, queue: str) -> RabbitMQIncoming | None:
         """Take one message, unacked; None when the queue has none ready."""
-        def start(reply: Callable[[Any], None]) -> None:
-            self._channel.add_callback(lambda _frame: reply(None), [pika.spec.Basic.GetEmpty])
-            self._channel.basic_get(queue, lambda _ch, m, p, b: reply(_incoming(m, p, b)))
-
-        result: RabbitMQIncoming | None = await self._rpc(start)
+        result: RabbitMQIncoming | None = await self.get_soon(queue)
         return result
+
+    def get_soon(self, queue: str, *,
+                 auto_ack: bool = False) -> asyncio.Future[RabbitMQIncoming | None]:
+        """Send a basic.get now (one at a time per channel); return the answer's future.
+
+        Raises:
+            RabbitMQChannelClosed: the channel is closed (nothing was sent).
+        """
+        def start(reply: Callable[[Any], None]) -> None:
+            self._channel.basic_get(queue, lambda _ch, m, p, b: reply(_incoming(m, p, b)),
+                                    auto_ack=auto_ack)
+            self._get_reply = reply
+
+        return self._start_rpc(start)
+
+    def _on_get_empty(self, _frame: object) -> None:
+        reply, self._get_reply = self._get_reply, None
+        if reply is not None:
+            reply(None)
+
+    async def queue_declare_exclusive(self, arguments: dict[str, Any]) -> str:
+        """Declare a queue of this connection's alone (the broker names it); return its name."""
+        frame = await self._rpc(lambda cb: self._channel.queue_declare(
+            "", exclusive=True, arguments=arguments, callback=cb))
+        return str(frame.method.queue)
 
     def publish(self, body: bytes, *, exchange: str, routing_key: str,
                 properties: pika.spec.BasicProperties,

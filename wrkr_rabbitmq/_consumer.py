@@ -124,14 +124,15 @@ class RabbitMQConsumer(BrokerConsumer[RabbitMQReceipt]):
         return Delivery(item, RabbitMQReceipt(self.channel, tag, envelope, self))
 
     def _envelope(self, message: RabbitMQIncoming) -> RabbitMQEnvelope:
-        """Read wrkr's envelope, or adopt another application's event (see _foreign.py).
+        """Read wrkr's envelope as this queue's copy, or adopt another application's event
+        (see _foreign.py).
 
         Raises:
             MalformedMessage: neither a wrkr message nor a foreign event.
         """
         if is_foreign(message):
             return adopted_envelope(message, self._events, self.queue, self._now())
-        return received_envelope(message)
+        return received_envelope(message).in_queue(self.queue)
 
     async def stop(self) -> None:
         """Stop consuming; give back what arrived but was not handed out, uncounted.

@@ -3,8 +3,12 @@
 The header ``x-wrkr`` holds a JSON object (one string: pika encodes and decodes a
 single string several times faster than a table of typed fields):
 
-    id         the item id (also the AMQP message-id); one per published message,
-               shared by its fan-out copies
+    id         the item id (also the AMQP message-id); on a fan-out message (with
+               copy_ids) the message's id, from which each queue's copy takes its own
+    copy_ids   only on a message published to the events exchange: "sha256", the rule
+               naming each copy, ``copy_id(id, queue)`` (see wrkr.backend). A consumer
+               of queue Q reports that id, and writes it as ``id``, without copy_ids,
+               when it sends the item on to Q alone (a retry, a release, a failure)
     name, tid  the event name and target id (tid null when None)
     due        when the item becomes ready, integer microseconds since the epoch
     created    when the event was published, same unit
@@ -34,11 +38,12 @@ from typing import Any
 import orjson
 import pika.spec  # type: ignore[import-untyped]
 
-from wrkr.backend import ErrorRecord, Item, Message, State, from_micros, to_micros
+from wrkr.backend import ErrorRecord, Item, Message, State, copy_id, from_micros, to_micros
 from wrkr_rabbitmq._client import RabbitMQIncoming
 
 PERSISTENT = 2
 HEADER = "x-wrkr"
+COPY_IDS, COPY_RULE = "copy_ids", "sha256"
 _REQUIRED = ("id", "name", "due", "created", "attempts", "errors", "to")
 
 
@@ -79,6 +84,17 @@ class RabbitMQEnvelope:
             delivery_mode=PERSISTENT, message_id=self.item_id, content_type="application/json",
             headers={HEADER: orjson.dumps(self.meta).decode()})
 
+    def in_queue(self, queue: str) -> RabbitMQEnvelope:
+        """Return the envelope of this message's copy in `queue`, with that copy's own id.
+
+        A message published before copy_ids existed keeps the id its publisher returned.
+        """
+        if COPY_IDS not in self.meta:
+            return self
+        meta = {**self.meta, "id": copy_id(self.item_id, queue)}
+        del meta[COPY_IDS]
+        return RabbitMQEnvelope(meta, self.body)
+
     def with_changes(self, **changes: Any) -> RabbitMQEnvelope:
         """Return a copy with some metadata fields replaced."""
         return RabbitMQEnvelope({**self.meta, **changes}, self.body)
@@ -95,7 +111,7 @@ def envelope_for(message: Message, item_id: str) -> RabbitMQEnvelope:
     meta: dict[str, Any] = {
         "id": item_id, "name": message.name, "tid": message.tid,
         "due": to_micros(message.due), "created": to_micros(message.created),
-        "attempts": 0, "errors": [], "to": f"e:{message.name}",
+        "attempts": 0, "errors": [], "to": f"e:{message.name}", COPY_IDS: COPY_RULE,
     }
     for key, value in (("parent", message.parent), ("root", message.root),
                        ("trace", message.trace)):

@@ -12,7 +12,9 @@ writer takes it, publishes the next version with a confirm, then acks the old on
 a reader takes it and rejects it back. If the holder dies, the broker returns the
 message at once. While another process holds it, the queue looks empty for a few
 milliseconds and the taker tries again (bounded). Should two versions ever coexist
-(a writer died between its confirm and its ack), the highest wins.
+(a writer died between its confirm and its ack), the highest wins. Each new version
+is also published, confirmed, to the fanout exchange ``{prefix}.registry.changes``,
+before the change returns: that is how publishers keep their view fresh (_view.py).
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ class RabbitMQRegistry:
                 record.version += 1
                 await self._put(channel, record)
             await self._settle(channel, taken, keep=not changed)
+            if changed:
+                await self._announce(channel, record)
 
     async def _take(self, channel: RabbitMQChannel, timeout: float) -> list[RabbitMQIncoming]:
         """Take every version in the queue, retrying while another process holds it."""
@@ -138,6 +142,12 @@ class RabbitMQRegistry:
                                                content_type="application/json")
         await channel.publish(record.encode(), exchange="", routing_key=self.queue,
                               properties=properties)
+
+    async def _announce(self, channel: RabbitMQChannel, record: RabbitMQSubscriptions) -> None:
+        """Publish a new version to every publisher's view, confirmed."""
+        await channel.publish(record.encode(), exchange=self._topology.registry_changes,
+                              routing_key="", properties=pika.spec.BasicProperties(
+                                  content_type="application/json"))
 
     async def _settle(
         self, channel: RabbitMQChannel, taken: list[RabbitMQIncoming], *, keep: bool

@@ -9,6 +9,8 @@ One namespace (the `prefix` option, default ``wrkr``; one topic segment) holds:
     {p}.due             items whose delay has (nearly) elapsed; the forwarder holds the
                         sub-second remainder, then routes them to their destination
     {p}.registry        one message: the subscription record (see _registry.py)
+    {p}.registry.changes  fanout exchange: each new version of the record, to every
+                        publisher's exclusive queue (see _view.py)
 
 and every namespace of a vhost with the same queue type shares one delay chain
 (declared once, never deleted), ``{c}`` = ``wrkr-delay-quorum-v1`` or ``wrkr-delay-v1``:
@@ -142,6 +144,11 @@ class RabbitMQTopology:
         """The queue that holds the subscription record."""
         return f"{self.prefix}.registry"
 
+    @property
+    def registry_changes(self) -> str:
+        """The fanout exchange each new version of the subscription record goes to."""
+        return f"{self.prefix}.registry.changes"
+
     def queue(self, queue: str) -> str:
         """Return the broker queue of wrkr queue `queue`."""
         return f"{self.prefix}.q.{queue}"
@@ -247,6 +254,7 @@ async def _declare_level(channel: RabbitMQChannel, topology: RabbitMQTopology, k
 async def declare_namespace(channel: RabbitMQChannel, topology: RabbitMQTopology) -> None:
     """Declare the events exchange and the due queue fed by the chain (idempotent)."""
     await channel.exchange_declare(topology.events, "topic")
+    await channel.exchange_declare(topology.registry_changes, "fanout")
     await declare(channel, topology, topology.due)
     await channel.queue_bind(topology.due, topology.chain_end,
                              "*." * DELAY_LEVELS + f"{topology.prefix}.#")
@@ -266,3 +274,4 @@ async def delete_namespace(
     for queue in [topology.due, topology.registry, *wrkr_queues]:
         await channel.queue_delete(queue)
     await channel.exchange_delete(topology.events)
+    await channel.exchange_delete(topology.registry_changes)

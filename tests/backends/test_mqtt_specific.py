@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
@@ -322,3 +324,39 @@ async def test_an_unreachable_broker_raises_backend_unavailable_naming_it() -> N
     with pytest.raises(BackendUnavailable, match=r"mqtt://127\.0\.0\.1:1"):
         await backend.open()
     assert not backend.is_open
+
+
+def _wrkr_property(item_id: str, name: str, **extra: object) -> Properties:
+    """Return PUBLISH properties with an x-wrkr user property as a wrkr publisher writes it."""
+    now = int(time.time() * 1e6)
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.UserProperty = [("x-wrkr", orjson.dumps({
+        "v": 1, "id": item_id, "name": name, "tid": None, "due": now, "created": now,
+        "attempts": 0, "errors": [], **extra}).decode())]
+    return properties
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ({"copy_ids": "sha256"}, "derived"),  # a copy the publisher did not name: the rule
+    ({}, "ab" * 16),  # a message from a publisher before copy_ids: its id for every copy
+])
+async def test_each_queue_names_its_copy_by_the_rule_when_copy_ids_says_so(
+        mqtt_prefix: str, raw_client: paho.Client, extra: dict[str, object],
+        expected: str) -> None:
+    app = Wrkr(backend=MQTTBackend(MQTT_URL, prefix=mqtt_prefix, session_expiry=600))
+    await app.start()
+    try:
+        recorders = {queue: Recorder() for queue in ("q.one", "q.two")}
+        for queue, recorder in recorders.items():
+            await app.subscribe(queue, "order.paid", recorder.handle)
+        await app.listen()
+        raw_client.publish(f"{mqtt_prefix}/order/paid", b"{}", qos=1,
+                           properties=_wrkr_property("ab" * 16, "order.paid", **extra),
+                           ).wait_for_publish(WAIT)
+        for queue, recorder in recorders.items():
+            want = expected
+            if expected == "derived":
+                want = hashlib.sha256(f"{'ab' * 16}/{queue}".encode()).hexdigest()[:32]
+            assert (await recorder.next(f"the copy in {queue}")).id == want
+    finally:
+        await app.stop()

@@ -8,6 +8,7 @@ and runs separately, after everything else (``pytest -m alone``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from wrkr import (
     Event,
     InvalidConfig,
     InvalidEvent,
+    ItemNotFound,
     LeaseLost,
     NotSupported,
     Retry,
@@ -234,7 +236,8 @@ async def test_batch_the_broker_refuses_midway_stores_none_of_it(
     assert "guest:guest" not in str(caught.value)
     assert "unknown" not in str(caught.value)  # the broker refused it: nothing stored
     # The next batch goes through on a new channel; the queue then holds it and only it.
-    assert len(await backend.enqueue([_message(names.event("b"), soon, i) for i in range(3)])) == 3
+    # (No queue subscribes to "b": no ids come back, and when due the batch routes nowhere.)
+    assert await backend.enqueue([_message(names.event("b"), soon, i) for i in range(3)]) == []
 
     async def only_the_second_batch() -> bool:
         return await _ready(due_queue) == 3
@@ -346,18 +349,21 @@ async def test_failed_item_is_listed_with_its_history_and_retried_to_its_queue_o
 
     await app.subscribe(names.queue("a"), names.event("x"), fail_once, retry=Retry(attempts=1))
     await app.subscribe(names.queue("b"), names.event("x"), other.handle)
-    [item_id] = await app.publish({"name": names.event("x")})
+    ids = await app.publish({"name": names.event("x")})
     await app.listen()
-    await other.next()
+    handled_in_b = (await other.next()).id
 
     async def parked() -> bool:
         return len(await app.items(queue=names.queue("a"), state=State.FAILED)) == 1
 
     await eventually(parked, "the item is parked as failed")
     [failed] = await app.items(queue=names.queue("a"), state=State.FAILED)
-    assert (failed.id, failed.errors[0].type) == (item_id, "RuntimeError")
-    await app.retry(item_id)
-    assert (await recorder.next()).id == item_id
+    assert failed.errors[0].type == "RuntimeError"
+    assert sorted([failed.id, handled_in_b]) == sorted(ids)  # each copy its own id
+    with pytest.raises(ItemNotFound):
+        await app.retry(handled_in_b)  # b's copy did not fail
+    await app.retry(failed.id)
+    assert (await recorder.next()).id == failed.id
     await other.nothing_more(0.2)  # the retry went to queue a only
 
 
@@ -833,17 +839,21 @@ async def test_raw_client_reads_wrkr_messages_as_the_wire_format_says(
         app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
     reader = await asyncio.to_thread(_RawReader, f"{rabbitmq_prefix}.raw-reader",
                                      f"{rabbitmq_prefix}.events", names.event("order.*"))
+    queue = names.queue("orders")
+    await app.subscribe(queue, names.event("order.paid"), lambda _event: None)
     [item_id] = await app.publish({"name": names.event("order.paid"), "tid": "o-1",
                                    "payload": {"total": 12.5, "lines": [1, 2]}})
     method, properties, body = await asyncio.to_thread(reader.take_and_delete)
     assert method.routing_key == names.event("order.paid")
     assert orjson.loads(body) == {"total": 12.5, "lines": [1, 2]}
-    assert (properties.message_id, properties.content_type, properties.delivery_mode) == \
-        (item_id, "application/json", 2)
+    assert (properties.content_type, properties.delivery_mode) == ("application/json", 2)
     meta = orjson.loads(properties.headers["x-wrkr"])
-    assert {key: meta[key] for key in ("id", "name", "tid", "attempts", "errors", "to")} == {
-        "id": item_id, "name": names.event("order.paid"), "tid": "o-1", "attempts": 0,
+    assert {key: meta[key] for key in ("name", "tid", "attempts", "errors", "to")} == {
+        "name": names.event("order.paid"), "tid": "o-1", "attempts": 0,
         "errors": [], "to": f"e:{names.event('order.paid')}"}
+    # The copy in wrkr's queue is named by the spec's rule from the message id.
+    assert (properties.message_id, meta["copy_ids"]) == (meta["id"], "sha256")
+    assert hashlib.sha256(f"{meta['id']}/{queue}".encode()).hexdigest()[:32] == item_id
     assert isinstance(meta["due"], int)
     assert meta["due"] == meta["created"]
     assert abs(meta["created"] / 1e6 - datetime.now().timestamp()) < 60
@@ -871,3 +881,77 @@ async def test_a_delayed_item_reaching_the_chain_end_unbound_is_moved_to_its_due
     finally:
         await admin.close()
         await stream.aclose()
+
+
+def _wrkr_header(item_id: str, name: str, **extra: Any) -> dict[str, Any]:
+    """Return the x-wrkr header of a new event, as a wrkr publisher writes it."""
+    now = int(datetime.now().timestamp() * 1e6)
+    return {"x-wrkr": orjson.dumps({
+        "id": item_id, "name": name, "tid": None, "due": now, "created": now,
+        "attempts": 0, "errors": [], "to": f"e:{name}", **extra}).decode()}
+
+
+async def test_a_copy_the_publisher_did_not_name_takes_the_id_the_rule_derives(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
+    # A publisher whose view missed a subscription made meanwhile: the broker still
+    # routes the copy, and its consumer names it by the rule of docs/wire-format.md.
+    recorder, queue, name = Recorder(), names.queue("late"), names.event("x")
+    await app.subscribe(queue, name, recorder.handle)
+    await app.listen()
+    message_id = "ab" * 16
+    await asyncio.to_thread(_publish_foreign, f"{rabbitmq_prefix}.events", name, [b"{}"],
+                            _wrkr_header(message_id, name, copy_ids="sha256"))
+    expected = hashlib.sha256(f"{message_id}/{queue}".encode()).hexdigest()[:32]
+    event = await recorder.next()
+    assert (event.id, event.root) == (expected, expected)
+
+
+async def test_a_message_of_a_publisher_before_copy_ids_keeps_its_id(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
+    recorders = {names.queue(s): Recorder() for s in ("a", "b")}
+    for queue, recorder in recorders.items():
+        await app.subscribe(queue, names.event("x"), recorder.handle)
+    await app.listen()
+    await asyncio.to_thread(_publish_foreign, f"{rabbitmq_prefix}.events", names.event("x"),
+                            [b"{}"], _wrkr_header("cd" * 16, names.event("x")))
+    assert [(await r.next()).id for r in recorders.values()] == ["cd" * 16] * 2
+
+
+_SUBSCRIBER = """
+import asyncio, sys
+from wrkr import Wrkr
+from wrkr_rabbitmq import RabbitMQBackend
+
+async def main(url, prefix, queue, pattern):
+    app = Wrkr(RabbitMQBackend(url, prefix=prefix))
+    async def report(event):
+        print(event.id, flush=True)
+    async with app:
+        await app.subscribe(queue, pattern, report)
+        print("subscribed", flush=True)
+        await app.listen()
+        await asyncio.sleep(3600)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_subscription_another_process_made_counts_in_the_next_publish(
+        app: Wrkr, names: Names, rabbitmq_prefix: str) -> None:
+    name, theirs = names.event("x"), names.queue("theirs")
+    await app.subscribe(names.queue("mine"), name, lambda _event: None)
+    assert len(await app.publish({"name": name})) == 1  # the view is read before
+    subscriber = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SUBSCRIBER, RABBITMQ_URL, rabbitmq_prefix, theirs, name,
+        cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert subscriber.stdout is not None
+        async with asyncio.timeout(WAIT):
+            assert (await subscriber.stdout.readline()).decode().strip() == "subscribed"
+            ids = await app.publish({"name": name})
+            reported = (await subscriber.stdout.readline()).decode().strip()
+    finally:
+        subscriber.send_signal(signal.SIGKILL)
+        await subscriber.wait()
+    assert len(set(ids)) == 2
+    assert reported in ids

@@ -35,11 +35,14 @@ def test_a_capability_the_backend_lacks_is_a_501_naming_it(broker_url: str) -> N
     app = Wrkr.from_url(broker_url)
 
     @app.on("user.added", queue="test.web.mq")
+    @app.on("user.added", queue="test.web.mq2")
     async def handle(event: Any) -> None:
         pass
 
     with live_server(app) as live, httpx.Client(base_url=live.url, timeout=10.0) as client:
-        assert client.post("/v1/events", json={"name": "user.added"}).status_code == 201
+        published = client.post("/v1/events", json={"name": "user.added"})
+        assert published.status_code == 201
+        assert len(set(published.json()["ids"])) == 2  # one id per queue's copy
         later = client.post("/v1/events", json={"name": "user.added", "when": "in 1 hour"})
         if Capability.DELAY not in app.backend.capabilities:
             assert_problem(later, 501, "'delay'", type(app.backend).__name__)
@@ -54,7 +57,8 @@ def test_a_capability_the_backend_lacks_is_a_501_naming_it(broker_url: str) -> N
         assert_problem(client.get("/v1/flows/f1"), 501, "'flows'")
         assert_problem(client.get("/v1/items/i1/lineage"), 501, "'lineage'")
         assert client.get("/v1/subscriptions").json() == {"subscriptions": [
-            {"queue": "test.web.mq", "pattern": "user.added"}]}
+            {"queue": "test.web.mq", "pattern": "user.added"},
+            {"queue": "test.web.mq2", "pattern": "user.added"}]}
         assert client.get("/readyz").json() == {"status": "ready"}
         scrape = client.get("/metrics")
         assert scrape.status_code == 200
