@@ -263,7 +263,67 @@ def queue_types() -> None:
                 rows))
 
 
+SINGLES = 1_000
+CONCURRENT_PUBLISHERS = 50
+
+
+def raw_single_publishes(count: int) -> float:
+    """Publish `count` persistent messages with pika, each waiting for its confirm."""
+    queue = f"bench.raw.{secrets.token_hex(3)}"
+    with pika.BlockingConnection(pika.URLParameters(URL)) as connection:
+        channel = connection.channel()
+        channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.confirm_delivery()
+        body, properties = b"x" * 200, pika.BasicProperties(delivery_mode=2)
+        start = time.perf_counter()
+        for _ in range(count):
+            channel.basic_publish("", queue, body, properties, mandatory=True)
+        elapsed = time.perf_counter() - start
+        channel.queue_delete(queue)
+    return elapsed
+
+
+async def wrkr_single_publishes(count: int, publishers: int = 1) -> float:
+    """Publish `count` events with `publish()`, one event each, from `publishers` tasks."""
+    app, backend = _app()
+    await app.start()
+    await app.subscribe("bench", "bench.event", lambda _event: None)
+
+    async def publisher(events: int) -> None:
+        for _ in range(events):
+            await app.publish({"name": "bench.event", "payload": PAYLOAD})
+
+    start = time.perf_counter()
+    await asyncio.gather(*(publisher(count // publishers) for _ in range(publishers)))
+    elapsed = time.perf_counter() - start
+    await _drop(app, backend)
+    return elapsed
+
+
+def single_publishes() -> None:
+    """Print issue 16's single-publish goals: wrkr beside raw pika, and concurrent publishers."""
+    runs = {"raw pika, confirmed one by one": lambda: raw_single_publishes(SINGLES),
+            "wrkr publish(), one event each": lambda: asyncio.run(
+                wrkr_single_publishes(SINGLES)),
+            f"wrkr, {CONCURRENT_PUBLISHERS} concurrent publishers": lambda: asyncio.run(
+                wrkr_single_publishes(SINGLES, CONCURRENT_PUBLISHERS))}
+    best = best_times(runs, TYPE_REPEAT)
+    rates = {label: SINGLES / seconds for label, seconds in best.items()}
+    raw, serial = rates["raw pika, confirmed one by one"], rates["wrkr publish(), one event each"]
+    print(f"\nsingle publishes, {SINGLES:,} events of 200 bytes to a quorum queue, best of "
+          f"{TYPE_REPEAT} in turns ({load()})")
+    print(table(["", "events/s", "ratio", "goal"], [
+        ("raw pika, confirmed one by one", f"{raw:,.0f}", "1.00x", ""),
+        ("wrkr publish(), one event each", f"{serial:,.0f}", ratio(serial, raw),
+         ">= 0.8x raw"),
+        (f"wrkr, {CONCURRENT_PUBLISHERS} concurrent publishers",
+         f"{rates[f'wrkr, {CONCURRENT_PUBLISHERS} concurrent publishers']:,.0f}",
+         ratio(rates[f"wrkr, {CONCURRENT_PUBLISHERS} concurrent publishers"], serial)
+         + " of serial", "confirms shared")]))
+
+
 PARTS: dict[str, Callable[[], None]] = {"throughput": throughput, "publishing": publishing,
+                                        "singles": single_publishes,
                                         "delays": delays_report, "queue_types": queue_types}
 
 
