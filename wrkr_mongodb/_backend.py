@@ -14,10 +14,11 @@ Capabilities:
     rate, flows, lineage (not transactional).
 
 Storage (collections ``<prefix>items`` and ``<prefix>subscriptions``, prefix ``wrkr_``):
-    subscriptions   one document per (queue, pattern); publishers route through an
-                    in-memory table, reloaded at once after a subscribe / unsubscribe
-                    through this backend and at most `subscriptions_ttl` seconds after
-                    one made elsewhere (so publishing costs no query per event).
+    subscriptions   one document per (queue, pattern); a publish reads them once for
+                    all its messages (one query), so a subscription made anywhere counts
+                    in the next publish. `subscriptions_ttl` > 0 trusts a loaded table
+                    that long instead (reloaded at once after a subscribe / unsubscribe
+                    through this backend): a query saved, others' changes seen later.
     items           one document per (event, queue); see `_documents` for the fields and
                     indexes. A claim is one `find_one_and_update` (a batch: a find and an
                     `update_many`, see `_claims`) seeking the (queue, state, due, seq)
@@ -70,7 +71,8 @@ class MongoDBBackend(StoreBackend[MongoDBReceipt]):
             mock) to use instead of building one; the backend does not close it.
         database: the database; default: the URL's, else ``wrkr``.
         prefix: prepended to the collection names.
-        subscriptions_ttl: seconds a routing table is trusted (others' changes show then).
+        subscriptions_ttl: seconds a routing table is trusted (0: read for every publish;
+            more saves that query, and others' changes show that much later).
         poll_min: seconds between claims when polling, right after work.
         poll_max: seconds between claims when polling, once idle for a while.
         idle_max: longest sleep with a change stream (a safety net, not the wake-up).
@@ -84,11 +86,11 @@ class MongoDBBackend(StoreBackend[MongoDBReceipt]):
 
     def __init__(self, url: str | None = None, *, client: Any = None,
                  database: str | None = None, prefix: str = "wrkr_",
-                 subscriptions_ttl: float = 1.0, poll_min: float = 0.02,
+                 subscriptions_ttl: float = 0.0, poll_min: float = 0.02,
                  poll_max: float = 1.0, idle_max: float = 30.0) -> None:
         address = MongoDBAddress.parse(url or DEFAULT_URL, database)
-        _check_seconds(subscriptions_ttl=subscriptions_ttl, poll_min=poll_min,
-                       poll_max=poll_max, idle_max=idle_max)
+        _check_seconds(poll_min=poll_min, poll_max=poll_max, idle_max=idle_max)
+        _check_seconds(zero_allowed=True, subscriptions_ttl=subscriptions_ttl)
         if poll_min > poll_max:
             raise InvalidConfig(f"MongoDBBackend needs poll_min <= poll_max, got "
                                 f"poll_min={poll_min!r} and poll_max={poll_max!r}")
@@ -115,8 +117,10 @@ class MongoDBBackend(StoreBackend[MongoDBReceipt]):
         return cls(url, **options)
 
 
-def _check_seconds(**values: float) -> None:
+def _check_seconds(*, zero_allowed: bool = False, **values: float) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                or (value == 0 and not zero_allowed)):
+            least = "0 or more" if zero_allowed else "above 0"
             raise InvalidConfig(f"MongoDBBackend cannot use {name}={value!r}: expected a "
-                                "number of seconds above 0")
+                                f"number of seconds {least}")

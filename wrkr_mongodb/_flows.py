@@ -70,9 +70,9 @@ class MongoDBFlowTransaction(FlowTransaction[MongoDBReceipt]):
     async def put(self, messages: Sequence[Message], *, tagged: bool) -> list[str]:
         """Insert one item per (message, queue); see `FlowTransaction.put`."""
         now = self.flows.clock.now()
+        routes = await self.flows.routes.fresh()
         documents = [new_item_document(message, queue, self.flows.sequence.take(), now)
-                     for message in messages
-                     for queue in await self.flows.routes.queues_for(message.name)]
+                     for message in messages for queue in routes.lookup(message.name)]
         if tagged:
             for document in documents:
                 document["flow"] = self.flow_id

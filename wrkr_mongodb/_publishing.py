@@ -71,9 +71,9 @@ class MongoDBPublisher:
 
     async def enqueue(self, messages: Sequence[Message], now: datetime) -> list[dict[str, Any]]:
         """Store one document per (message, matching queue); return those stored, in order."""
+        routes = await self.routes.fresh()
         documents = [new_item_document(message, queue, self._sequence.take(), now)
-                     for message in messages
-                     for queue in await self.routes.queues_for(message.name)]
+                     for message in messages for queue in routes.lookup(message.name)]
         if self.client is not None and len(documents) > 1:
             return await self._enqueue_in_transaction(documents, now)
         documents = await self._without_pending_duplicates(documents, now)

@@ -14,10 +14,11 @@ class MongoDBRoutes:
     Publishing reads routes from here, so it does not cost a query per event. The
     table is reloaded when it is older than `ttl` seconds or after `invalidate()`
     (a local subscribe / unsubscribe, or a change-stream event from another process).
+    A `ttl` of 0 reloads it for every publish.
 
     Args:
         collection: the subscriptions collection (an `AsyncCollection`).
-        ttl: how many seconds a loaded table is trusted without a change stream.
+        ttl: how many seconds a loaded table is trusted (0: not at all).
     """
 
     def __init__(self, collection: Any, ttl: float) -> None:
@@ -33,10 +34,19 @@ class MongoDBRoutes:
         self._loaded_at = None
         self._generation += 1
 
-    async def queues_for(self, name: str) -> list[str]:
-        """Return the sorted, distinct queues an event called `name` reaches."""
-        if self._loaded_at is None or time.monotonic() - self._loaded_at > self.ttl:
+    async def fresh(self) -> MongoDBRoutes:
+        """Reload the table unless it is younger than `ttl`; return it for `lookup`.
+
+        A publish calls this once for all its messages: with `ttl` 0 (the default) every
+        publish reads the subscriptions, so a subscription another process has made is
+        counted by the next publish anywhere, as on every other store.
+        """
+        if self._loaded_at is None or time.monotonic() - self._loaded_at >= self.ttl:
             await self._load()
+        return self
+
+    def lookup(self, name: str) -> list[str]:
+        """Return the sorted, distinct queues an event called `name` reaches, as loaded."""
         queues = set(self._exact.get(name, ()))
         queues.update(queue for queue, pattern in self._wildcards if matches(pattern, name))
         return sorted(queues)

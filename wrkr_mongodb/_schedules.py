@@ -137,7 +137,7 @@ class MongoDBSchedules:
 
     async def _documents(self, messages: tuple[Message, ...],
                          now: datetime) -> list[dict[str, Any]]:
+        routes = await self.publisher.routes.fresh()
         return [new_item_document(message, queue, self._sequence.take(), now)
-                for message in messages
-                for queue in await self.publisher.routes.queues_for(message.name)]
+                for message in messages for queue in routes.lookup(message.name)]
 

@@ -84,7 +84,8 @@ class MongoDBStore(Store[MongoDBReceipt]):
         client: an existing `AsyncMongoClient` (or the in-process mock) to use instead
             of building one; the store does not close it.
         prefix: prepended to the collection names.
-        subscriptions_ttl: seconds a routing table is trusted (others' changes show then).
+        subscriptions_ttl: seconds a routing table is trusted (0: read for every publish;
+            more saves that query, and others' changes show that much later).
         poll_min, poll_max: seconds between claims when polling (see `Store`).
         idle_max: longest sleep with a live change stream (a safety net).
     """
@@ -97,7 +98,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
     })
 
     def __init__(self, address: MongoDBAddress, *, client: Any = None, prefix: str = "wrkr_",
-                 subscriptions_ttl: float = 1.0, poll_min: float = 0.02,
+                 subscriptions_ttl: float = 0.0, poll_min: float = 0.02,
                  poll_max: float = 1.0, idle_max: float = 30.0) -> None:
         self.address = address
         self.errors = MongoDBErrors(address.where, address.url)
@@ -195,7 +196,7 @@ class MongoDBStore(Store[MongoDBReceipt]):
     async def queues_for(self, name: str) -> list[str]:
         """Return the queues `name` reaches, from the cached routing table."""
         with self.errors.unavailable("reading subscriptions"):
-            return await self._connection().routes.queues_for(name)
+            return (await self._connection().routes.fresh()).lookup(name)
 
     async def subscriptions(self) -> list[tuple[str, str]]:
         """Return every (queue, pattern), read from the collection."""
