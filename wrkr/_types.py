@@ -10,7 +10,7 @@ import functools
 import hashlib
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -109,6 +109,24 @@ def copy_id(message_id: str, queue: str) -> str:
     UTF-8 string ``"<message id>/<queue>"``.
     """
     return hashlib.sha256(f"{message_id}/{queue}".encode()).hexdigest()[:32]
+
+
+COPY_IDS, COPY_RULE = "copy_ids", "sha256"
+"""The broker metadata field saying that each queue's copy is named by `copy_id`."""
+
+
+def copy_metadata(meta: Mapping[str, Any], queue: str) -> dict[str, Any] | None:
+    """Return a broker message's metadata as its copy in `queue` carries it.
+
+    The copy's own `copy_id` becomes its ``id`` and the field naming the rule goes, so a
+    copy sent on to one queue keeps its id. None: a message from before copy ids
+    (wire format 1.0), whose copies keep the id its publisher returned.
+    """
+    if COPY_IDS not in meta:
+        return None
+    copied = {**meta, "id": copy_id(str(meta["id"]), queue)}
+    del copied[COPY_IDS]
+    return copied
 
 
 class Clock(Protocol):

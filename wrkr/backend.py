@@ -49,6 +49,8 @@ from wrkr._store import Claim, Settle, Settlement, Store, Wake
 from wrkr._stored import StoreBackend
 from wrkr._tasks import CLOSE_WAIT, ended
 from wrkr._types import (
+    COPY_IDS,
+    COPY_RULE,
     FINISHED_STATES,
     PENDING_STATES,
     Capability,
@@ -61,12 +63,15 @@ from wrkr._types import (
     State,
     SystemClock,
     copy_id,
+    copy_metadata,
     new_item_id,
 )
 from wrkr._urls import redact, scrub
 
 __all__ = [
     "CLOSE_WAIT",
+    "COPY_IDS",
+    "COPY_RULE",
     "EPOCH",
     "FINISHED_STATES",
     "MICROSECOND",
@@ -105,6 +110,7 @@ __all__ = [
     "Wake",
     "Window",
     "copy_id",
+    "copy_metadata",
     "ended",
     "fast_builder",
     "from_micros",

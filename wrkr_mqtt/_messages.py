@@ -36,11 +36,13 @@ import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties, VariableByteIntegers
 
 from wrkr.backend import (
+    COPY_IDS,
+    COPY_RULE,
     ErrorRecord,
     Item,
     Message,
     State,
-    copy_id,
+    copy_metadata,
     from_micros,
     new_item_id,
     to_micros,
@@ -48,7 +50,6 @@ from wrkr.backend import (
 
 HEADER = "x-wrkr"
 VERSION = 1
-COPY_IDS, COPY_RULE = "copy_ids", "sha256"
 _REQUIRED = ("id", "name", "due", "created", "attempts", "errors")
 
 
@@ -92,11 +93,8 @@ class MQTTEnvelope:
 
         A message published before copy_ids existed keeps the id its publisher returned.
         """
-        if COPY_IDS not in self.meta:
-            return self
-        meta = {**self.meta, "id": copy_id(self.item_id, queue)}
-        del meta[COPY_IDS]
-        return MQTTEnvelope(meta, self.body)
+        meta = copy_metadata(self.meta, queue)
+        return self if meta is None else MQTTEnvelope(meta, self.body)
 
     def with_changes(self, **changes: Any) -> MQTTEnvelope:
         """Return a copy with some metadata fields replaced."""

@@ -38,12 +38,21 @@ from typing import Any
 import orjson
 import pika.spec  # type: ignore[import-untyped]
 
-from wrkr.backend import ErrorRecord, Item, Message, State, copy_id, from_micros, to_micros
+from wrkr.backend import (
+    COPY_IDS,
+    COPY_RULE,
+    ErrorRecord,
+    Item,
+    Message,
+    State,
+    copy_metadata,
+    from_micros,
+    to_micros,
+)
 from wrkr_rabbitmq._client import RabbitMQIncoming
 
 PERSISTENT = 2
 HEADER = "x-wrkr"
-COPY_IDS, COPY_RULE = "copy_ids", "sha256"
 _REQUIRED = ("id", "name", "due", "created", "attempts", "errors", "to")
 
 
@@ -89,11 +98,8 @@ class RabbitMQEnvelope:
 
         A message published before copy_ids existed keeps the id its publisher returned.
         """
-        if COPY_IDS not in self.meta:
-            return self
-        meta = {**self.meta, "id": copy_id(self.item_id, queue)}
-        del meta[COPY_IDS]
-        return RabbitMQEnvelope(meta, self.body)
+        meta = copy_metadata(self.meta, queue)
+        return self if meta is None else RabbitMQEnvelope(meta, self.body)
 
     def with_changes(self, **changes: Any) -> RabbitMQEnvelope:
         """Return a copy with some metadata fields replaced."""
