@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, NoReturn
 
 import orjson
@@ -99,8 +99,11 @@ class PostgresPool:
         """Close every connection (idempotent)."""
         await self._pool.close()
 
-    async def fetch(self, query: str, params: Params) -> list[Row]:
+    async def fetch(self, query: str, params: Params | Callable[[], Params]) -> list[Row]:
         """Run one statement (its own transaction) and return its rows.
+
+        `params` may be a function, called once a connection is at hand: for times that
+        must not go stale while a busy pool keeps the statement waiting.
 
         Rows come in binary: decoding a claimed batch costs about 40% less than text.
         A connection the server dropped (a restart) is found broken on first use; the
@@ -110,7 +113,8 @@ class PostgresPool:
             conn: psycopg.AsyncConnection[Any] | None = None
             try:
                 async with self._pool.connection() as conn:
-                    cur = await conn.execute(query, params, binary=True)
+                    cur = await conn.execute(query, params() if callable(params) else params,
+                                             binary=True)
                     return await cur.fetchall() if cur.description else []
             except psycopg.OperationalError as exc:
                 if attempt == 2 or conn is None or not conn.broken:

@@ -313,8 +313,10 @@ class PostgresStore(Store[PostgresReceipt]):
 
     async def take_slots(self, window: Window, wanted: int, now: datetime) -> int:
         """Record up to `wanted` starts in one locked statement; see `Store.take_slots`."""
-        params = {"window": window.key, "limit": window.limit, "period": window.period,
-                  "wanted": wanted, "now": now}
+        def params() -> dict[str, Any]:  # `now` as late as it can be: the stamp of a start
+            return {"window": window.key, "limit": window.limit, "period": window.period,
+                    "wanted": wanted, "now": max(now, self.clock.now())}
+
         return int((await self._fetch("take_slots", params, settle=True))[0][0])
 
     async def next_slot(self, window: Window, now: datetime) -> datetime | None:
@@ -383,7 +385,7 @@ class PostgresStore(Store[PostgresReceipt]):
                              "backend.open()`) first")
         return self._pools
 
-    async def _fetch(self, name: str, params: dict[str, Any], *,
+    async def _fetch(self, name: str, params: dict[str, Any] | Callable[[], dict[str, Any]], *,
                      settle: bool = False) -> list[Row]:
         pool = self._open_pools()[1 if settle else 0]
         return await pool.fetch(self.queries[name], params)
