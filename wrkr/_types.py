@@ -111,8 +111,11 @@ def copy_id(message_id: str, queue: str) -> str:
     return hashlib.sha256(f"{message_id}/{queue}".encode()).hexdigest()[:32]
 
 
-COPY_IDS, COPY_RULE = "copy_ids", "sha256"
-"""The broker metadata field saying that each queue's copy is named by `copy_id`."""
+COPY_IDS = "copy_ids"
+"""The broker metadata field saying that each queue's copy is named by a rule."""
+
+COPY_RULE = "sha256"
+"""The rule that field names: `copy_id`."""
 
 
 def copy_metadata(meta: Mapping[str, Any], queue: str) -> dict[str, Any] | None:
