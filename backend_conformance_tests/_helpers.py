@@ -78,6 +78,28 @@ def without(*capabilities: Capability) -> Callable[[F], F]:
     return mark
 
 
+STOP_BOUND = 30.0
+"""Seconds an app's stop may take at a test's end before the test fails saying where."""
+
+
+def waiting_tasks() -> str:
+    """Describe where every task of the running loop is suspended, innermost await first."""
+    lines = []
+    for task in asyncio.all_tasks():
+        frames: list[Any] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None:  # the chain of coroutines each awaits the next
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is None:
+                break
+            frames.append(frame)
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        where = " <- ".join(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 2)[-1]}"
+                            f":{frame.f_lineno})" for frame in reversed(frames[-4:]))
+        lines.append(f"  {task.get_name()}: {where or 'not started'}")
+    return "\n".join(sorted(lines))
+
+
 def utcnow() -> datetime:
     """Return the wall-clock time, aware UTC."""
     return datetime.now(UTC)
@@ -269,8 +291,13 @@ class SuiteBase:
 
         yield make
         for made in reversed(apps):
-            with contextlib.suppress(Exception):
-                await made.stop(timeout=1.0)
+            with contextlib.suppress(Exception):  # a test that broke its app failed already
+                try:
+                    async with asyncio.timeout(STOP_BOUND):
+                        await made.stop(timeout=1.0)
+                except TimeoutError:  # pytest's Failed is no Exception: it is not suppressed
+                    pytest.fail(f"app.stop(timeout=1.0) had not returned after "
+                                f"{STOP_BOUND:g}s; where each task waited:\n{waiting_tasks()}")
 
     @pytest_asyncio.fixture
     async def backend(self, backend_factory: BackendFactory) -> AsyncIterator[Backend]:
