@@ -244,17 +244,35 @@ class QueueConsumer:
                            "be interrupted, and its item stays ours until then",
                            self.queue, self._threads)
             await asyncio.wait(set(self._busy), timeout=STOP_GRACE)
-        for worker in self._workers:
-            worker.cancel()  # a settlement stuck on a dead backend: its lease brings it back
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        stuck = await self._end_workers()
         await self._leases.close()
-        if self._stream is not None:
+        if self._stream is not None and not stuck:  # a stuck worker is still inside it
             try:  # gives back what it claimed but did not yield
                 async with asyncio.timeout(STOP_GRACE):
                     await self._stream.aclose()
             except TimeoutError:
                 logger.warning("queue %s: could not give back its prefetched items in %gs; "
                                "they come back when their leases end", self.queue, STOP_GRACE)
+
+    async def _end_workers(self) -> set[asyncio.Task[None]]:
+        """Cancel every worker and wait for them, bounded; return those still running.
+
+        A stop must never hang on a worker. One still running is left to end when the
+        backend closes (its stream stops then); its items come back when their leases do.
+        """
+        for worker in self._workers:
+            worker.cancel()  # a settlement stuck on a dead backend: its lease brings it back
+        if not self._workers:
+            return set()
+        done, stuck = await asyncio.wait(set(self._workers), timeout=STOP_GRACE)
+        for worker in done:  # consumed, as a gather would: asyncio must not log them
+            if not worker.cancelled():
+                worker.exception()
+        if stuck:
+            logger.warning("queue %s: %d worker(s) had not ended %gs after being cancelled "
+                           "(%s); stopping without them", self.queue, len(stuck), STOP_GRACE,
+                           ", ".join(sorted(task.get_name() for task in stuck)))
+        return stuck
 
     # -- claiming ------------------------------------------------------------------
 
